@@ -1,0 +1,186 @@
+/*
+ * core/inbox.c - the MPSC inbox (see inbox.h for the protocol).
+ */
+#include "inbox.h"
+
+#include <string.h>
+#include <uv.h>
+#include <weft/error.h>
+
+#include "alloc.h"
+
+_Static_assert(sizeof(struct weft__inbox_slot) == 64, "one cache line per slot");
+
+int weft__inbox_init(struct weft__inbox *q, uint32_t capacity_pow2)
+{
+    memset(q, 0, sizeof(*q));
+    q->slots = weft__calloc(capacity_pow2, sizeof(*q->slots));
+    if (q->slots == NULL)
+        return UV_ENOMEM;
+    q->mask = capacity_pow2 - 1;
+    for (uint64_t i = 0; i < capacity_pow2; i++)
+        q->slots[i].seq = i;
+    pthread_mutex_init(&q->lock, NULL);
+    return 0;
+}
+
+void weft__inbox_destroy(struct weft__inbox *q)
+{
+    while (q->ov_head != NULL) {
+        struct weft__inbox_node *n = q->ov_head;
+        q->ov_head = n->next;
+        weft__free(n);
+    }
+    pthread_mutex_destroy(&q->lock);
+    weft__free(q->slots);
+    q->slots = NULL;
+}
+
+static bool claim_wake(struct weft__inbox *q)
+{
+    /* seq_cst load: ordered after our seq_cst publication (see inbox.h). */
+    if (!__atomic_load_n(&q->sleeping, __ATOMIC_SEQ_CST))
+        return false;
+    int one = 1;
+    return __atomic_compare_exchange_n(&q->sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_RELAXED);
+}
+
+static int post_overflow(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, uintptr_t b,
+                         uintptr_t c, uintptr_t d)
+{
+    struct weft__inbox_node *n = weft__malloc(sizeof(*n));
+    if (n == NULL)
+        return UV_ENOMEM;
+    n->next = NULL;
+    n->fn = fn;
+    n->a = a;
+    n->b = b;
+    n->c = c;
+    n->d = d;
+    pthread_mutex_lock(&q->lock);
+    if (q->ov_tail != NULL)
+        q->ov_tail->next = n;
+    else
+        q->ov_head = n;
+    q->ov_tail = n;
+    q->overflows++;
+    /* seq_cst store: the consumer's sleep check reads it (see inbox.h). */
+    __atomic_store_n(&q->overflowing, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&q->lock);
+    return 0;
+}
+
+int weft__inbox_post(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, uintptr_t b,
+                     uintptr_t c, uintptr_t d, bool *wake)
+{
+    int rc = 0;
+    *wake = false;
+    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
+        return WEFT_ECLOSED;
+    if (__atomic_load_n(&q->overflowing, __ATOMIC_ACQUIRE)) {
+        rc = post_overflow(q, fn, a, b, c, d);
+        goto out;
+    }
+    uint64_t pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
+    struct weft__inbox_slot *s;
+    for (;;) {
+        s = &q->slots[pos & q->mask];
+        /* acquire: pairs with the consumer's release that freed the slot,
+         * so our payload writes cannot overtake its reads. */
+        uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+        int64_t diff = (int64_t)(seq - pos);
+        if (diff == 0) {
+            if (__atomic_compare_exchange_n(&q->tail, &pos, pos + 1, true, __ATOMIC_SEQ_CST,
+                                            __ATOMIC_RELAXED))
+                break;
+        } else if (diff < 0) {
+            rc = post_overflow(q, fn, a, b, c, d);
+            goto out;
+        } else {
+            pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
+        }
+    }
+    s->fn = fn;
+    s->a = a;
+    s->b = b;
+    s->c = c;
+    s->d = d;
+    /* release: the payload is visible before the consumer sees the slot. */
+    __atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
+out:
+    if (rc == 0)
+        *wake = claim_wake(q);
+    return rc;
+}
+
+unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max)
+{
+    unsigned n = 0;
+    while (n < max) {
+        struct weft__inbox_slot *s = &q->slots[q->head & q->mask];
+        uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+        if (seq != q->head + 1) {
+            /* Empty, or a producer holds a ticket but has not published.
+             * Either way the ring is drained as far as it can be now. */
+            break;
+        }
+        weft__inbox_fn fn = s->fn;
+        uintptr_t a = s->a, b = s->b, c = s->c, d = s->d;
+        /* release: our reads of the payload finish before a producer may
+         * reuse the slot (one lap later). */
+        __atomic_store_n(&s->seq, q->head + q->mask + 1, __ATOMIC_RELEASE);
+        q->head++;
+        fn(ctx, a, b, c, d);
+        n++;
+    }
+    if (n < max && __atomic_load_n(&q->overflowing, __ATOMIC_ACQUIRE)) {
+        /* Drain the ring once more first: messages a producer put there
+         * before it saw the overflow flag are older than the list. */
+        while (n < max) {
+            struct weft__inbox_slot *s = &q->slots[q->head & q->mask];
+            if (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) != q->head + 1)
+                break;
+            weft__inbox_fn fn = s->fn;
+            uintptr_t a = s->a, b = s->b, c = s->c, d = s->d;
+            __atomic_store_n(&s->seq, q->head + q->mask + 1, __ATOMIC_RELEASE);
+            q->head++;
+            fn(ctx, a, b, c, d);
+            n++;
+        }
+        pthread_mutex_lock(&q->lock);
+        struct weft__inbox_node *list = q->ov_head;
+        q->ov_head = q->ov_tail = NULL;
+        __atomic_store_n(&q->overflowing, 0, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&q->lock);
+        while (list != NULL) {
+            struct weft__inbox_node *next = list->next;
+            list->fn(ctx, list->a, list->b, list->c, list->d);
+            weft__free(list);
+            list = next;
+            n++;
+        }
+    }
+    return n;
+}
+
+bool weft__inbox_pending(struct weft__inbox *q)
+{
+    return __atomic_load_n(&q->tail, __ATOMIC_SEQ_CST) != q->head ||
+           __atomic_load_n(&q->overflowing, __ATOMIC_SEQ_CST);
+}
+
+bool weft__inbox_prepare_sleep(struct weft__inbox *q)
+{
+    __atomic_store_n(&q->sleeping, 1, __ATOMIC_SEQ_CST);
+    if (weft__inbox_pending(q)) {
+        __atomic_store_n(&q->sleeping, 0, __ATOMIC_SEQ_CST);
+        return false;
+    }
+    return true;
+}
+
+void weft__inbox_end_sleep(struct weft__inbox *q)
+{
+    __atomic_store_n(&q->sleeping, 0, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,536 @@
+/*
+ * core/loop.c - the loop: object pools, timers, callbacks, the inbox and
+ * the scheduler tick.
+ *
+ * One tick: drain the inbox, fire due timers, run up to WEFT__TICK_BUDGET
+ * runnables from the ready queue (tasks switch straight to the next ready
+ * task while the budget lasts; see task.c), poll libuv without blocking if
+ * it has user handles, and block in libuv only when nothing is ready. Before
+ * blocking the loop announces it is going to sleep (inbox.h), so producers
+ * on other threads write the eventfd only then.
+ *
+ * Pools: tasks, futures and handles are carved from chunks and recycled
+ * through free lists; chunks are freed only when the loop closes, so a
+ * steady-state spawn/await/call_soon never calls the allocator and a stale
+ * pointer held by another thread always points at memory of the same type.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft/future.h>
+#include <weft/loop.h>
+
+#include "alloc.h"
+#include "loop_int.h"
+
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+__thread struct weft__loop *weft__tls_loop;
+
+void weft__assert_fail(const char *what, const char *file, int line)
+{
+    fprintf(stderr, "weft: assertion failed: %s (%s:%d)\n", what, file, line);
+    abort();
+}
+
+/* ---- pools ---------------------------------------------------------------- */
+
+#define CHUNK_OBJECTS 64
+
+static void *chunk_alloc(struct weft__loop *l, size_t obj_size)
+{
+    struct weft__chunk *c = weft__calloc(1, sizeof(*c) + 15 + CHUNK_OBJECTS * obj_size);
+    if (c == NULL)
+        return NULL;
+    c->next = l->chunks;
+    l->chunks = c;
+    return (void *)(((uintptr_t)(c + 1) + 15) & ~(uintptr_t)15);
+}
+
+struct weft__handle *weft__handle_get(struct weft__loop *l)
+{
+    if (weft__list_empty(&l->free_handles)) {
+        struct weft__handle *h = chunk_alloc(l, sizeof(*h));
+        if (h == NULL)
+            return NULL;
+        for (int i = 0; i < CHUNK_OBJECTS; i++) {
+            h[i].rn.kind = WEFT__RN_HANDLE;
+            h[i].loop = l;
+            h[i].tm.owner = WEFT__TM_HANDLE;
+            weft__list_push_back(&l->free_handles, &h[i].rn.link);
+        }
+    }
+    struct weft__list *n = weft__list_pop_front(&l->free_handles);
+    return WEFT_CONTAINER_OF(n, struct weft__handle, rn.link);
+}
+
+void weft__handle_put(struct weft__loop *l, struct weft__handle *h)
+{
+    h->gen++; /* outstanding weft_handle_t copies become stale */
+    h->state = WEFT__HS_FREE;
+    h->fut = NULL;
+    h->arg = NULL;
+    weft__list_push_front(&l->free_handles, &h->rn.link);
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+bool weft__loop_usable(struct weft__loop *l)
+{
+    return l != NULL && l->magic == WEFT__LOOP_MAGIC && l->initialised && !l->closed;
+}
+
+void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn)
+{
+    weft__list_push_back(&l->ready, &rn->link);
+}
+
+void weft__timer_arm(struct weft__loop *l, struct weft__timer *t, uint64_t deadline_ns)
+{
+    t->deadline_ns = deadline_ns;
+    t->seq = l->timer_seq++;
+    weft__heap_insert(&l->timers, t);
+}
+
+void weft__timer_disarm(struct weft__loop *l, struct weft__timer *t)
+{
+    if (t->armed)
+        weft__heap_remove(&l->timers, t);
+}
+
+uint64_t weft_loop_now_ns(void)
+{
+    return uv_hrtime();
+}
+
+uint64_t weft_loop_now(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+weft_loop_t *weft_loop_current(void)
+{
+    return weft__tls_loop ? weft__pub(weft__tls_loop) : NULL;
+}
+
+uv_loop_t *weft_loop_uv(weft_loop_t *loop)
+{
+    struct weft__loop *l = weft__L(loop);
+    return weft__loop_usable(l) ? &l->uv : NULL;
+}
+
+/* ---- init / close --------------------------------------------------------- */
+
+static void async_cb(uv_async_t *a)
+{
+    (void)a; /* the tick drains the inbox; this only ends the poll */
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    (void)t; /* the tick fires weft timers; this only ends the poll */
+}
+
+struct weft__stack_pool *weft__pool_for(struct weft__loop *l, size_t size)
+{
+    size_t want = weft__stack_round(size) + (l->compact ? 0 : WEFT__INLINE_RESERVE);
+    for (unsigned i = 0; i < l->npools; i++)
+        if (l->pools[i].size == want || l->compact)
+            return &l->pools[i];
+    if (l->npools == WEFT__MAX_POOLS)
+        return NULL;
+    if (weft__stack_pool_init(&l->pools[l->npools], want, false, 0) != 0)
+        return NULL;
+    return &l->pools[l->npools++];
+}
+
+int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
+{
+    if (loop == NULL)
+        return UV_EINVAL;
+    weft_loop_opts_t o = {0};
+    if (opts != NULL)
+        o = *opts;
+    if (o.stack_mode != WEFT_STACK_GUARDED && o.stack_mode != WEFT_STACK_COMPACT)
+        return UV_EINVAL;
+    if (o.stack_size != 0 && (o.stack_size < 8192 || o.stack_size > ((size_t)1 << 30)))
+        return UV_EINVAL;
+    struct weft__loop *l = weft__L(loop);
+    memset(l, 0, sizeof(*l));
+    l->compact = o.stack_mode == WEFT_STACK_COMPACT;
+    l->default_stack = weft__stack_round(o.stack_size);
+    if (l->compact) {
+        size_t shared = weft__stack_round(o.shared_stack_size ? o.shared_stack_size : 256u * 1024u);
+        if (shared < l->default_stack)
+            shared = l->default_stack;
+        if (weft__stack_pool_init(&l->pools[0], l->default_stack, true, shared) != 0)
+            return UV_ENOMEM;
+    } else if (weft__stack_pool_init(&l->pools[0], l->default_stack + WEFT__INLINE_RESERVE, false,
+                                     0) != 0) {
+        return UV_ENOMEM;
+    }
+    l->npools = 1;
+    int rc = weft__inbox_init(&l->inbox, WEFT__INBOX_SLOTS);
+    if (rc != 0)
+        goto fail_pools;
+    rc = uv_loop_init(&l->uv);
+    if (rc != 0)
+        goto fail_inbox;
+    rc = uv_async_init(&l->uv, &l->async, async_cb);
+    if (rc != 0)
+        goto fail_uv;
+    uv_unref((uv_handle_t *)&l->async);
+    uv_timer_init(&l->uv, &l->uv_timer);
+    uv_unref((uv_handle_t *)&l->uv_timer);
+    weft__list_init(&l->ready);
+    weft__list_init(&l->free_tasks);
+    weft__list_init(&l->free_handles);
+    weft__list_init(&l->all_tasks);
+    weft__heap_init(&l->timers);
+    l->next_task_id = 1;
+    l->magic = WEFT__LOOP_MAGIC;
+    l->initialised = true;
+    return 0;
+
+fail_uv:
+    uv_loop_close(&l->uv);
+fail_inbox:
+    weft__inbox_destroy(&l->inbox);
+fail_pools:
+    weft__stack_pool_destroy(&l->pools[0]);
+    memset(l, 0, sizeof(*l));
+    return rc == UV_ENOMEM || rc == 0 ? UV_ENOMEM : rc;
+}
+
+int weft_loop_close(weft_loop_t *loop)
+{
+    struct weft__loop *l = weft__L(loop);
+    if (l == NULL || l->magic != WEFT__LOOP_MAGIC)
+        return UV_EINVAL;
+    if (l->closed)
+        return WEFT_ECLOSED;
+    if (l->running || l->st.tasks_live > 0 || !weft__list_empty(&l->ready) ||
+        l->timers.count > 0 || weft__inbox_pending(&l->inbox) || uv_loop_alive(&l->uv))
+        return UV_EBUSY;
+    __atomic_store_n(&l->inbox.closed, 1, __ATOMIC_RELEASE);
+    uv_close((uv_handle_t *)&l->async, NULL);
+    uv_close((uv_handle_t *)&l->uv_timer, NULL);
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&l->uv);
+    WEFT_ASSERT(rc == 0);
+    /* Messages that raced with the close flag are dropped with the inbox. */
+    weft__inbox_destroy(&l->inbox);
+    for (unsigned i = 0; i < l->npools; i++)
+        weft__stack_pool_destroy(&l->pools[i]);
+    /* Pooled futures own their messages until recycled. */
+    for (struct weft_future *f = l->free_futures; f != NULL; f = f->result)
+        WEFT_ASSERT(f->msg == NULL);
+    while (l->chunks != NULL) {
+        struct weft__chunk *c = l->chunks;
+        l->chunks = c->next;
+        weft__free(c);
+    }
+    l->closed = true;
+    return 0;
+}
+
+/* ---- callbacks ------------------------------------------------------------ */
+
+static int schedule(struct weft__loop *l, uint64_t deadline_ns, bool timed, weft_cb_fn fn,
+                    void *arg, weft_handle_t *out)
+{
+    if (fn == NULL || l == NULL || l->magic != WEFT__LOOP_MAGIC)
+        return UV_EINVAL;
+    if (!weft__loop_usable(l))
+        return WEFT_ECLOSED;
+    if (l->running && weft__tls_loop != l)
+        return WEFT_EWRONGLOOP;
+    struct weft__handle *h = weft__handle_get(l);
+    if (h == NULL)
+        return UV_ENOMEM;
+    h->what = WEFT__H_CALLBACK;
+    h->u.fn = fn;
+    h->arg = arg;
+    if (timed) {
+        h->state = WEFT__HS_TIMER;
+        weft__timer_arm(l, &h->tm, deadline_ns);
+    } else {
+        h->state = WEFT__HS_READY;
+        weft__ready_push(l, &h->rn);
+    }
+    if (out != NULL) {
+        out->weft__node = h;
+        out->weft__gen = h->gen;
+    }
+    return 0;
+}
+
+int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg, weft_handle_t *out)
+{
+    return schedule(weft__L(loop), 0, false, fn, arg, out);
+}
+
+int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *arg,
+                    weft_handle_t *out)
+{
+    if (delay_ms > UINT64_MAX / 2000000u)
+        return UV_EINVAL;
+    return schedule(weft__L(loop), uv_hrtime() + delay_ms * 1000000u, true, fn, arg, out);
+}
+
+int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg,
+                 weft_handle_t *out)
+{
+    if (when_ms > UINT64_MAX / 2000000u)
+        return UV_EINVAL;
+    return schedule(weft__L(loop), when_ms * 1000000u, true, fn, arg, out);
+}
+
+int weft_handle_cancel(weft_handle_t hd)
+{
+    struct weft__handle *h = hd.weft__node;
+    if (h == NULL)
+        return UV_EINVAL;
+    if (h->gen != hd.weft__gen || h->what != WEFT__H_CALLBACK)
+        return UV_ENOENT;
+    struct weft__loop *l = h->loop;
+    if (h->state == WEFT__HS_TIMER)
+        weft__timer_disarm(l, &h->tm);
+    else if (h->state == WEFT__HS_READY)
+        weft__list_remove(&h->rn.link);
+    else
+        return UV_ENOENT; /* running now */
+    weft__handle_put(l, h);
+    return 0;
+}
+
+/* ---- the inbox ------------------------------------------------------------ */
+
+int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
+               uintptr_t d)
+{
+    bool wake;
+    int rc = weft__inbox_post(&l->inbox, fn, a, b, c, d, &wake);
+    if (rc == 0 && wake)
+        uv_async_send(&l->async);
+    return rc;
+}
+
+static void run_posted_callback(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
+{
+    (void)ctx;
+    (void)c;
+    (void)d;
+    weft_cb_fn fn;
+    memcpy(&fn, &a, sizeof(fn));
+    fn((void *)b);
+}
+
+int weft_call_soon_threadsafe(weft_loop_t *loop, weft_cb_fn fn, void *arg)
+{
+    struct weft__loop *l = weft__L(loop);
+    if (l == NULL || fn == NULL || l->magic != WEFT__LOOP_MAGIC)
+        return UV_EINVAL;
+    if (l->closed)
+        return WEFT_ECLOSED;
+    uintptr_t a;
+    memcpy(&a, &fn, sizeof(a));
+    return weft__post(l, run_posted_callback, a, (uintptr_t)arg, 0, 0);
+}
+
+/* ---- the tick ------------------------------------------------------------- */
+
+void weft__handle_run(struct weft__loop *l, struct weft__handle *h)
+{
+    l->st.callbacks_run++;
+    h->state = WEFT__HS_RUNNING;
+    switch (h->what) {
+    case WEFT__H_CALLBACK:
+        h->u.fn(h->arg);
+        break;
+    case WEFT__H_FUTURE_CB:
+        h->u.ffn(h->fut, h->arg);
+        weft_future_unref(h->fut);
+        break;
+    case WEFT__H_REMOTE_WAKE: {
+        struct weft_future *f = h->fut;
+        /* Wake-up message: a = task, b = wait_seq, c = code, d = result. */
+        int rc = weft__post(h->rloop, weft__task_remote_wake, (uintptr_t)h->rtask, h->rseq,
+                            (uintptr_t)(intptr_t)f->err, (uintptr_t)f->result);
+        WEFT_ASSERT(rc == 0 || rc == WEFT_ECLOSED);
+        weft_future_unref(f);
+        break;
+    }
+    default:
+        WEFT_ASSERT(!"bad handle");
+    }
+    weft__handle_put(l, h);
+}
+
+static unsigned drain_inbox(struct weft__loop *l)
+{
+    unsigned n = weft__inbox_drain(&l->inbox, l, WEFT__INBOX_SLOTS);
+    l->st.threadsafe_received += n;
+    return n;
+}
+
+static void fire_timers(struct weft__loop *l)
+{
+    uint64_t now = uv_hrtime();
+    struct weft__timer *m;
+    while ((m = weft__heap_min(&l->timers)) != NULL && m->deadline_ns <= now) {
+        weft__heap_remove(&l->timers, m);
+        if (m->owner == WEFT__TM_HANDLE) {
+            struct weft__handle *h = WEFT_CONTAINER_OF(m, struct weft__handle, tm);
+            h->state = WEFT__HS_READY;
+            weft__ready_push(l, &h->rn);
+        } else {
+            weft__task_timer_fired(l, m);
+        }
+    }
+}
+
+static void run_ready(struct weft__loop *l)
+{
+    uint64_t t0 = uv_hrtime();
+    l->budget = WEFT__TICK_BUDGET;
+    while (l->budget > 0) {
+        struct weft__list *n = weft__list_pop_front(&l->ready);
+        if (n == NULL)
+            break;
+        l->budget--;
+        struct weft__rnode *rn = WEFT_CONTAINER_OF(n, struct weft__rnode, link);
+        if (rn->kind == WEFT__RN_TASK)
+            weft__sched_run_task(l, WEFT_CONTAINER_OF(rn, struct weft_task, rn));
+        else
+            weft__handle_run(l, WEFT_CONTAINER_OF(rn, struct weft__handle, rn));
+    }
+    uint64_t lag = uv_hrtime() - t0;
+    if (lag > l->st.max_lag_ns)
+        l->st.max_lag_ns = lag;
+}
+
+static void block(struct weft__loop *l)
+{
+    if (!weft__inbox_prepare_sleep(&l->inbox))
+        return;
+    struct weft__timer *m = weft__heap_min(&l->timers);
+    if (m != NULL) {
+        uint64_t now = uv_hrtime();
+        uint64_t ms = m->deadline_ns > now ? (m->deadline_ns - now + 999999u) / 1000000u : 0;
+        uv_update_time(&l->uv);
+        uv_timer_start(&l->uv_timer, timer_cb, ms, 0);
+    }
+    l->st.wakeups++;
+    uv_ref((uv_handle_t *)&l->async);
+    uv_run(&l->uv, UV_RUN_ONCE);
+    uv_unref((uv_handle_t *)&l->async);
+    if (m != NULL)
+        uv_timer_stop(&l->uv_timer);
+    weft__inbox_end_sleep(&l->inbox);
+}
+
+int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
+{
+    if (l == NULL || l->magic != WEFT__LOOP_MAGIC)
+        return UV_EINVAL;
+    if (l->closed)
+        return WEFT_ECLOSED;
+    if (l->running || weft__tls_loop != NULL)
+        return WEFT_EREENTRANT;
+    l->running = true;
+    l->stopping = false;
+    l->thread = pthread_self();
+    weft__tls_loop = l;
+#if defined(__SANITIZE_THREAD__)
+    l->sched_tsan_fiber = __tsan_get_current_fiber();
+#endif
+    for (;;) {
+        l->st.iterations++;
+        if (weft__inbox_pending(&l->inbox))
+            drain_inbox(l);
+        if (l->timers.count > 0)
+            fire_timers(l);
+        if (!weft__list_empty(&l->ready))
+            run_ready(l);
+        if (l->stopping || (until != NULL && until->state != WEFT__F_PENDING))
+            break;
+        if (!weft__list_empty(&l->ready)) {
+            if (uv_loop_alive(&l->uv))
+                uv_run(&l->uv, UV_RUN_NOWAIT);
+            continue;
+        }
+        if (l->timers.count == 0 && l->st.tasks_live == 0 && !uv_loop_alive(&l->uv) &&
+            !weft__inbox_pending(&l->inbox))
+            break;
+        block(l);
+    }
+    weft__tls_loop = NULL;
+    l->running = false;
+    return 0;
+}
+
+int weft_loop_run(weft_loop_t *loop)
+{
+    return weft__loop_run_until(weft__L(loop), NULL);
+}
+
+void weft_loop_stop(weft_loop_t *loop)
+{
+    struct weft__loop *l = weft__L(loop);
+    if (l != NULL && l->magic == WEFT__LOOP_MAGIC)
+        l->stopping = true;
+}
+
+/* ---- observability -------------------------------------------------------- */
+
+void weft_loop_stats(const weft_loop_t *loop, weft_loop_stats_t *out)
+{
+    if (out == NULL)
+        return;
+    memset(out, 0, sizeof(*out));
+    const struct weft__loop *l = (const struct weft__loop *)(const void *)loop;
+    if (l == NULL || l->magic != WEFT__LOOP_MAGIC)
+        return;
+    *out = l->st;
+    out->inbox_overflows = __atomic_load_n(&l->inbox.overflows, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < l->npools; i++) {
+        out->stacks_in_use += l->pools[i].in_use;
+        out->stacks_pooled += l->pools[i].pooled;
+    }
+}
+
+int weft_loop_dump(const weft_loop_t *loop, FILE *out)
+{
+    const struct weft__loop *l = (const struct weft__loop *)(const void *)loop;
+    if (l == NULL || out == NULL || l->magic != WEFT__LOOP_MAGIC || l->closed)
+        return UV_EINVAL;
+    int n = 0;
+    fprintf(out, "weft loop %p: %" PRIu64 " live tasks, %zu timers\n", (const void *)l,
+            l->st.tasks_live, l->timers.count);
+    for (const struct weft__list *it = l->all_tasks.next; it != &l->all_tasks; it = it->next) {
+        const struct weft_task *t = WEFT_CONTAINER_OF(it, struct weft_task, all);
+        char what[96];
+        if (t->inline_child != NULL)
+            snprintf(what, sizeof(what), "task %" PRIu64 " (inline)", t->inline_child->id);
+        else if (t->awaiting != NULL && t->awaiting->is_task)
+            snprintf(what, sizeof(what), "task %" PRIu64,
+                     ((const struct weft_task *)(const void *)t->awaiting)->id);
+        else if (t->awaiting != NULL)
+            snprintf(what, sizeof(what), "future %p%s", (const void *)t->awaiting,
+                     t->remote_wait ? " (other loop)" : "");
+        else if (t->tm.armed)
+            snprintf(what, sizeof(what), "sleep");
+        else if (t->queued)
+            snprintf(what, sizeof(what), "ready");
+        else
+            snprintf(what, sizeof(what), "-");
+        fprintf(out, "  task %" PRIu64 " %-20s %-10s awaits %-24s spawned at %s:%d\n", t->id,
+                t->name ? t->name : "-", weft_task_state_name((weft_task_state_t)t->state), what,
+                t->file ? t->file : "?", t->line);
+        n++;
+    }
+    return n;
+}

@@ -1,0 +1,211 @@
+/*
+ * core/loop_int.h - the private structures of a loop, its tasks, futures and
+ * callback handles (internal to core/).
+ *
+ * Everything here belongs to one loop and is touched only on its thread; the
+ * only cross-thread entry is the inbox. Objects come from per-loop free lists
+ * and are never returned to the allocator before the loop closes, which is
+ * what lets a stale cross-thread message be recognised by a generation
+ * number instead of crashing.
+ *
+ * The ready queue holds "runnables": tasks to resume and callback handles to
+ * run, in one FIFO, so call_soon callbacks, done callbacks and woken tasks
+ * keep asyncio's global order. A future's waiter list holds runnables too (a
+ * waiting task, or a done-callback handle), so completion moves them to the
+ * ready queue in registration order.
+ */
+#ifndef WEFT_CORE_LOOP_INT_H
+#define WEFT_CORE_LOOP_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include <weft/loop.h>
+#include <weft/task.h>
+
+#include "heap.h"
+#include "inbox.h"
+#include "list.h"
+#include "stack.h"
+
+#define WEFT_ASSERT(cond)                                                                          \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0))                                                          \
+            weft__assert_fail(#cond, __FILE__, __LINE__);                                          \
+    } while (0)
+__attribute__((noreturn)) void weft__assert_fail(const char *what, const char *file, int line);
+
+enum { WEFT__RN_TASK = 1, WEFT__RN_HANDLE = 2 };
+enum { WEFT__TM_HANDLE = 1, WEFT__TM_TASK = 2 };
+
+#define WEFT__MAX_POOLS 4
+/* Extra stack mapped above what a task asks for: room for children that
+ * start inline on the task's stack (see task.c), so every task still gets
+ * its full requested size. */
+#define WEFT__INLINE_RESERVE (16u * 1024u)
+#define WEFT__INBOX_SLOTS 4096u
+#define WEFT__TICK_BUDGET 256
+
+struct weft__chunk {
+    struct weft__chunk *next;
+};
+
+struct weft__rnode {
+    struct weft__list link; /* ready queue, a future's waiters, or a free list */
+    uint8_t kind;
+};
+
+/* What a handle does when it runs. */
+enum {
+    WEFT__H_CALLBACK = 1,  /* fn(arg): call_soon / call_later / call_at */
+    WEFT__H_FUTURE_CB,     /* ffn(fut, arg): a done callback */
+    WEFT__H_REMOTE_WAKE,   /* post a foreign waiter's wake-up to its loop */
+};
+
+enum { WEFT__HS_FREE = 0, WEFT__HS_READY, WEFT__HS_TIMER, WEFT__HS_WAITING, WEFT__HS_RUNNING };
+
+struct weft__loop;
+
+struct weft__handle {
+    struct weft__rnode rn;
+    struct weft__timer tm;
+    struct weft__loop *loop;
+    uint64_t gen;
+    uint8_t what, state;
+    union {
+        weft_cb_fn fn;
+        weft_future_cb ffn;
+    } u;
+    void *arg;
+    weft_future_t *fut;   /* FUTURE_CB / REMOTE_WAKE: the future (referenced) */
+    /* REMOTE_WAKE: who waits, on which loop */
+    struct weft__loop *rloop;
+    struct weft_task *rtask;
+    uint32_t rseq;
+};
+
+enum {
+    WEFT__F_PENDING = 0,
+    WEFT__F_DONE,
+    WEFT__F_FAILED,
+    WEFT__F_CANCELLED,
+};
+
+struct weft_future {
+    struct weft__loop *loop;
+    void *result;
+    char *msg;                 /* owned copy of the error message, or NULL */
+    struct weft__list waiters; /* rnodes: tasks and done-callback handles */
+    uint32_t refs;
+    uint32_t gen;              /* bumped when recycled; atomic (read by other threads) */
+    int err;                   /* 0, the failure code, or UV_ECANCELED */
+    uint8_t state;
+    bool is_task;
+};
+
+struct weft_task {
+    struct weft_future fut;    /* a task is a future (first member) */
+    struct weft__rnode rn;     /* ready queue or a future's waiter list */
+    struct weft__list all;     /* loop's list of live tasks (dump) */
+    struct weft__stack *stk;   /* own stack, or the host's when inline */
+    weft_task_fn fn;
+    void *arg;
+    weft_future_t *awaiting;   /* what it waits for (dump, cancel) */
+    struct weft_task *inline_child; /* child running inline on our stack */
+    struct weft__timer tm;     /* sleep / await timeout */
+    const char *name;
+    const char *file;
+    uint64_t id;
+    uint32_t stack_size;
+    int line;
+    int wake_code;             /* what the pending suspension returns */
+    uint32_t wait_seq;         /* per-suspension number (remote wake-ups) */
+    uint8_t state;             /* weft_task_state_t */
+    bool queued;               /* in the ready queue */
+    bool cancel_pending;       /* deliver UV_ECANCELED at the next suspension */
+    bool remote_wait;          /* waiting on another loop's future */
+    void *remote_result;
+    int remote_err;
+};
+
+struct weft__loop {
+    /* Hot scheduling state first. */
+    struct weft_task *current;  /* running task, NULL in the scheduler */
+    struct weft__list ready;    /* rnodes */
+    int budget;                 /* runnables left in this tick */
+    bool compact;
+    struct weft__stack sched;   /* the scheduler's context (thread stack) */
+    struct weft_task *zombie;   /* finished task whose stack is still in use */
+    struct weft__stack_pool pools[WEFT__MAX_POOLS]; /* [0]: default size */
+    unsigned npools;
+    size_t default_stack;
+    struct weft__chunk *chunks; /* every pooled object's memory */
+
+    /* Free lists (rnode-linked for tasks/handles, cheap singly for futures). */
+    struct weft__list free_tasks;
+    struct weft__list free_handles;
+    struct weft_future *free_futures; /* linked through ->result */
+
+    struct weft__heap timers;
+    uint64_t timer_seq;
+    uint64_t next_task_id;
+    struct weft__list all_tasks;
+
+    uv_loop_t uv;
+    uv_async_t async;
+    uv_timer_t uv_timer;
+    struct weft__inbox inbox;
+
+    weft_loop_stats_t st;
+    pthread_t thread;
+    bool running, stopping, closed, initialised;
+    void *sched_tsan_fiber;
+    const void *sched_asan_bottom;
+    size_t sched_asan_size;
+    uint32_t magic;
+};
+
+#define WEFT__LOOP_MAGIC 0x77656674u /* "weft" */
+
+_Static_assert(sizeof(struct weft__loop) <= WEFT_LOOP_SIZE, "WEFT_LOOP_SIZE too small");
+
+static inline struct weft__loop *weft__L(weft_loop_t *l)
+{
+    return (struct weft__loop *)(void *)l;
+}
+static inline weft_loop_t *weft__pub(struct weft__loop *l)
+{
+    return (weft_loop_t *)(void *)l;
+}
+
+extern __thread struct weft__loop *weft__tls_loop;
+
+/* loop.c */
+void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn);
+struct weft__handle *weft__handle_get(struct weft__loop *l);
+void weft__handle_put(struct weft__loop *l, struct weft__handle *h);
+void weft__timer_arm(struct weft__loop *l, struct weft__timer *t, uint64_t deadline_ns);
+void weft__timer_disarm(struct weft__loop *l, struct weft__timer *t);
+int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
+               uintptr_t d);
+bool weft__loop_usable(struct weft__loop *l);
+int weft__loop_run_until(struct weft__loop *l, weft_future_t *until);
+
+/* task.c */
+struct weft__stack_pool *weft__pool_for(struct weft__loop *l, size_t size);
+void weft__task_wake(struct weft_task *t, int code);
+void weft__task_timer_fired(struct weft__loop *l, struct weft__timer *tm);
+void weft__sched_run_task(struct weft__loop *l, struct weft_task *t);
+void weft__task_free(struct weft_task *t);
+void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d);
+
+/* future.c */
+void weft__future_init(struct weft_future *f, struct weft__loop *l, bool is_task);
+/* Complete f (pending only; UV_EINVAL otherwise). Takes ownership of msg. */
+int weft__future_complete(struct weft_future *f, uint8_t state, void *result, int err, char *msg);
+int weft__future_outcome(const struct weft_future *f, void **result);
+void weft__future_add_waiter(struct weft_future *f, struct weft__rnode *rn);
+void weft__handle_run(struct weft__loop *l, struct weft__handle *h);
+void weft__future_remote_await(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d);
+
+#endif /* WEFT_CORE_LOOP_INT_H */

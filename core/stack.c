@@ -1,0 +1,216 @@
+/*
+ * core/stack.c - stack slabs, guard pages and the pool (see stack.h).
+ */
+#include "stack.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "alloc.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#define PAGE 4096u
+#define DEFAULT_STACK (64u * 1024u)
+#define FIRST_SLAB 8u
+#define MAX_SLAB 1024u
+
+/* Guard strategy, decided once per process: 0 unknown, 1 madvise guard
+ * (no VMA split), 2 mprotect. */
+static int guard_kind;
+static long mprotect_budget = -1;
+
+size_t weft__stack_round(size_t size)
+{
+    if (size == 0)
+        size = DEFAULT_STACK;
+    return (size + PAGE - 1) & ~(size_t)(PAGE - 1);
+}
+
+static long read_max_map_count(void)
+{
+    long v = 65530;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = 65530;
+        fclose(f);
+    }
+    return v;
+}
+
+/* Install a guard page at g. Returns true if the page is guarded. */
+static bool install_guard(char *g)
+{
+    if (guard_kind != 2) {
+        if (madvise(g, PAGE, MADV_GUARD_INSTALL) == 0) {
+            guard_kind = 1;
+            return true;
+        }
+        if (guard_kind == 1)
+            return false; /* worked before: a real failure */
+        guard_kind = 2;
+        mprotect_budget = read_max_map_count() / 2 - 4096;
+    }
+    if (mprotect_budget <= 0)
+        return false;
+    if (mprotect(g, PAGE, PROT_NONE) != 0)
+        return false;
+    mprotect_budget -= 2;
+    return true;
+}
+
+static int add_slab(struct weft__stack_pool *p, size_t count, size_t stride)
+{
+    size_t len = count * stride;
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    if (map == MAP_FAILED)
+        return UV_ENOMEM;
+    /* One allocation for the slab record and its descriptors. */
+    struct weft__stack_slab *slab =
+        weft__calloc(1, sizeof(*slab) + count * sizeof(struct weft__stack));
+    if (slab == NULL) {
+        munmap(map, len);
+        return UV_ENOMEM;
+    }
+    slab->map = map;
+    slab->map_len = len;
+    slab->next = p->slabs;
+    p->slabs = slab;
+    struct weft__stack *d = (struct weft__stack *)(slab + 1);
+    /* Push in reverse so the lowest stack is handed out first. */
+    for (size_t i = count; i-- > 0;) {
+        char *base = (char *)map + i * stride;
+        if (!install_guard(base))
+            p->unguarded++;
+        d[i].lo = base + PAGE;
+        d[i].size = stride - PAGE;
+        d[i].pool = p;
+        d[i].next = p->free;
+        p->free = &d[i];
+        p->pooled++;
+    }
+    return 0;
+}
+
+int weft__stack_pool_init(struct weft__stack_pool *p, size_t size, bool compact,
+                          size_t shared_size)
+{
+    memset(p, 0, sizeof(*p));
+    p->size = weft__stack_round(size);
+    p->compact = compact;
+    p->next_slab_count = FIRST_SLAB;
+    if (!compact)
+        return 0;
+    size_t shared = weft__stack_round(shared_size ? shared_size : 256u * 1024u);
+    if (add_slab(p, 1, shared + PAGE) != 0)
+        return UV_ENOMEM;
+    p->shared = p->free;
+    p->free = NULL;
+    p->pooled = 0;
+    return 0;
+}
+
+void weft__stack_pool_destroy(struct weft__stack_pool *p)
+{
+    /* COMPACT descriptors are individually allocated; free the pooled ones. */
+    if (p->compact) {
+        while (p->free != NULL) {
+            struct weft__stack *s = p->free;
+            p->free = s->next;
+            weft__free(s->image);
+            weft__free(s);
+        }
+    }
+    while (p->slabs != NULL) {
+        struct weft__stack_slab *s = p->slabs;
+        p->slabs = s->next;
+        munmap(s->map, s->map_len);
+        weft__free(s);
+    }
+    memset(p, 0, sizeof(*p));
+}
+
+struct weft__stack *weft__stack_get(struct weft__stack_pool *p)
+{
+    struct weft__stack *s = p->free;
+    if (s == NULL) {
+        if (p->compact) {
+            s = weft__calloc(1, sizeof(*s));
+            if (s == NULL)
+                return NULL;
+            s->lo = p->shared->lo;
+            s->size = p->shared->size;
+            s->pool = p;
+            p->in_use++;
+            return s;
+        }
+        if (add_slab(p, p->next_slab_count, p->size + PAGE) != 0)
+            return NULL;
+        if (p->next_slab_count < MAX_SLAB)
+            p->next_slab_count *= 2;
+        s = p->free;
+    }
+    p->free = s->next;
+    s->next = NULL;
+    s->sp = NULL;
+    s->image_len = 0;
+    p->pooled--;
+    p->in_use++;
+    return s;
+}
+
+void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s)
+{
+    if (p->compact && p->on_shared == s)
+        p->on_shared = NULL;
+    s->sp = NULL;
+    s->image_len = 0;
+    s->next = p->free;
+    p->free = s;
+    p->in_use--;
+    p->pooled++;
+}
+
+int weft__stack_activate(struct weft__stack_pool *p, struct weft__stack *s)
+{
+    if (p->on_shared == s)
+        return 0;
+    char *top = p->shared->lo + p->shared->size;
+    struct weft__stack *old = p->on_shared;
+    if (old != NULL && old->sp != NULL) {
+        size_t len = (size_t)(top - (char *)old->sp);
+        if (len > old->image_cap) {
+            void *img = weft__realloc(old->image, len);
+            if (img == NULL)
+                return UV_ENOMEM;
+            old->image = img;
+            old->image_cap = len;
+        }
+        /* The shared stack holds ASan redzones of the frames being saved;
+         * copy them as plain bytes. */
+        UNPOISON(old->sp, len);
+        memcpy(old->image, old->sp, len);
+        old->image_len = len;
+    }
+    if (s->sp != NULL && s->image_len > 0) {
+        UNPOISON(top - s->image_len, s->image_len);
+        memcpy(top - s->image_len, s->image, s->image_len);
+    }
+    p->on_shared = s;
+    return 0;
+}

@@ -1,0 +1,74 @@
+/*
+ * core/stack.h - task stacks and their per-loop pool (internal).
+ *
+ * GUARDED mode: stacks of one size are carved from slabs (one mmap holds many
+ * stacks), each with a guard page below it. The guard is installed with
+ * madvise(MADV_GUARD_INSTALL) (Linux >= 6.13), which protects the page
+ * without splitting the mapping, so 100,000 guarded stacks cost a handful of
+ * kernel mappings instead of 200,000 (vm.max_map_count is 65,530 by default).
+ * On older kernels it falls back to mprotect(PROT_NONE), two mappings per
+ * stack, while under a budget of half of vm.max_map_count; past that budget
+ * stacks get no guard page (counted in weft__stack_pool.unguarded).
+ * Stacks are reused LIFO (the most recently used one is the warmest) and
+ * never unmapped before the pool is destroyed.
+ *
+ * COMPACT mode: every task runs on one shared guarded stack; its descriptor
+ * keeps a heap copy (image) of its live frames while another task uses the
+ * shared stack. See task.c for when images are swapped.
+ *
+ * A descriptor also holds the saved stack pointer of the context that is
+ * suspended on it: only the topmost context of a stack can be suspended
+ * (inline children run above their awaiting parent on the parent's stack).
+ */
+#ifndef WEFT_CORE_STACK_H
+#define WEFT_CORE_STACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct weft__stack {
+    char *lo;                  /* lowest usable byte (just above the guard) */
+    size_t size;               /* usable bytes */
+    void *sp;                  /* saved sp of the suspended context on it */
+    struct weft__stack *next;  /* free list */
+    void *image;               /* COMPACT: saved frames while swapped out */
+    size_t image_len, image_cap;
+    void *tsan_fiber;          /* TSan fiber of this stack, if any */
+    struct weft__stack_pool *pool; /* where it returns */
+};
+
+struct weft__stack_slab {
+    struct weft__stack_slab *next;
+    void *map;
+    size_t map_len;
+};
+
+struct weft__stack_pool {
+    size_t size;                      /* usable bytes per stack */
+    bool compact;
+    struct weft__stack *free;         /* GUARDED: reusable stacks */
+    struct weft__stack_slab *slabs;
+    size_t next_slab_count;           /* stacks in the next slab */
+    uint64_t in_use, pooled, unguarded;
+    /* COMPACT */
+    struct weft__stack *shared;       /* the shared stack itself */
+    struct weft__stack *on_shared;    /* descriptor whose frames are live */
+};
+
+int weft__stack_pool_init(struct weft__stack_pool *p, size_t size, bool compact,
+                          size_t shared_size);
+void weft__stack_pool_destroy(struct weft__stack_pool *p);
+/* A stack (GUARDED) or a descriptor on the shared stack (COMPACT); NULL on
+ * out of memory. */
+struct weft__stack *weft__stack_get(struct weft__stack_pool *p);
+void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s);
+/* COMPACT: make `s` the descriptor whose frames are on the shared stack,
+ * saving the current owner's frames first. Must run off the shared stack.
+ * Returns 0 or UV_ENOMEM. */
+int weft__stack_activate(struct weft__stack_pool *p, struct weft__stack *s);
+
+/* Round up to whole pages; 0 -> default. */
+size_t weft__stack_round(size_t size);
+
+#endif /* WEFT_CORE_STACK_H */

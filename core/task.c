@@ -1,0 +1,716 @@
+/*
+ * core/task.c - tasks: spawn, the switch protocol, suspension points,
+ * awaiting (same loop, inline, other loop), cancellation, weft_run.
+ *
+ * Switch protocol. A suspending task picks the next runnable itself: if the
+ * head of the ready queue is a task and the tick budget lasts, it switches
+ * straight to it (one switch per hand-over); otherwise it switches to the
+ * scheduler context (the thread's own stack, in loop.c). Every place where a
+ * switch lands calls after_switch(), which recycles the stack of a task that
+ * finished and switched away for the last time (l->zombie): a stack can only
+ * be released once nobody runs on it.
+ *
+ * Lazy stacks. A CREATED task owns no stack; it gets one when it first runs.
+ * A task that awaits a CREATED task of its own loop runs it inline - a plain
+ * call on its own stack, above its own frames - when there is room for the
+ * child's full stack size (every stack is mapped WEFT__INLINE_RESERVE larger
+ * than asked for this). The awaiter cannot run before the child finishes, so
+ * nothing else ever needs the frames below. The child keeps its identity:
+ * when it suspends, its context is saved on the shared stack descriptor and
+ * it is resumed like any task. This is asyncio's `await coro()` and it keeps
+ * trees of tasks (skynet) depth-first with a handful of stacks in use.
+ *
+ * COMPACT loops switch only through the scheduler, which swaps frame images
+ * on the shared stack (stack.c) while it runs on the thread's stack.
+ *
+ * Sanitizers: every switch tells ASan (start/finish_switch_fiber) and TSan
+ * (one fiber per stack) where execution goes.
+ */
+#include <pthread.h>
+#include <string.h>
+#include <weft/task.h>
+
+#include "alloc.h"
+#include "ctx.h"
+#include "loop_int.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#define CHUNK 64
+#define STACK_MARGIN 1024u /* slack for our own frames when starting inline */
+
+static void task_entry(void *arg);
+
+/* ---- pool ------------------------------------------------------------------ */
+
+static struct weft_task *task_get(struct weft__loop *l)
+{
+    if (weft__list_empty(&l->free_tasks)) {
+        struct weft__chunk *c = weft__calloc(1, sizeof(*c) + 15 + CHUNK * sizeof(struct weft_task));
+        if (c == NULL)
+            return NULL;
+        c->next = l->chunks;
+        l->chunks = c;
+        struct weft_task *t = (struct weft_task *)(((uintptr_t)(c + 1) + 15) & ~(uintptr_t)15);
+        for (int i = 0; i < CHUNK; i++) {
+            t[i].fut.loop = l;
+            t[i].rn.kind = WEFT__RN_TASK;
+            t[i].tm.owner = WEFT__TM_TASK;
+            weft__list_push_back(&l->free_tasks, &t[i].rn.link);
+        }
+    }
+    struct weft__list *n = weft__list_pop_front(&l->free_tasks);
+    return WEFT_CONTAINER_OF(n, struct weft_task, rn.link);
+}
+
+void weft__task_free(struct weft_task *t)
+{
+    struct weft__loop *l = t->fut.loop;
+    WEFT_ASSERT(t->stk == NULL && !t->queued);
+    weft__free(t->fut.msg);
+    t->fut.msg = NULL;
+    __atomic_store_n(&t->fut.gen, t->fut.gen + 1, __ATOMIC_RELAXED);
+    t->state = WEFT_TASK_DONE;
+    weft__list_push_front(&l->free_tasks, &t->rn.link);
+}
+
+/* ---- switching ------------------------------------------------------------- */
+
+static struct weft__loop *cur_loop(void)
+{
+    return weft__tls_loop;
+}
+
+static void after_switch(struct weft__loop *l)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    (void)0; /* finish_switch_fiber is called by switch_to() itself */
+#endif
+    struct weft_task *z = l->zombie;
+    if (z != NULL) {
+        l->zombie = NULL;
+        weft__stack_put(z->stk->pool, z->stk);
+        z->stk = NULL;
+        weft_future_unref(&z->fut); /* the loop's reference */
+    }
+}
+
+#if defined(__SANITIZE_THREAD__)
+static void *fiber_of(struct weft__loop *l, struct weft__stack *s)
+{
+    if (s == &l->sched)
+        return l->sched_tsan_fiber;
+    if (s->tsan_fiber == NULL)
+        s->tsan_fiber = __tsan_create_fiber(0);
+    return s->tsan_fiber;
+}
+#endif
+
+/* Switch from the context running on `from` to the one saved on `to`.
+ * dying: `from` will never be resumed. */
+static void switch_to(struct weft__loop *l, struct weft__stack *from, struct weft__stack *to,
+                      bool dying)
+{
+    l->st.switches++;
+#if defined(__SANITIZE_ADDRESS__)
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(dying ? NULL : &fake, to->lo, to->size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+    __tsan_switch_to_fiber(fiber_of(l, to), 0);
+#endif
+    (void)dying;
+    weft__ctx_switch(&from->sp, to->sp);
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+static void sched_stack_bounds(struct weft__loop *l)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    if (l->sched.lo == NULL) {
+        pthread_attr_t a;
+        void *addr;
+        size_t size;
+        if (pthread_getattr_np(pthread_self(), &a) == 0) {
+            pthread_attr_getstack(&a, &addr, &size);
+            pthread_attr_destroy(&a);
+            l->sched.lo = addr;
+            l->sched.size = size;
+        }
+    }
+#else
+    (void)l;
+#endif
+}
+
+/* Give a CREATED task its stack and first frame. 0 or UV_ENOMEM. */
+static int prepare(struct weft__loop *l, struct weft_task *t)
+{
+    struct weft__stack_pool *p = weft__pool_for(l, t->stack_size);
+    struct weft__stack *s = p != NULL ? weft__stack_get(p) : NULL;
+    if (s == NULL)
+        return UV_ENOMEM;
+    if (l->compact && weft__stack_activate(p, s) != 0) {
+        weft__stack_put(p, s);
+        return UV_ENOMEM;
+    }
+    t->stk = s;
+    s->sp = weft__ctx_make(s->lo, s->size, task_entry, l);
+    return 0;
+}
+
+static void finish(struct weft__loop *l, struct weft_task *t, int rc, void *res);
+
+/* A CREATED task that cannot get a stack fails without running. */
+static void fail_unstarted(struct weft__loop *l, struct weft_task *t, int rc)
+{
+    finish(l, t, rc, NULL);
+    weft_future_unref(&t->fut);
+}
+
+/* Scheduler context: run t until it switches back. */
+void weft__sched_run_task(struct weft__loop *l, struct weft_task *t)
+{
+    t->queued = false;
+    if (t->stk == NULL) {
+        int rc = prepare(l, t);
+        if (rc != 0) {
+            fail_unstarted(l, t, rc);
+            return;
+        }
+        sched_stack_bounds(l);
+    } else if (l->compact) {
+        int rc = weft__stack_activate(t->stk->pool, t->stk);
+        WEFT_ASSERT(rc == 0 && "out of memory saving a compact stack");
+    }
+    l->current = t;
+    switch_to(l, &l->sched, t->stk, false);
+    after_switch(l);
+}
+
+/* From a task that stops running (suspends or dies): hand over to the next
+ * ready task directly when possible, else to the scheduler. */
+static void leave(struct weft__loop *l, struct weft__stack *from, bool dying)
+{
+    if (!l->compact && l->budget > 0) {
+        struct weft__list *n = l->ready.next;
+        if (n != &l->ready) {
+            struct weft__rnode *rn = WEFT_CONTAINER_OF(n, struct weft__rnode, link);
+            if (rn->kind == WEFT__RN_TASK) {
+                struct weft_task *next = WEFT_CONTAINER_OF(rn, struct weft_task, rn);
+                weft__list_remove(n);
+                next->queued = false;
+                l->budget--;
+                if (next->stk == NULL) {
+                    int rc = prepare(l, next);
+                    if (rc != 0) {
+                        fail_unstarted(l, next, rc);
+                        goto to_scheduler;
+                    }
+                }
+                if (next->stk == from) {
+                    l->current = next; /* resumed ourselves: no switch */
+                    return;
+                }
+                l->current = next;
+                switch_to(l, from, next->stk, dying);
+                return;
+            }
+        }
+    }
+to_scheduler:
+    l->current = NULL;
+    switch_to(l, from, &l->sched, dying);
+}
+
+/* Suspend the current task t; returns what the suspension returns. */
+static int suspend(struct weft__loop *l, struct weft_task *t)
+{
+    t->state = WEFT_TASK_SUSPENDED;
+    leave(l, t->stk, false);
+    after_switch(l);
+    WEFT_ASSERT(l->current == t);
+    t->state = WEFT_TASK_RUNNING;
+    int code = t->wake_code;
+    if (t->cancel_pending) {
+        t->cancel_pending = false;
+        code = UV_ECANCELED;
+    }
+    return code;
+}
+
+/* ---- life of a task ---------------------------------------------------------- */
+
+static void finish(struct weft__loop *l, struct weft_task *t, int rc, void *res)
+{
+    uint8_t fs;
+    if (rc == 0) {
+        t->state = WEFT_TASK_DONE;
+        fs = WEFT__F_DONE;
+    } else if (rc == UV_ECANCELED) {
+        t->state = WEFT_TASK_CANCELLED;
+        fs = WEFT__F_CANCELLED;
+    } else {
+        t->state = WEFT_TASK_FAILED;
+        fs = WEFT__F_FAILED;
+    }
+    t->awaiting = NULL;
+    t->cancel_pending = false;
+    weft__list_remove(&t->all);
+    l->st.tasks_finished++;
+    l->st.tasks_live--;
+    int c = weft__future_complete(&t->fut, fs, rc == 0 ? res : NULL, rc, NULL);
+    WEFT_ASSERT(c == 0);
+}
+
+static void run_body(struct weft__loop *l, struct weft_task *t)
+{
+    void *res = NULL;
+    t->state = WEFT_TASK_RUNNING;
+    int rc = t->fn(t->arg, &res);
+    if (rc > 0)
+        rc = UV_EINVAL; /* bodies return 0 or a negative code */
+    finish(l, t, rc, res);
+}
+
+static void task_entry(void *arg)
+{
+    struct weft__loop *l = arg;
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    after_switch(l);
+    struct weft_task *t = l->current;
+    run_body(l, t);
+    /* Dead: the next context to run recycles our stack (after_switch). */
+    l->zombie = t;
+    leave(l, t->stk, true);
+    WEFT_ASSERT(!"a finished task was resumed");
+}
+
+int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_opts_t *opts,
+                weft_task_t **out, const char *file, int line)
+{
+    struct weft__loop *l = loop ? weft__L(loop) : weft__tls_loop;
+    if (out != NULL)
+        *out = NULL;
+    if (fn == NULL || l == NULL || l->magic != WEFT__LOOP_MAGIC)
+        return UV_EINVAL;
+    if (!weft__loop_usable(l))
+        return WEFT_ECLOSED;
+    if (l->running && weft__tls_loop != l)
+        return WEFT_EWRONGLOOP;
+    size_t ss = l->default_stack;
+    if (opts != NULL && opts->stack_size != 0) {
+        if (opts->stack_size < 8192 || opts->stack_size > ((size_t)1 << 30))
+            return UV_EINVAL;
+        ss = weft__stack_round(opts->stack_size);
+        if (l->compact && ss > l->pools[0].shared->size)
+            return UV_EINVAL;
+    }
+    struct weft_task *t = task_get(l);
+    if (t == NULL)
+        return UV_ENOMEM;
+    weft__future_init(&t->fut, l, true);
+    t->fut.refs = out != NULL ? 2 : 1; /* the loop's, and the caller's */
+    t->stk = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->awaiting = NULL;
+    t->inline_child = NULL;
+    t->name = opts != NULL ? opts->name : NULL;
+    t->file = file;
+    t->line = line;
+    t->id = l->next_task_id++;
+    t->stack_size = (uint32_t)ss;
+    t->wake_code = 0;
+    t->state = WEFT_TASK_CREATED;
+    t->cancel_pending = false;
+    t->remote_wait = false;
+    t->queued = true;
+    weft__ready_push(l, &t->rn);
+    weft__list_push_back(&l->all_tasks, &t->all);
+    l->st.tasks_spawned++;
+    l->st.tasks_live++;
+    if (out != NULL)
+        *out = t;
+    return 0;
+}
+
+/* ---- waking ---------------------------------------------------------------- */
+
+void weft__task_wake(struct weft_task *t, int code)
+{
+    if (t->queued || t->state != WEFT_TASK_SUSPENDED || t->inline_child != NULL)
+        return;
+    struct weft__loop *l = t->fut.loop;
+    t->wake_code = code;
+    weft__timer_disarm(l, &t->tm);
+    if (weft__list_linked(&t->rn.link))
+        weft__list_remove(&t->rn.link); /* from the awaited future's waiters */
+    t->queued = true;
+    weft__ready_push(l, &t->rn);
+}
+
+void weft__task_timer_fired(struct weft__loop *l, struct weft__timer *tm)
+{
+    (void)l;
+    struct weft_task *t = WEFT_CONTAINER_OF(tm, struct weft_task, tm);
+    weft__task_wake(t, t->awaiting != NULL ? UV_ETIMEDOUT : 0);
+}
+
+/* Waiter side of a cross-loop await: a = task, b = wait_seq, c = code,
+ * d = result. Stale wake-ups (the task stopped waiting) are ignored. */
+void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
+{
+    (void)ctx;
+    struct weft_task *t = (struct weft_task *)a;
+    if (!t->remote_wait || t->wait_seq != (uint32_t)b || t->state != WEFT_TASK_SUSPENDED)
+        return;
+    t->remote_err = (int)(intptr_t)c;
+    t->remote_result = (void *)d;
+    weft__task_wake(t, 0);
+}
+
+/* ---- public task API -------------------------------------------------------- */
+
+void weft_task_ref(weft_task_t *t)
+{
+    if (t != NULL)
+        weft_future_ref(&t->fut);
+}
+
+void weft_task_unref(weft_task_t *t)
+{
+    if (t != NULL)
+        weft_future_unref(&t->fut);
+}
+
+weft_task_t *weft_task_current(void)
+{
+    struct weft__loop *l = cur_loop();
+    return l != NULL ? l->current : NULL;
+}
+
+const char *weft_task_name(const weft_task_t *t)
+{
+    return t != NULL && t->name != NULL ? t->name : "";
+}
+
+uint64_t weft_task_id(const weft_task_t *t)
+{
+    return t != NULL ? t->id : 0;
+}
+
+weft_task_state_t weft_task_state(const weft_task_t *t)
+{
+    return t != NULL ? (weft_task_state_t)t->state : WEFT_TASK_FAILED;
+}
+
+const char *weft_task_state_name(weft_task_state_t s)
+{
+    static const char *const names[] = {"created", "running", "suspended",
+                                        "done",    "failed",  "cancelled"};
+    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "invalid";
+}
+
+weft_future_t *weft_task_future(weft_task_t *t)
+{
+    return t != NULL ? &t->fut : NULL;
+}
+
+int weft_task_result(const weft_task_t *t, void **result)
+{
+    return t != NULL ? weft__future_outcome(&t->fut, result) : UV_EINVAL;
+}
+
+const char *weft_task_message(const weft_task_t *t)
+{
+    return t != NULL ? t->fut.msg : NULL;
+}
+
+int weft_fail(int code, const char *message)
+{
+    struct weft_task *t = weft_task_current();
+    if (t != NULL && message != NULL) {
+        char *m = weft__strdup(message);
+        if (m != NULL) {
+            weft__free(t->fut.msg);
+            t->fut.msg = m;
+        }
+    }
+    return code;
+}
+
+int weft_task_cancel(weft_task_t *t)
+{
+    if (t == NULL)
+        return UV_EINVAL;
+    struct weft__loop *l = t->fut.loop;
+    if (t->state >= WEFT_TASK_DONE)
+        return WEFT_EDONE;
+    if (l->running && weft__tls_loop != l)
+        return WEFT_EWRONGLOOP;
+    switch (t->state) {
+    case WEFT_TASK_CREATED:
+        if (t->queued) {
+            weft__list_remove(&t->rn.link);
+            t->queued = false;
+        }
+        finish(l, t, UV_ECANCELED, NULL);
+        weft_future_unref(&t->fut); /* the loop's reference: it never ran */
+        return 0;
+    case WEFT_TASK_RUNNING:
+        t->cancel_pending = true;
+        return 0;
+    default:
+        break;
+    }
+    /* SUSPENDED */
+    if (t->queued) {
+        t->cancel_pending = true; /* delivered when it resumes */
+        return 0;
+    }
+    if (t->inline_child != NULL)
+        return weft_task_cancel(t->inline_child) == WEFT_EDONE ? WEFT_EDONE : 0;
+    struct weft_future *f = t->awaiting;
+    if (f != NULL && t->remote_wait) {
+        if (weft_future_cancel_threadsafe(f) != 0) { /* best effort: f may be gone */
+        }
+        weft__task_wake(t, UV_ECANCELED);
+        return 0;
+    }
+    if (f != NULL && f->is_task) {
+        /* As asyncio: pass the cancel on, resume when the child is done. */
+        if (weft_task_cancel((weft_task_t *)f) == 0)
+            return 0;
+    } else if (f != NULL) {
+        /* Completing f wakes t, whose await then reports UV_ECANCELED. */
+        weft__future_complete(f, WEFT__F_CANCELLED, NULL, UV_ECANCELED, NULL);
+        return 0;
+    }
+    weft__task_wake(t, UV_ECANCELED);
+    return 0;
+}
+
+/* ---- suspension points ------------------------------------------------------ */
+
+static struct weft_task *running_task(struct weft__loop **lp)
+{
+    struct weft__loop *l = cur_loop();
+    *lp = l;
+    return l != NULL ? l->current : NULL;
+}
+
+/* A pending cancellation is delivered at the next suspension point. */
+static bool take_cancel(struct weft_task *t)
+{
+    if (!t->cancel_pending)
+        return false;
+    t->cancel_pending = false;
+    return true;
+}
+
+int weft_yield(void)
+{
+    struct weft__loop *l;
+    struct weft_task *t = running_task(&l);
+    if (t == NULL)
+        return WEFT_ENOTASK;
+    if (take_cancel(t))
+        return UV_ECANCELED;
+    t->wake_code = 0;
+    t->queued = true;
+    weft__ready_push(l, &t->rn);
+    return suspend(l, t);
+}
+
+int weft_sleep(uint64_t ms)
+{
+    struct weft__loop *l;
+    struct weft_task *t = running_task(&l);
+    if (t == NULL)
+        return WEFT_ENOTASK;
+    if (ms == 0)
+        return weft_yield();
+    if (ms > UINT64_MAX / 2000000u)
+        return UV_EINVAL;
+    if (take_cancel(t))
+        return UV_ECANCELED;
+    weft__timer_arm(l, &t->tm, uv_hrtime() + ms * 1000000u);
+    return suspend(l, t);
+}
+
+/* Run a CREATED child inline on t's stack (see the head comment). */
+static int await_inline(struct weft__loop *l, struct weft_task *t, struct weft_task *c,
+                        void **result)
+{
+    weft__list_remove(&c->rn.link);
+    c->queued = false;
+    c->stk = t->stk;
+    t->inline_child = c;
+    t->awaiting = &c->fut;
+    t->state = WEFT_TASK_SUSPENDED;
+    l->current = c;
+    l->st.tasks_inline++;
+    run_body(l, c);
+    l->current = t;
+    t->state = WEFT_TASK_RUNNING;
+    t->inline_child = NULL;
+    t->awaiting = NULL;
+    c->stk = NULL;
+    int rc = weft__future_outcome(&c->fut, result);
+    weft_future_unref(&c->fut); /* the loop's reference */
+    return rc;
+}
+
+static bool can_inline(struct weft_task *t, struct weft_future *f)
+{
+    if (!f->is_task)
+        return false;
+    struct weft_task *c = (struct weft_task *)f;
+    if (c->state != WEFT_TASK_CREATED || !c->queued || !weft__list_empty(&f->waiters))
+        return false;
+    char *sp = __builtin_frame_address(0);
+    size_t room = (size_t)(sp - t->stk->lo);
+    return sp > t->stk->lo && room >= (size_t)c->stack_size + STACK_MARGIN;
+}
+
+static int await_remote(struct weft__loop *l, struct weft_task *t, struct weft_future *f,
+                        void **result)
+{
+    t->remote_wait = true;
+    t->awaiting = f;
+    uint32_t seq = ++t->wait_seq;
+    uintptr_t b = (uintptr_t)__atomic_load_n(&f->gen, __ATOMIC_RELAXED) | ((uintptr_t)seq << 32);
+    int rc = weft__post(f->loop, weft__future_remote_await, (uintptr_t)f, b, (uintptr_t)t,
+                        (uintptr_t)l);
+    if (rc != 0) {
+        t->remote_wait = false;
+        t->awaiting = NULL;
+        return rc;
+    }
+    rc = suspend(l, t);
+    t->remote_wait = false;
+    t->awaiting = NULL;
+    if (rc != 0)
+        return rc;
+    if (result != NULL)
+        *result = t->remote_err == 0 ? t->remote_result : NULL;
+    return t->remote_err;
+}
+
+static int await_common(struct weft_future *f, int64_t timeout_ms, void **result)
+{
+    struct weft__loop *l;
+    struct weft_task *t = running_task(&l);
+    if (result != NULL)
+        *result = NULL;
+    if (t == NULL)
+        return WEFT_ENOTASK;
+    if (f == NULL)
+        return UV_EINVAL;
+    if (f == &t->fut)
+        return WEFT_EDEADLK;
+    if (f->loop == l && f->state != WEFT__F_PENDING)
+        return weft__future_outcome(f, result);
+    if (take_cancel(t))
+        return UV_ECANCELED;
+    if (f->loop != l)
+        return await_remote(l, t, f, result);
+    if (timeout_ms == 0)
+        return UV_ETIMEDOUT;
+    if (timeout_ms < 0 && can_inline(t, f))
+        return await_inline(l, t, (struct weft_task *)f, result);
+    t->awaiting = f;
+    t->wait_seq++;
+    weft__future_add_waiter(f, &t->rn);
+    if (timeout_ms > 0)
+        weft__timer_arm(l, &t->tm, uv_hrtime() + (uint64_t)timeout_ms * 1000000u);
+    int rc = suspend(l, t);
+    t->awaiting = NULL;
+    if (weft__list_linked(&t->rn.link) && !t->queued)
+        weft__list_remove(&t->rn.link);
+    if (rc != 0)
+        return rc;
+    return weft__future_outcome(f, result);
+}
+
+int weft_await(weft_future_t *f, void **result)
+{
+    return await_common(f, -1, result);
+}
+
+int weft_await_timeout(weft_future_t *f, uint64_t timeout_ms, void **result)
+{
+    if (timeout_ms > (uint64_t)INT64_MAX / 2000000u)
+        return UV_EINVAL;
+    return await_common(f, (int64_t)timeout_ms, result);
+}
+
+int weft_await_task(weft_task_t *t, void **result)
+{
+    return await_common(t != NULL ? &t->fut : NULL, -1, result);
+}
+
+/* ---- asyncio.run --------------------------------------------------------------- */
+
+int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg, void **result)
+{
+    if (result != NULL)
+        *result = NULL;
+    if (main == NULL)
+        return UV_EINVAL;
+    if (weft__tls_loop != NULL)
+        return WEFT_EREENTRANT;
+    weft_loop_t *loop = weft__malloc(sizeof(*loop));
+    if (loop == NULL)
+        return UV_ENOMEM;
+    int rc = weft_loop_init(loop, opts);
+    if (rc != 0) {
+        weft__free(loop);
+        return rc;
+    }
+    struct weft__loop *l = weft__L(loop);
+    weft_task_t *t;
+    rc = weft_spawn(loop, main, arg, &t);
+    if (rc == 0) {
+        rc = weft__loop_run_until(l, &t->fut);
+        if (rc == 0) {
+            rc = weft_task_result(t, result);
+            if (rc == WEFT_EPENDING) /* the loop ran dry: main waits forever */
+                weft_task_cancel(t);
+        }
+        weft_task_unref(t);
+    }
+    /* Cancel what is left and let it unwind. */
+    for (struct weft__list *it = l->all_tasks.next; it != &l->all_tasks;) {
+        struct weft_task *x = WEFT_CONTAINER_OF(it, struct weft_task, all);
+        it = it->next;
+        weft_task_cancel(x);
+    }
+    int rc2 = weft_loop_run(loop);
+    int rc3 = weft_loop_close(loop);
+    if (rc3 == UV_EBUSY) { /* e.g. timers left: run them out */
+        rc2 = weft_loop_run(loop);
+        rc3 = weft_loop_close(loop);
+    }
+    weft__free(loop);
+    if (rc == 0 && rc2 != 0)
+        rc = rc2;
+    if (rc == 0 && rc3 != 0)
+        rc = rc3;
+    return rc;
+}
+
+int weft_run(weft_task_fn main, void *arg, void **result)
+{
+    return weft_run_opts(NULL, main, arg, result);
+}

@@ -1,0 +1,86 @@
+/*
+ * weft/future.h - one-shot results, asyncio.Future in C.
+ *
+ * A future is pending, then exactly once becomes done (with a void* result),
+ * failed (with a negative code and an optional message) or cancelled
+ * (UV_ECANCELED). Completing it again returns UV_EINVAL and changes nothing.
+ *
+ * Ownership: futures come from their loop's pool and are reference counted
+ * (loop thread only). weft_future_new() returns one reference; release it
+ * with weft_future_unref(). A task awaiting a future, and a pending done
+ * callback, rely on the caller's reference: keep it until the future is done
+ * or the await returned.
+ *
+ * Done callbacks never run inline: completing a future schedules them with
+ * call_soon, in registration order. Waiting tasks are woken the same way.
+ *
+ * From other threads use only the *_threadsafe completions: they post to the
+ * owner loop. They take no reference; if the future was released before the
+ * message arrives (its slot recycled), the message is recognised as stale by a
+ * generation number and dropped. The loop must outlive the call.
+ */
+#ifndef WEFT_FUTURE_H
+#define WEFT_FUTURE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_future weft_future_t;
+typedef void (*weft_future_cb)(weft_future_t *f, void *arg);
+
+/* New pending future on `loop` (NULL = the current loop). Returns 0, UV_EINVAL
+ * (no loop), WEFT_ECLOSED, UV_ENOMEM. */
+WEFT_WARN_UNUSED int weft_future_new(weft_loop_t *loop, weft_future_t **out);
+void weft_future_ref(weft_future_t *f);
+void weft_future_unref(weft_future_t *f);
+
+/* Complete. Owner loop's thread only (WEFT_EWRONGLOOP otherwise while the
+ * loop runs). UV_EINVAL if already done or f is NULL; set_error also needs
+ * code < 0. The message is copied. */
+WEFT_WARN_UNUSED int weft_future_set_result(weft_future_t *f, void *result);
+WEFT_WARN_UNUSED int weft_future_set_error(weft_future_t *f, int code, const char *message);
+/* Cancel: 0 if it was pending (now cancelled), WEFT_EDONE if already done. */
+int weft_future_cancel(weft_future_t *f);
+
+/* Any thread: post the completion to the owner loop. 0, UV_EINVAL, UV_ENOMEM,
+ * WEFT_ECLOSED. Completing an already-done future this way is ignored. */
+WEFT_WARN_UNUSED int weft_future_set_result_threadsafe(weft_future_t *f, void *result);
+WEFT_WARN_UNUSED int weft_future_set_error_threadsafe(weft_future_t *f, int code,
+                                                      const char *message);
+WEFT_WARN_UNUSED int weft_future_cancel_threadsafe(weft_future_t *f);
+
+bool weft_future_done(const weft_future_t *f);
+bool weft_future_cancelled(const weft_future_t *f);
+/* The outcome: 0 (and *result set, result may be NULL), the error code,
+ * UV_ECANCELED, or WEFT_EPENDING while pending; UV_EINVAL for NULL. */
+int weft_future_result(const weft_future_t *f, void **result);
+/* Error message of a failed future, or NULL. Valid while f is referenced. */
+const char *weft_future_message(const weft_future_t *f);
+weft_loop_t *weft_future_loop(const weft_future_t *f);
+
+/* Done callbacks: fn(f, arg) runs via call_soon after completion (right away
+ * via call_soon if already done). remove returns how many (fn, arg) pairs it
+ * removed (>= 0). UV_EINVAL for NULL, UV_ENOMEM. */
+WEFT_WARN_UNUSED int weft_future_add_done_callback(weft_future_t *f, weft_future_cb fn, void *arg);
+int weft_future_remove_done_callback(weft_future_t *f, weft_future_cb fn, void *arg);
+
+/* Small helpers to carry integers in the void* result. */
+static inline void *weft_int(intptr_t v)
+{
+    return (void *)v;
+}
+static inline intptr_t weft_to_int(void *p)
+{
+    return (intptr_t)p;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_FUTURE_H */

@@ -1,0 +1,143 @@
+/*
+ * weft/loop.h - the event loop: one uv_loop_t, a ready queue, timers and a
+ * thread-safe inbox, run by exactly one thread at a time.
+ *
+ * Ownership: a loop and everything created on it (tasks, futures, handles)
+ * belong to the thread that runs it. Only the functions named *_threadsafe
+ * may be called from other threads. A loop is caller-allocated (the struct is
+ * opaque storage of fixed size) and must outlive every thread that may still
+ * post to it.
+ */
+#ifndef WEFT_LOOP_H
+#define WEFT_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_WARN_UNUSED __attribute__((warn_unused_result))
+
+/* Opaque, caller-allocated. Its size is fixed; internals are private. */
+#define WEFT_LOOP_SIZE 4096
+typedef struct weft_loop {
+    _Alignas(64) unsigned char weft__opaque[WEFT_LOOP_SIZE];
+} weft_loop_t;
+
+/* How task stacks are provided on a loop. */
+typedef enum weft_stack_mode {
+    /* Every running task owns a stack (default size 64 KiB virtual) carved from
+     * pooled slabs, with a guard page below it. Fast switches; resident memory
+     * per suspended task is the pages it touched (usually one, 4 KiB). */
+    WEFT_STACK_GUARDED = 0,
+    /* All tasks run on one shared stack per loop; a task's live frames are
+     * copied out when another task needs the stack and copied back when it
+     * resumes. Costs a copy of the used frames per switch between different
+     * tasks; a suspended task costs its used frames (a few hundred bytes).
+     * For very many mostly idle tasks. Pointers to a task's locals must not be
+     * used by other tasks while it is suspended. */
+    WEFT_STACK_COMPACT = 1,
+} weft_stack_mode_t;
+
+typedef struct weft_loop_opts {
+    size_t stack_size;            /* default task stack size; 0 = 64 KiB */
+    weft_stack_mode_t stack_mode; /* default WEFT_STACK_GUARDED */
+    size_t shared_stack_size;     /* COMPACT only: shared stack; 0 = 256 KiB */
+} weft_loop_opts_t;
+
+/* Per-loop counters (cumulative since init, except the *_live ones). */
+typedef struct weft_loop_stats {
+    uint64_t tasks_spawned;
+    uint64_t tasks_finished;
+    uint64_t tasks_live;
+    uint64_t tasks_inline;        /* tasks started inline by their first awaiter */
+    uint64_t switches;            /* stack switches */
+    uint64_t callbacks_run;       /* call_soon/later/at, done callbacks */
+    uint64_t threadsafe_received; /* inbox messages processed */
+    uint64_t inbox_overflows;     /* posts that found the inbox ring full */
+    uint64_t wakeups;             /* times the loop blocked in the poller */
+    uint64_t iterations;          /* scheduler ticks */
+    uint64_t stacks_in_use;
+    uint64_t stacks_pooled;
+    uint64_t max_lag_ns;          /* longest time a tick spent running ready work */
+} weft_loop_stats_t;
+
+typedef void (*weft_cb_fn)(void *arg);
+
+/* A cancellable reference to a scheduled callback. A stale handle (its
+ * callback ran or was cancelled and the slot reused) is detected by its
+ * generation and reported as UV_ENOENT. Valid while its loop is open. */
+typedef struct weft_handle {
+    void *weft__node;
+    uint64_t weft__gen;
+} weft_handle_t;
+
+/* Initialise a loop with default options (opts NULL) or the given ones.
+ * Returns 0, UV_EINVAL (NULL loop, bad options) or a libuv error. */
+WEFT_WARN_UNUSED int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts);
+
+/* Close a loop. Returns UV_EBUSY (and changes nothing) while tasks are alive,
+ * callbacks or timers are pending, or the loop is running; WEFT_ECLOSED if it
+ * is already closed. On 0 every resource is released. */
+WEFT_WARN_UNUSED int weft_loop_close(weft_loop_t *loop);
+
+/* Run until there is no work left (no live task, ready callback, timer or
+ * active libuv handle) or weft_loop_stop() is called. Returns 0,
+ * WEFT_EREENTRANT if this loop (or another loop on this thread) is already
+ * running, WEFT_ECLOSED on a closed loop, UV_EINVAL on NULL. */
+WEFT_WARN_UNUSED int weft_loop_run(weft_loop_t *loop);
+
+/* Make weft_loop_run() return after the current tick. Loop thread only. */
+void weft_loop_stop(weft_loop_t *loop);
+
+/* The loop running on this thread, or NULL. */
+weft_loop_t *weft_loop_current(void);
+
+/* The libuv loop inside, for libuv handles that live on this loop. */
+uv_loop_t *weft_loop_uv(weft_loop_t *loop);
+
+/* Monotonic clock: milliseconds and nanoseconds (same clock as timers). */
+uint64_t weft_loop_now(void);
+uint64_t weft_loop_now_ns(void);
+
+/* Schedule fn(arg) to run on the loop, FIFO with other call_soon callbacks
+ * and with woken tasks. Loop thread (or before the loop runs). `out` may be
+ * NULL. Returns 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
+WEFT_WARN_UNUSED int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg,
+                                    weft_handle_t *out);
+/* Run fn(arg) after delay_ms (no earlier). Equal deadlines run FIFO. */
+WEFT_WARN_UNUSED int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn,
+                                     void *arg, weft_handle_t *out);
+/* Run fn(arg) at weft_loop_now() time `when_ms` (or right away if past). */
+WEFT_WARN_UNUSED int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg,
+                                  weft_handle_t *out);
+/* Cancel a scheduled callback: 0 if it will not run, UV_ENOENT if it already
+ * ran or was cancelled, UV_EINVAL for a zero handle. Loop thread only. */
+int weft_handle_cancel(weft_handle_t h);
+
+/* From ANY thread: run fn(arg) on the loop soon. Lock-free (one atomic
+ * compare-and-swap per post) into a bounded ring; when the ring is full the
+ * message goes to an overflow list instead (never dropped, never spinning).
+ * Wakes the loop only if it announced it is going to sleep. Per posting
+ * thread, callbacks run in posting order. Returns 0, UV_EINVAL (NULL),
+ * WEFT_ECLOSED (loop closed), UV_ENOMEM. */
+WEFT_WARN_UNUSED int weft_call_soon_threadsafe(weft_loop_t *loop, weft_cb_fn fn, void *arg);
+
+/* Counters; safe from the loop thread (others may read torn values). */
+void weft_loop_stats(const weft_loop_t *loop, weft_loop_stats_t *out);
+
+/* Print every live task: id, name, state, what it awaits, spawn site.
+ * Returns the number of live tasks, or UV_EINVAL. Loop thread. */
+int weft_loop_dump(const weft_loop_t *loop, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_LOOP_H */

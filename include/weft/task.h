@@ -1,0 +1,126 @@
+/*
+ * weft/task.h - tasks: stackful coroutines on one loop.
+ *
+ * A task body is a plain C function `int body(void *arg, void **result)` that
+ * may suspend (weft_yield, weft_sleep, weft_await, ...). It returns 0 to finish
+ * with *result (NULL if untouched), a negative code to fail, or UV_ECANCELED
+ * to end as cancelled. A task is also a future (weft_task_future()).
+ *
+ * States: CREATED (spawned, not yet run; owns no stack), RUNNING, SUSPENDED,
+ * then DONE, FAILED or CANCELLED.
+ *
+ * Ownership of the handle: weft_spawn(..., &t) gives the caller one reference;
+ * release it with weft_task_unref() (the task keeps running: the loop holds
+ * its own reference until the task finishes). Pass out = NULL for a detached
+ * task. The handle stays readable (state, result) while referenced.
+ *
+ * Scheduling: a task that awaits a task which has not started yet (same loop,
+ * no other awaiter yet, enough stack left) runs it inline, on its own stack,
+ * like a function call - as `await coro()` does in asyncio. This keeps trees
+ * of tasks depth-first and needs no stack for the child. The child keeps its
+ * identity (weft_task_current(), cancellation, dump) and is guaranteed its
+ * requested stack size.
+ *
+ * Cancellation: weft_task_cancel() makes the task's current (or next)
+ * suspension return UV_ECANCELED and cancels the future it awaits; a CREATED
+ * task never runs. The request is consumed when delivered, so the task may
+ * go on and suspend again. Awaiting a task waits for it to finish even when
+ * the awaiter is cancelled (as in asyncio: the cancel is passed on to the
+ * awaited task and the awaiter resumes when that one is done).
+ */
+#ifndef WEFT_TASK_H
+#define WEFT_TASK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "future.h"
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_task weft_task_t;
+typedef int (*weft_task_fn)(void *arg, void **result);
+
+typedef enum weft_task_state {
+    WEFT_TASK_CREATED,
+    WEFT_TASK_RUNNING,
+    WEFT_TASK_SUSPENDED,
+    WEFT_TASK_DONE,
+    WEFT_TASK_FAILED,
+    WEFT_TASK_CANCELLED,
+} weft_task_state_t;
+
+typedef struct weft_task_opts {
+    const char *name;  /* not copied: must outlive the task (literals do) */
+    size_t stack_size; /* 0 = the loop's default */
+} weft_task_opts_t;
+
+/* Spawn fn(arg) as a task on `loop` (NULL = current loop). It first runs
+ * from the loop's ready queue, or inline when first awaited. Loop thread.
+ * Returns 0, UV_EINVAL (NULL fn, no loop, bad stack size), WEFT_ECLOSED,
+ * UV_ENOMEM. The macros record the spawn site. */
+WEFT_WARN_UNUSED int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg,
+                                 const weft_task_opts_t *opts, weft_task_t **out,
+                                 const char *file, int line);
+#define weft_spawn(loop, fn, arg, out) weft__spawn((loop), (fn), (arg), NULL, (out), __FILE__, __LINE__)
+#define weft_spawn_ex(loop, fn, arg, opts, out)                                                    \
+    weft__spawn((loop), (fn), (arg), (opts), (out), __FILE__, __LINE__)
+
+void weft_task_ref(weft_task_t *t);
+void weft_task_unref(weft_task_t *t);
+
+/* The task running on this thread, or NULL outside tasks. */
+weft_task_t *weft_task_current(void);
+const char *weft_task_name(const weft_task_t *t);
+uint64_t weft_task_id(const weft_task_t *t);
+weft_task_state_t weft_task_state(const weft_task_t *t);
+const char *weft_task_state_name(weft_task_state_t s);
+weft_future_t *weft_task_future(weft_task_t *t);
+
+/* Request cancellation. 0 if requested; WEFT_EDONE if the task already
+ * finished (nothing done); UV_EINVAL for NULL. */
+int weft_task_cancel(weft_task_t *t);
+/* Outcome of a finished task: as weft_future_result(). */
+int weft_task_result(const weft_task_t *t, void **result);
+const char *weft_task_message(const weft_task_t *t);
+
+/* Give a failure message to the current task's outcome (copied); the body
+ * still returns the code. Returns `code` so `return weft_fail(UV_EIO, "x");`
+ * works. Outside a task it only returns code. */
+int weft_fail(int code, const char *message);
+
+/* --- Suspension points: only inside a task (WEFT_ENOTASK otherwise). Each
+ * returns UV_ECANCELED if the task is cancelled while suspended. --- */
+
+/* Let every other ready task and callback run once (asyncio.sleep(0)). */
+WEFT_WARN_UNUSED int weft_yield(void);
+/* Sleep at least ms milliseconds (0 = yield). */
+WEFT_WARN_UNUSED int weft_sleep(uint64_t ms);
+/* Wait until f is done; returns its outcome as weft_future_result(). If the
+ * awaiting task is cancelled, the future is cancelled too and UV_ECANCELED is
+ * returned (for a task: once it has finished). WEFT_EDEADLK when a task
+ * awaits itself, UV_EINVAL for NULL. f may belong to another loop: the
+ * awaiting task still resumes on its own loop. */
+WEFT_WARN_UNUSED int weft_await(weft_future_t *f, void **result);
+/* As weft_await but gives up after timeout_ms (0 = do not wait) with
+ * UV_ETIMEDOUT, leaving f untouched (not cancelled). */
+WEFT_WARN_UNUSED int weft_await_timeout(weft_future_t *f, uint64_t timeout_ms, void **result);
+/* weft_await(weft_task_future(t), result). */
+WEFT_WARN_UNUSED int weft_await_task(weft_task_t *t, void **result);
+
+/* asyncio.run: init a loop, spawn main(arg), run until it finishes, cancel
+ * and drain what is left, close the loop. Returns main's outcome (its
+ * result in *result if not NULL), or an init/close error. Not re-entrant:
+ * WEFT_EREENTRANT when called on a thread that runs a loop. */
+WEFT_WARN_UNUSED int weft_run(weft_task_fn main, void *arg, void **result);
+WEFT_WARN_UNUSED int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg,
+                                   void **result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_TASK_H */
