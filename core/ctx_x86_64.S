@@ -4,10 +4,13 @@
  * void weft__ctx_switch(void **save_sp, void *load_sp)
  *   Pushes the callee-saved registers (rbp, rbx, r12-r15) and the MXCSR and
  *   x87 control words on the current stack, stores the stack pointer in
- *   *save_sp, loads load_sp and pops the same frame from there. It ends with
- *   pop + jmp rather than ret: the return-stack predictor is wrong after
- *   every switch anyway, and an indirect jmp mispredicts less (DESIGN.md
- *   measured ~5 ns per switch saved here).
+ *   *save_sp, loads load_sp and pops the same frame from there, then returns
+ *   with a plain ret. DESIGN.md suggests ending in pop + jmp (~5 ns saved in
+ *   a bare probe); in weft it cost ~10 ns per yield instead (switch bench:
+ *   20.2 ns/op with pop + jmp, 8.6-10.4 ns/op with ret, 2026-11-22): every
+ *   task reaches this function through the same call chain, so ret is
+ *   predicted right, while a jmp leaves the return-stack buffer one entry
+ *   deep and every later return in the chain mispredicts.
  *
  * void weft__ctx_start(void)
  *   First "return address" of a new context (see weft__ctx_make in ctx.c):
@@ -40,8 +43,7 @@ weft__ctx_switch:
     popq    %r12
     popq    %rbx
     popq    %rbp
-    popq    %rcx
-    jmpq    *%rcx
+    ret
     .cfi_endproc
     .size   weft__ctx_switch, .-weft__ctx_switch
 
