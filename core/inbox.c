@@ -9,6 +9,18 @@
 
 #include "alloc.h"
 
+/* ~2,000 pauses is ~45 us here (one pause is ~22 ns, DESIGN.md). */
+#define FULL_SPINS 2000u
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
 _Static_assert(sizeof(struct weft__inbox_slot) == 64, "one cache line per slot");
 
 int weft__inbox_init(struct weft__inbox *q, uint32_t capacity_pow2)
@@ -72,9 +84,10 @@ static int post_overflow(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, 
 }
 
 int weft__inbox_post(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, uintptr_t b,
-                     uintptr_t c, uintptr_t d, bool *wake)
+                     uintptr_t c, uintptr_t d, bool spin_ok, bool *wake)
 {
     int rc = 0;
+    unsigned spins = 0;
     *wake = false;
     if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
         return WEFT_ECLOSED;
@@ -95,6 +108,16 @@ int weft__inbox_post(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, uint
                                             __ATOMIC_RELAXED))
                 break;
         } else if (diff < 0) {
+            /* Full. A consumer that is awake frees slots within
+             * microseconds, so wait a bounded while (never on the consumer's
+             * own thread: it would wait for itself) before paying for the
+             * overflow list. */
+            if (spin_ok && spins < FULL_SPINS) {
+                spins++;
+                cpu_relax();
+                pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
+                continue;
+            }
             rc = post_overflow(q, fn, a, b, c, d);
             goto out;
         } else {

@@ -9,8 +9,8 @@
  * round trip against ~2x for ck_ring as shipped, which is why this ring is
  * ours and not ck_ring.
  *
- * When the ring is full the producer appends to an overflow list under a
- * mutex instead (one allocation per message; never drops, never spins on the
+ * When the ring is full the producer waits a bounded ~45 us for an awake
+ * consumer, then appends to an overflow list under a mutex instead (one allocation per message; never drops, never spins on the
  * consumer). Once anything is in overflow, every producer goes there until
  * the consumer has taken the list, so each producer's messages stay in order.
  *
@@ -62,9 +62,11 @@ struct weft__inbox {
 int weft__inbox_init(struct weft__inbox *q, uint32_t capacity_pow2);
 void weft__inbox_destroy(struct weft__inbox *q);
 /* Any thread. Returns 0, UV_ENOMEM, WEFT_ECLOSED; *wake is set when the
- * caller must wake the consumer (it was sleeping and this call claimed it). */
+ * caller must wake the consumer (it was sleeping and this call claimed it).
+ * spin_ok: on a full ring, wait a bounded time for the consumer before
+ * taking the overflow path (false on the consumer's own thread). */
 int weft__inbox_post(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, uintptr_t b,
-                     uintptr_t c, uintptr_t d, bool *wake);
+                     uintptr_t c, uintptr_t d, bool spin_ok, bool *wake);
 /* Consumer: run up to max messages in order with fn(ctx, ...). Returns the
  * number run. */
 unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max);

@@ -147,7 +147,6 @@ struct weft__loop {
     struct weft_future *free_futures; /* linked through ->result */
 
     struct weft__heap timers;
-    uint64_t timer_seq;
     uint64_t next_task_id;
     struct weft__list all_tasks;
 
@@ -158,6 +157,7 @@ struct weft__loop {
 
     weft_loop_stats_t st;
     pthread_t thread;
+    uint64_t idle_poll_ns;      /* inbox polling before sleep; 0 = none */
     bool running, stopping, closed, initialised;
     void *sched_tsan_fiber;
     const void *sched_asan_bottom;
@@ -184,7 +184,7 @@ extern __thread struct weft__loop *weft__tls_loop;
 void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn);
 struct weft__handle *weft__handle_get(struct weft__loop *l);
 void weft__handle_put(struct weft__loop *l, struct weft__handle *h);
-void weft__timer_arm(struct weft__loop *l, struct weft__timer *t, uint64_t deadline_ns);
+int weft__timer_arm(struct weft__loop *l, struct weft__timer *t, uint64_t deadline_ns);
 void weft__timer_disarm(struct weft__loop *l, struct weft__timer *t);
 int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
                uintptr_t d);

@@ -544,7 +544,8 @@ int weft_sleep(uint64_t ms)
         return UV_EINVAL;
     if (take_cancel(t))
         return UV_ECANCELED;
-    weft__timer_arm(l, &t->tm, uv_hrtime() + ms * 1000000u);
+    if (weft__timer_arm(l, &t->tm, uv_hrtime() + ms * 1000000u) != 0)
+        return UV_ENOMEM;
     return suspend(l, t);
 }
 
@@ -629,11 +630,12 @@ static int await_common(struct weft_future *f, int64_t timeout_ms, void **result
         return UV_ETIMEDOUT;
     if (timeout_ms < 0 && can_inline(t, f))
         return await_inline(l, t, (struct weft_task *)f, result);
+    if (timeout_ms > 0 &&
+        weft__timer_arm(l, &t->tm, uv_hrtime() + (uint64_t)timeout_ms * 1000000u) != 0)
+        return UV_ENOMEM;
     t->awaiting = f;
     t->wait_seq++;
     weft__future_add_waiter(f, &t->rn);
-    if (timeout_ms > 0)
-        weft__timer_arm(l, &t->tm, uv_hrtime() + (uint64_t)timeout_ms * 1000000u);
     int rc = suspend(l, t);
     t->awaiting = NULL;
     if (weft__list_linked(&t->rn.link) && !t->queued)

@@ -50,6 +50,10 @@ typedef struct weft_loop_opts {
     size_t stack_size;            /* default task stack size; 0 = 64 KiB */
     weft_stack_mode_t stack_mode; /* default WEFT_STACK_GUARDED */
     size_t shared_stack_size;     /* COMPACT only: shared stack; 0 = 256 KiB */
+    /* Before sleeping, an idle loop polls its inbox this long (spinning one
+     * core) so that posts from other threads find it awake: 0 = default
+     * (50 us), -1 = never poll. */
+    int idle_poll_us;
 } weft_loop_opts_t;
 
 /* Per-loop counters (cumulative since init, except the *_live ones). */
@@ -59,7 +63,7 @@ typedef struct weft_loop_stats {
     uint64_t tasks_live;
     uint64_t tasks_inline;        /* tasks started inline by their first awaiter */
     uint64_t switches;            /* stack switches */
-    uint64_t callbacks_run;       /* call_soon/later/at, done callbacks */
+    uint64_t callbacks_run;       /* call_soon/later/at, threadsafe, done callbacks */
     uint64_t threadsafe_received; /* inbox messages processed */
     uint64_t inbox_overflows;     /* posts that found the inbox ring full */
     uint64_t wakeups;             /* times the loop blocked in the poller */
