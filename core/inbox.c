@@ -30,6 +30,8 @@ int weft__inbox_init(struct weft__inbox *q, uint32_t capacity_pow2)
     if (q->slots == NULL)
         return UV_ENOMEM;
     q->mask = capacity_pow2 - 1;
+    q->c_slots = q->slots;
+    q->c_mask = q->mask;
     for (uint64_t i = 0; i < capacity_pow2; i++)
         q->slots[i].seq = i;
     pthread_mutex_init(&q->lock, NULL);
@@ -91,6 +93,8 @@ int weft__inbox_post(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, uint
     *wake = false;
     if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
         return WEFT_ECLOSED;
+    if (q->slots == NULL)
+        return UV_EINVAL; /* never initialised */
     if (__atomic_load_n(&q->overflowing, __ATOMIC_ACQUIRE)) {
         rc = post_overflow(q, fn, a, b, c, d);
         goto out;
@@ -141,7 +145,7 @@ unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max)
 {
     unsigned n = 0;
     while (n < max) {
-        struct weft__inbox_slot *s = &q->slots[q->head & q->mask];
+        struct weft__inbox_slot *s = &q->c_slots[q->head & q->c_mask];
         uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
         if (seq != q->head + 1) {
             /* Empty, or a producer holds a ticket but has not published.
@@ -152,7 +156,7 @@ unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max)
         uintptr_t a = s->a, b = s->b, c = s->c, d = s->d;
         /* release: our reads of the payload finish before a producer may
          * reuse the slot (one lap later). */
-        __atomic_store_n(&s->seq, q->head + q->mask + 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&s->seq, q->head + q->c_mask + 1, __ATOMIC_RELEASE);
         q->head++;
         fn(ctx, a, b, c, d);
         n++;
@@ -161,12 +165,12 @@ unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max)
         /* Drain the ring once more first: messages a producer put there
          * before it saw the overflow flag are older than the list. */
         while (n < max) {
-            struct weft__inbox_slot *s = &q->slots[q->head & q->mask];
+            struct weft__inbox_slot *s = &q->c_slots[q->head & q->c_mask];
             if (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) != q->head + 1)
                 break;
             weft__inbox_fn fn = s->fn;
             uintptr_t a = s->a, b = s->b, c = s->c, d = s->d;
-            __atomic_store_n(&s->seq, q->head + q->mask + 1, __ATOMIC_RELEASE);
+            __atomic_store_n(&s->seq, q->head + q->c_mask + 1, __ATOMIC_RELEASE);
             q->head++;
             fn(ctx, a, b, c, d);
             n++;
@@ -189,6 +193,13 @@ unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max)
 
 bool weft__inbox_pending(struct weft__inbox *q)
 {
+    const struct weft__inbox_slot *s = &q->c_slots[q->head & q->c_mask];
+    return __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) == q->head + 1 ||
+           __atomic_load_n(&q->overflowing, __ATOMIC_ACQUIRE);
+}
+
+bool weft__inbox_nonempty(struct weft__inbox *q)
+{
     return __atomic_load_n(&q->tail, __ATOMIC_SEQ_CST) != q->head ||
            __atomic_load_n(&q->overflowing, __ATOMIC_SEQ_CST);
 }
@@ -196,7 +207,7 @@ bool weft__inbox_pending(struct weft__inbox *q)
 bool weft__inbox_prepare_sleep(struct weft__inbox *q)
 {
     __atomic_store_n(&q->sleeping, 1, __ATOMIC_SEQ_CST);
-    if (weft__inbox_pending(q)) {
+    if (weft__inbox_nonempty(q)) {
         __atomic_store_n(&q->sleeping, 0, __ATOMIC_SEQ_CST);
         return false;
     }

@@ -16,7 +16,7 @@
  *
  * Wake-up protocol ("wake only the sleeping"): the consumer announces sleep
  * by storing sleeping = 1 (seq_cst) and then re-reading the ring tail and the
- * overflow flag (seq_cst); a producer, after its seq_cst CAS on the tail (or
+ * overflow flag (seq_cst) - the only place the consumer reads the tail; a producer, after its seq_cst CAS on the tail (or
  * its seq_cst store of the overflow flag), loads sleeping (seq_cst). In the
  * single total order of seq_cst operations either the consumer's re-read
  * sees the producer's message, or the producer's load sees sleeping = 1 and
@@ -46,15 +46,24 @@ struct weft__inbox_node {
     uintptr_t a, b, c, d;
 };
 
+/* Laid out by writer, one cache line each, so that a post moves only the
+ * tail line and one slot line between cores. */
 struct weft__inbox {
-    _Alignas(64) uint64_t tail; /* producers: next ticket */
-    _Alignas(64) uint64_t head; /* consumer only */
-    struct weft__inbox_slot *slots;
+    /* Read-only after init (producers). */
+    _Alignas(64) struct weft__inbox_slot *slots;
     uint64_t mask;
-    _Alignas(64) int sleeping;  /* consumer announced it will block */
-    int overflowing;            /* overflow list is non-empty */
+    /* Producers: next ticket. */
+    _Alignas(64) uint64_t tail;
+    /* Consumer only (with its own copies of slots and mask). */
+    _Alignas(64) uint64_t head;
+    struct weft__inbox_slot *c_slots;
+    uint64_t c_mask;
+    /* Rarely written: the sleep announcement and the overflow flag. */
+    _Alignas(64) int sleeping; /* consumer announced it will block */
+    int overflowing;           /* overflow list is non-empty */
     int closed;
-    pthread_mutex_t lock;       /* overflow list only */
+    /* Overflow list, under the mutex. */
+    _Alignas(64) pthread_mutex_t lock;
     struct weft__inbox_node *ov_head, *ov_tail;
     uint64_t overflows;
 };
@@ -70,8 +79,12 @@ int weft__inbox_post(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, uint
 /* Consumer: run up to max messages in order with fn(ctx, ...). Returns the
  * number run. */
 unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max);
-/* Consumer: true if a message is (or is about to be) available. */
+/* Consumer: true if a message is ready (reads the head slot, not the tail
+ * line the producers write). */
 bool weft__inbox_pending(struct weft__inbox *q);
+/* Consumer: true if a message is ready or a producer holds a ticket for one
+ * (reads the tail: use off the fast path). */
+bool weft__inbox_nonempty(struct weft__inbox *q);
 /* Consumer: announce sleep. Returns false (and clears the announcement) if
  * messages are pending, in which case the consumer must not block. */
 bool weft__inbox_prepare_sleep(struct weft__inbox *q);
