@@ -161,24 +161,26 @@ unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max)
         fn(ctx, a, b, c, d);
         n++;
     }
+    /* Take the overflow list only once the ring is empty - every ticket
+     * handed out has been consumed. A producer's ring messages are older
+     * than its overflow messages; if one of them is still behind another
+     * producer's unpublished ticket, running the list now would overtake it
+     * (tests/threadsafe_test caught this under TSan). Producers in overflow
+     * mode add nothing to the ring, so the ring empties and the list is
+     * taken on a later drain. */
     if (n < max && __atomic_load_n(&q->overflowing, __ATOMIC_ACQUIRE)) {
-        /* Drain the ring once more first: messages a producer put there
-         * before it saw the overflow flag are older than the list. */
-        while (n < max) {
-            struct weft__inbox_slot *s = &q->c_slots[q->head & q->c_mask];
-            if (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) != q->head + 1)
-                break;
-            weft__inbox_fn fn = s->fn;
-            uintptr_t a = s->a, b = s->b, c = s->c, d = s->d;
-            __atomic_store_n(&s->seq, q->head + q->c_mask + 1, __ATOMIC_RELEASE);
-            q->head++;
-            fn(ctx, a, b, c, d);
-            n++;
-        }
+        /* The emptiness check must be inside the lock: a producer takes its
+         * ring ticket before it appends its next message under this lock,
+         * so once we hold the lock, every list entry's older ring messages
+         * have tickets we can see. Checked outside, the tail could be read
+         * before a ticket whose successor is already in the list. */
+        struct weft__inbox_node *list = NULL;
         pthread_mutex_lock(&q->lock);
-        struct weft__inbox_node *list = q->ov_head;
-        q->ov_head = q->ov_tail = NULL;
-        __atomic_store_n(&q->overflowing, 0, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) == q->head) {
+            list = q->ov_head;
+            q->ov_head = q->ov_tail = NULL;
+            __atomic_store_n(&q->overflowing, 0, __ATOMIC_SEQ_CST);
+        }
         pthread_mutex_unlock(&q->lock);
         while (list != NULL) {
             struct weft__inbox_node *next = list->next;
