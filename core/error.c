@@ -1,5 +1,9 @@
-/* core/error.c - messages and names for weft's codes; libuv's for the rest. */
+/* core/error.c - messages and names for weft's codes; libuv's for the rest.
+ * libuv's uv_strerror/uv_err_name allocate (and leak) a string for codes
+ * they do not know, so the _r forms fill a per-thread buffer instead. */
 #include <weft/error.h>
+
+static __thread char unknown_msg[64], unknown_name[32];
 
 const char *weft_strerror(int code)
 {
@@ -12,7 +16,7 @@ const char *weft_strerror(int code)
     case 0:
         return "success";
     default:
-        return uv_strerror(code);
+        return uv_strerror_r(code, unknown_msg, sizeof(unknown_msg));
     }
 }
 
@@ -27,6 +31,6 @@ const char *weft_err_name(int code)
     case 0:
         return "OK";
     default:
-        return uv_err_name(code);
+        return uv_err_name_r(code, unknown_name, sizeof(unknown_name));
     }
 }

@@ -4,6 +4,7 @@
 #include "stack.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,10 +29,12 @@
 #define FIRST_SLAB 8u
 #define MAX_SLAB 1024u
 
-/* Guard strategy, decided once per process: 0 unknown, 1 madvise guard
- * (no VMA split), 2 mprotect. */
+/* Guard strategy, decided once per process and shared by every loop thread
+ * (hence atomics): 0 unknown, 1 madvise guard (no VMA split), 2 mprotect
+ * within a budget of mappings. */
 static int guard_kind;
 static long mprotect_budget = -1;
+static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
 
 size_t weft__stack_round(size_t size)
 {
@@ -52,25 +55,29 @@ static long read_max_map_count(void)
     return v;
 }
 
+static void init_budget(void)
+{
+    __atomic_store_n(&mprotect_budget, read_max_map_count() / 2 - 4096, __ATOMIC_RELAXED);
+}
+
 /* Install a guard page at g. Returns true if the page is guarded. */
 static bool install_guard(char *g)
 {
-    if (guard_kind != 2) {
+    int kind = __atomic_load_n(&guard_kind, __ATOMIC_RELAXED);
+    if (kind != 2) {
         if (madvise(g, PAGE, MADV_GUARD_INSTALL) == 0) {
-            guard_kind = 1;
+            __atomic_store_n(&guard_kind, 1, __ATOMIC_RELAXED);
             return true;
         }
-        if (guard_kind == 1)
+        if (kind == 1)
             return false; /* worked before: a real failure */
-        guard_kind = 2;
-        mprotect_budget = read_max_map_count() / 2 - 4096;
+        __atomic_store_n(&guard_kind, 2, __ATOMIC_RELAXED);
     }
-    if (mprotect_budget <= 0)
+    pthread_once(&budget_once, init_budget);
+    /* Each mprotect guard costs two mappings; take them from the budget. */
+    if (__atomic_sub_fetch(&mprotect_budget, 2, __ATOMIC_RELAXED) < 0)
         return false;
-    if (mprotect(g, PAGE, PROT_NONE) != 0)
-        return false;
-    mprotect_budget -= 2;
-    return true;
+    return mprotect(g, PAGE, PROT_NONE) == 0;
 }
 
 static int add_slab(struct weft__stack_pool *p, size_t count, size_t stride)
@@ -157,6 +164,7 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p)
             s->size = p->shared->size;
             s->pool = p;
             p->in_use++;
+            UNPOISON(s->lo, s->size);
             return s;
         }
         if (add_slab(p, p->next_slab_count, p->size + PAGE) != 0)
@@ -167,6 +175,9 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p)
     }
     p->free = s->next;
     s->next = NULL;
+    /* A finished task never unwinds its last frames, so their ASan redzones
+     * are still poisoned; the next task starts from a clean stack. */
+    UNPOISON(s->lo, s->size);
     s->sp = NULL;
     s->image_len = 0;
     p->pooled--;
