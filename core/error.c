@@ -8,8 +8,8 @@ static __thread char unknown_msg[64], unknown_name[32];
 const char *weft_strerror(int code)
 {
     switch (code) {
-#define WEFT__ERR_MSG(name, value, msg)                                                            \
-    case WEFT_##name:                                                                              \
+#define WEFT__ERR_MSG(name, value, msg) \
+    case WEFT_##name:                   \
         return msg;
         WEFT_ERRNO_MAP(WEFT__ERR_MSG)
 #undef WEFT__ERR_MSG
@@ -23,8 +23,8 @@ const char *weft_strerror(int code)
 const char *weft_err_name(int code)
 {
     switch (code) {
-#define WEFT__ERR_NAME(name, value, msg)                                                           \
-    case WEFT_##name:                                                                              \
+#define WEFT__ERR_NAME(name, value, msg) \
+    case WEFT_##name:                    \
         return "WEFT_" #name;
         WEFT_ERRNO_MAP(WEFT__ERR_NAME)
 #undef WEFT__ERR_NAME

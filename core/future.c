@@ -100,8 +100,10 @@ void weft_future_unref(weft_future_t *f)
     }
     /* Pending with waiters would mean a waiter without a reference. */
     WEFT_ASSERT(weft__list_empty(&f->waiters));
-    weft__free(f->msg);
-    f->msg = NULL;
+    if (f->msg != NULL) { /* rare: skip the allocator call on the hot path */
+        weft__free(f->msg);
+        f->msg = NULL;
+    }
     __atomic_store_n(&f->gen, f->gen + 1, __ATOMIC_RELAXED);
     struct weft__loop *l = f->loop;
     f->result = l->free_futures;
@@ -348,7 +350,7 @@ void weft__future_remote_await(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c,
         }
         err = UV_ENOMEM;
     }
-    int rc = weft__post(rl, weft__task_remote_wake, c, seq,
-                        (uintptr_t)(intptr_t)err, (uintptr_t)res);
+    int rc =
+        weft__post(rl, weft__task_remote_wake, c, seq, (uintptr_t)(intptr_t)err, (uintptr_t)res);
     WEFT_ASSERT(rc == 0 || rc == WEFT_ECLOSED);
 }

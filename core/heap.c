@@ -13,8 +13,7 @@
 
 static inline bool less(const struct weft__heap_entry *x, const struct weft__heap_entry *y)
 {
-    return x->deadline_ns < y->deadline_ns ||
-           (x->deadline_ns == y->deadline_ns && x->seq < y->seq);
+    return x->deadline_ns < y->deadline_ns || (x->deadline_ns == y->deadline_ns && x->seq < y->seq);
 }
 
 static inline bool is_live(const struct weft__heap_entry *e)

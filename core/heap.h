@@ -29,7 +29,7 @@
 
 struct weft__timer {
     uint64_t deadline_ns;
-    uint64_t seq;  /* of the arming that is live, if armed */
+    uint64_t seq; /* of the arming that is live, if armed */
     bool armed;
     uint8_t owner; /* who armed it: see loop_int.h */
 };

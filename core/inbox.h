@@ -10,18 +10,18 @@
  * ours and not ck_ring.
  *
  * When the ring is full the producer waits a bounded ~45 us for an awake
- * consumer, then appends to an overflow list under a mutex instead (one allocation per message; never drops, never spins on the
- * consumer). Once anything is in overflow, every producer goes there until
- * the consumer has taken the list, so each producer's messages stay in order.
+ * consumer, then appends to an overflow list under a mutex instead (one allocation per message;
+ * never drops, never spins on the consumer). Once anything is in overflow, every producer goes
+ * there until the consumer has taken the list, so each producer's messages stay in order.
  *
  * Wake-up protocol ("wake only the sleeping"): the consumer announces sleep
  * by storing sleeping = 1 (seq_cst) and then re-reading the ring tail and the
- * overflow flag (seq_cst) - the only place the consumer reads the tail; a producer, after its seq_cst CAS on the tail (or
- * its seq_cst store of the overflow flag), loads sleeping (seq_cst). In the
- * single total order of seq_cst operations either the consumer's re-read
- * sees the producer's message, or the producer's load sees sleeping = 1 and
- * the producer wakes it (the one whose CAS takes sleeping 1 -> 0 writes the
- * eventfd through uv_async_send). tests/threadsafe_test stresses this.
+ * overflow flag (seq_cst) - the only place the consumer reads the tail; a producer, after its
+ * seq_cst CAS on the tail (or its seq_cst store of the overflow flag), loads sleeping (seq_cst). In
+ * the single total order of seq_cst operations either the consumer's re-read sees the producer's
+ * message, or the producer's load sees sleeping = 1 and the producer wakes it (the one whose CAS
+ * takes sleeping 1 -> 0 writes the eventfd through uv_async_send). tests/threadsafe_test stresses
+ * this.
  */
 #ifndef WEFT_CORE_INBOX_H
 #define WEFT_CORE_INBOX_H

@@ -171,7 +171,8 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
         return UV_ENOMEM;
     }
     l->npools = 1;
-    l->idle_poll_ns = o.idle_poll_us < 0 ? 0 : (uint64_t)(o.idle_poll_us ? o.idle_poll_us : 50) * 1000u;
+    l->idle_poll_ns =
+        o.idle_poll_us < 0 ? 0 : (uint64_t)(o.idle_poll_us ? o.idle_poll_us : 50) * 1000u;
     int rc = weft__inbox_init(&l->inbox, WEFT__INBOX_SLOTS);
     if (rc != 0)
         goto fail_pools;
@@ -211,8 +212,8 @@ int weft_loop_close(weft_loop_t *loop)
         return UV_EINVAL;
     if (l->closed)
         return WEFT_ECLOSED;
-    if (l->running || l->st.tasks_live > 0 || !weft__list_empty(&l->ready) ||
-        l->timers.live > 0 || weft__inbox_nonempty(&l->inbox) || uv_loop_alive(&l->uv))
+    if (l->running || l->st.tasks_live > 0 || !weft__list_empty(&l->ready) || l->timers.live > 0 ||
+        weft__inbox_nonempty(&l->inbox) || uv_loop_alive(&l->uv))
         return UV_EBUSY;
     __atomic_store_n(&l->inbox.closed, 1, __ATOMIC_RELEASE);
     uv_close((uv_handle_t *)&l->async, NULL);
@@ -284,8 +285,7 @@ int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *a
     return schedule(weft__L(loop), uv_hrtime() + delay_ms * 1000000u, true, fn, arg, out);
 }
 
-int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg,
-                 weft_handle_t *out)
+int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg, weft_handle_t *out)
 {
     if (when_ms > UINT64_MAX / 2000000u)
         return UV_EINVAL;

@@ -28,23 +28,29 @@
 #include "list.h"
 #include "stack.h"
 
-#define WEFT_ASSERT(cond)                                                                          \
-    do {                                                                                           \
-        if (__builtin_expect(!(cond), 0))                                                          \
-            weft__assert_fail(#cond, __FILE__, __LINE__);                                          \
+#define WEFT_ASSERT(cond)                                 \
+    do {                                                  \
+        if (__builtin_expect(!(cond), 0))                 \
+            weft__assert_fail(#cond, __FILE__, __LINE__); \
     } while (0)
 __attribute__((noreturn)) void weft__assert_fail(const char *what, const char *file, int line);
 
-enum { WEFT__RN_TASK = 1, WEFT__RN_HANDLE = 2 };
-enum { WEFT__TM_HANDLE = 1, WEFT__TM_TASK = 2 };
+enum {
+    WEFT__RN_TASK = 1,
+    WEFT__RN_HANDLE = 2
+};
+enum {
+    WEFT__TM_HANDLE = 1,
+    WEFT__TM_TASK = 2
+};
 
 #define WEFT__MAX_POOLS 4
 /* Extra stack mapped above what a task asks for: room for children that
  * start inline on the task's stack (see task.c), so every task still gets
  * its full requested size. */
 #define WEFT__INLINE_RESERVE (16u * 1024u)
-#define WEFT__INBOX_SLOTS 4096u
-#define WEFT__TICK_BUDGET 256
+#define WEFT__INBOX_SLOTS    4096u
+#define WEFT__TICK_BUDGET    256
 
 struct weft__chunk {
     struct weft__chunk *next;
@@ -57,12 +63,18 @@ struct weft__rnode {
 
 /* What a handle does when it runs. */
 enum {
-    WEFT__H_CALLBACK = 1,  /* fn(arg): call_soon / call_later / call_at */
-    WEFT__H_FUTURE_CB,     /* ffn(fut, arg): a done callback */
-    WEFT__H_REMOTE_WAKE,   /* post a foreign waiter's wake-up to its loop */
+    WEFT__H_CALLBACK = 1, /* fn(arg): call_soon / call_later / call_at */
+    WEFT__H_FUTURE_CB,    /* ffn(fut, arg): a done callback */
+    WEFT__H_REMOTE_WAKE,  /* post a foreign waiter's wake-up to its loop */
 };
 
-enum { WEFT__HS_FREE = 0, WEFT__HS_READY, WEFT__HS_TIMER, WEFT__HS_WAITING, WEFT__HS_RUNNING };
+enum {
+    WEFT__HS_FREE = 0,
+    WEFT__HS_READY,
+    WEFT__HS_TIMER,
+    WEFT__HS_WAITING,
+    WEFT__HS_RUNNING
+};
 
 struct weft__loop;
 
@@ -77,7 +89,7 @@ struct weft__handle {
         weft_future_cb ffn;
     } u;
     void *arg;
-    weft_future_t *fut;   /* FUTURE_CB / REMOTE_WAKE: the future (referenced) */
+    weft_future_t *fut; /* FUTURE_CB / REMOTE_WAKE: the future (referenced) */
     /* REMOTE_WAKE: who waits, on which loop */
     struct weft__loop *rloop;
     struct weft_task *rtask;
@@ -97,45 +109,45 @@ struct weft_future {
     char *msg;                 /* owned copy of the error message, or NULL */
     struct weft__list waiters; /* rnodes: tasks and done-callback handles */
     uint32_t refs;
-    uint32_t gen;              /* bumped when recycled; atomic (read by other threads) */
-    int err;                   /* 0, the failure code, or UV_ECANCELED */
+    uint32_t gen; /* bumped when recycled; atomic (read by other threads) */
+    int err;      /* 0, the failure code, or UV_ECANCELED */
     uint8_t state;
     bool is_task;
 };
 
 struct weft_task {
-    struct weft_future fut;    /* a task is a future (first member) */
-    struct weft__rnode rn;     /* ready queue or a future's waiter list */
-    struct weft__list all;     /* loop's list of live tasks (dump) */
-    struct weft__stack *stk;   /* own stack, or the host's when inline */
+    struct weft_future fut;  /* a task is a future (first member) */
+    struct weft__rnode rn;   /* ready queue or a future's waiter list */
+    struct weft__list all;   /* loop's list of live tasks (dump) */
+    struct weft__stack *stk; /* own stack, or the host's when inline */
     weft_task_fn fn;
     void *arg;
-    weft_future_t *awaiting;   /* what it waits for (dump, cancel) */
+    weft_future_t *awaiting;        /* what it waits for (dump, cancel) */
     struct weft_task *inline_child; /* child running inline on our stack */
-    struct weft__timer tm;     /* sleep / await timeout */
+    struct weft__timer tm;          /* sleep / await timeout */
     const char *name;
     const char *file;
     uint64_t id;
     uint32_t stack_size;
     int line;
-    int wake_code;             /* what the pending suspension returns */
-    uint32_t wait_seq;         /* per-suspension number (remote wake-ups) */
-    uint8_t state;             /* weft_task_state_t */
-    bool queued;               /* in the ready queue */
-    bool cancel_pending;       /* deliver UV_ECANCELED at the next suspension */
-    bool remote_wait;          /* waiting on another loop's future */
+    int wake_code;       /* what the pending suspension returns */
+    uint32_t wait_seq;   /* per-suspension number (remote wake-ups) */
+    uint8_t state;       /* weft_task_state_t */
+    bool queued;         /* in the ready queue */
+    bool cancel_pending; /* deliver UV_ECANCELED at the next suspension */
+    bool remote_wait;    /* waiting on another loop's future */
     void *remote_result;
     int remote_err;
 };
 
 struct weft__loop {
     /* Hot scheduling state first. */
-    struct weft_task *current;  /* running task, NULL in the scheduler */
-    struct weft__list ready;    /* rnodes */
-    int budget;                 /* runnables left in this tick */
+    struct weft_task *current; /* running task, NULL in the scheduler */
+    struct weft__list ready;   /* rnodes */
+    int budget;                /* runnables left in this tick */
     bool compact;
-    struct weft__stack sched;   /* the scheduler's context (thread stack) */
-    struct weft_task *zombie;   /* finished task whose stack is still in use */
+    struct weft__stack sched;                       /* the scheduler's context (thread stack) */
+    struct weft_task *zombie;                       /* finished task whose stack is still in use */
     struct weft__stack_pool pools[WEFT__MAX_POOLS]; /* [0]: default size */
     unsigned npools;
     size_t default_stack;
@@ -157,7 +169,7 @@ struct weft__loop {
 
     weft_loop_stats_t st;
     pthread_t thread;
-    uint64_t idle_poll_ns;      /* inbox polling before sleep; 0 = none */
+    uint64_t idle_poll_ns; /* inbox polling before sleep; 0 = none */
     bool running, stopping, closed, initialised;
     void *sched_tsan_fiber;
     const void *sched_asan_bottom;

@@ -24,10 +24,10 @@
 #define MADV_GUARD_INSTALL 102
 #endif
 
-#define PAGE 4096u
+#define PAGE          4096u
 #define DEFAULT_STACK (64u * 1024u)
-#define FIRST_SLAB 8u
-#define MAX_SLAB 1024u
+#define FIRST_SLAB    8u
+#define MAX_SLAB      1024u
 
 /* Guard strategy, decided once per process and shared by every loop thread
  * (hence atomics): 0 unknown, 1 madvise guard (no VMA split), 2 mprotect
@@ -83,8 +83,8 @@ static bool install_guard(char *g)
 static int add_slab(struct weft__stack_pool *p, size_t count, size_t stride)
 {
     size_t len = count * stride;
-    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                     -1, 0);
+    void *map =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED)
         return UV_ENOMEM;
     /* One allocation for the slab record and its descriptors. */
@@ -114,8 +114,7 @@ static int add_slab(struct weft__stack_pool *p, size_t count, size_t stride)
     return 0;
 }
 
-int weft__stack_pool_init(struct weft__stack_pool *p, size_t size, bool compact,
-                          size_t shared_size)
+int weft__stack_pool_init(struct weft__stack_pool *p, size_t size, bool compact, size_t shared_size)
 {
     memset(p, 0, sizeof(*p));
     p->size = weft__stack_round(size);

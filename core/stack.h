@@ -28,13 +28,13 @@
 #include <stdint.h>
 
 struct weft__stack {
-    char *lo;                  /* lowest usable byte (just above the guard) */
-    size_t size;               /* usable bytes */
-    void *sp;                  /* saved sp of the suspended context on it */
-    struct weft__stack *next;  /* free list */
-    void *image;               /* COMPACT: saved frames while swapped out */
+    char *lo;                 /* lowest usable byte (just above the guard) */
+    size_t size;              /* usable bytes */
+    void *sp;                 /* saved sp of the suspended context on it */
+    struct weft__stack *next; /* free list */
+    void *image;              /* COMPACT: saved frames while swapped out */
     size_t image_len, image_cap;
-    void *tsan_fiber;          /* TSan fiber of this stack, if any */
+    void *tsan_fiber;              /* TSan fiber of this stack, if any */
     struct weft__stack_pool *pool; /* where it returns */
 };
 
@@ -45,15 +45,15 @@ struct weft__stack_slab {
 };
 
 struct weft__stack_pool {
-    size_t size;                      /* usable bytes per stack */
+    size_t size; /* usable bytes per stack */
     bool compact;
-    struct weft__stack *free;         /* GUARDED: reusable stacks */
+    struct weft__stack *free; /* GUARDED: reusable stacks */
     struct weft__stack_slab *slabs;
-    size_t next_slab_count;           /* stacks in the next slab */
+    size_t next_slab_count; /* stacks in the next slab */
     uint64_t in_use, pooled, unguarded;
     /* COMPACT */
-    struct weft__stack *shared;       /* the shared stack itself */
-    struct weft__stack *on_shared;    /* descriptor whose frames are live */
+    struct weft__stack *shared;    /* the shared stack itself */
+    struct weft__stack *on_shared; /* descriptor whose frames are live */
 };
 
 int weft__stack_pool_init(struct weft__stack_pool *p, size_t size, bool compact,

@@ -41,7 +41,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-#define CHUNK 64
+#define CHUNK        64
 #define STACK_MARGIN 1024u /* slack for our own frames when starting inline */
 
 static void task_entry(void *arg);
@@ -72,8 +72,10 @@ void weft__task_free(struct weft_task *t)
 {
     struct weft__loop *l = t->fut.loop;
     WEFT_ASSERT(t->stk == NULL && !t->queued);
-    weft__free(t->fut.msg);
-    t->fut.msg = NULL;
+    if (t->fut.msg != NULL) {
+        weft__free(t->fut.msg);
+        t->fut.msg = NULL;
+    }
     __atomic_store_n(&t->fut.gen, t->fut.gen + 1, __ATOMIC_RELAXED);
     t->state = WEFT_TASK_DONE;
     weft__list_push_front(&l->free_tasks, &t->rn.link);
@@ -591,8 +593,8 @@ static int await_remote(struct weft__loop *l, struct weft_task *t, struct weft_f
     t->awaiting = f;
     uint32_t seq = ++t->wait_seq;
     uintptr_t b = (uintptr_t)__atomic_load_n(&f->gen, __ATOMIC_RELAXED) | ((uintptr_t)seq << 32);
-    int rc = weft__post(f->loop, weft__future_remote_await, (uintptr_t)f, b, (uintptr_t)t,
-                        (uintptr_t)l);
+    int rc =
+        weft__post(f->loop, weft__future_remote_await, (uintptr_t)f, b, (uintptr_t)t, (uintptr_t)l);
     if (rc != 0) {
         t->remote_wait = false;
         t->awaiting = NULL;

@@ -25,13 +25,13 @@ extern "C" {
 #endif
 
 /* weft's own codes: name, value, message. */
-#define WEFT_ERRNO_MAP(XX)                                                                         \
-    XX(ENOTASK, -5001, "operation needs a running weft task")                                     \
-    XX(EDEADLK, -5002, "a task cannot await itself")                                              \
-    XX(EWRONGLOOP, -5003, "object belongs to another loop or thread")                             \
-    XX(ECLOSED, -5004, "loop is closed")                                                          \
-    XX(EREENTRANT, -5005, "loop is already running")                                              \
-    XX(EPENDING, -5006, "result is not ready yet")                                                \
+#define WEFT_ERRNO_MAP(XX)                                            \
+    XX(ENOTASK, -5001, "operation needs a running weft task")         \
+    XX(EDEADLK, -5002, "a task cannot await itself")                  \
+    XX(EWRONGLOOP, -5003, "object belongs to another loop or thread") \
+    XX(ECLOSED, -5004, "loop is closed")                              \
+    XX(EREENTRANT, -5005, "loop is already running")                  \
+    XX(EPENDING, -5006, "result is not ready yet")                    \
     XX(EDONE, -5007, "already finished: nothing to do")
 
 enum {

@@ -70,7 +70,7 @@ typedef struct weft_loop_stats {
     uint64_t iterations;          /* scheduler ticks */
     uint64_t stacks_in_use;
     uint64_t stacks_pooled;
-    uint64_t max_lag_ns;          /* longest time a tick spent running ready work */
+    uint64_t max_lag_ns; /* longest time a tick spent running ready work */
 } weft_loop_stats_t;
 
 typedef void (*weft_cb_fn)(void *arg);
@@ -117,8 +117,8 @@ uint64_t weft_loop_now_ns(void);
 WEFT_WARN_UNUSED int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg,
                                     weft_handle_t *out);
 /* Run fn(arg) after delay_ms (no earlier). Equal deadlines run FIFO. */
-WEFT_WARN_UNUSED int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn,
-                                     void *arg, weft_handle_t *out);
+WEFT_WARN_UNUSED int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *arg,
+                                     weft_handle_t *out);
 /* Run fn(arg) at weft_loop_now() time `when_ms` (or right away if past). */
 WEFT_WARN_UNUSED int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg,
                                   weft_handle_t *out);

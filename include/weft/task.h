@@ -64,10 +64,11 @@ typedef struct weft_task_opts {
  * Returns 0, UV_EINVAL (NULL fn, no loop, bad stack size), WEFT_ECLOSED,
  * UV_ENOMEM. The macros record the spawn site. */
 WEFT_WARN_UNUSED int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg,
-                                 const weft_task_opts_t *opts, weft_task_t **out,
-                                 const char *file, int line);
-#define weft_spawn(loop, fn, arg, out) weft__spawn((loop), (fn), (arg), NULL, (out), __FILE__, __LINE__)
-#define weft_spawn_ex(loop, fn, arg, opts, out)                                                    \
+                                 const weft_task_opts_t *opts, weft_task_t **out, const char *file,
+                                 int line);
+#define weft_spawn(loop, fn, arg, out) \
+    weft__spawn((loop), (fn), (arg), NULL, (out), __FILE__, __LINE__)
+#define weft_spawn_ex(loop, fn, arg, opts, out) \
     weft__spawn((loop), (fn), (arg), (opts), (out), __FILE__, __LINE__)
 
 void weft_task_ref(weft_task_t *t);
