@@ -1,0 +1,99 @@
+/*
+ * Self-test of tests/plain_test.h: the same file runs under Criterion
+ * (//tests:plain_shim_test) and as a plain program (//tests:plain_shim_test_plain,
+ * also under TSan). Every test here passes in both builds; a broken shim shows
+ * up as a failed test, a skipped .init or a run .disabled test.
+ */
+#include "plain_test.h"
+
+#include <pthread.h>
+#include <stddef.h>
+
+static int fixture_value;
+static int fini_calls;
+
+static void fixture_init(void)
+{
+    fixture_value = 42;
+}
+
+static void fixture_fini(void)
+{
+    fini_calls++;
+}
+
+Test(plain_shim, comparisons_pass)
+{
+    int three = 3;
+    size_t n = 3;
+
+    cr_assert(three == 3);
+    cr_assert(three == 3, "three is %d", three);
+    cr_assert_eq(three, 3);
+    cr_assert_eq(n, 3, "n is %zu", n);
+    cr_assert_neq(three, 4);
+    cr_assert_lt(three, 4);
+    cr_assert_gt(three, 2);
+    cr_assert_leq(three, 3);
+    cr_assert_geq(three, 3);
+    cr_expect(three == 3);
+    cr_expect_eq(three, 3, "with a message");
+    cr_expect_neq(three, 4);
+    cr_expect_lt(three, 4);
+    cr_expect_gt(three, 2);
+    cr_expect_leq(three, 3);
+    cr_expect_geq(three, 3);
+}
+
+Test(plain_shim, pointers_and_strings_pass)
+{
+    const char *hello = "hello";
+    const char *none = NULL;
+
+    cr_assert_null(none);
+    cr_assert_not_null(hello, "%s", "must be set");
+    cr_expect_null(none);
+    cr_expect_not_null(hello);
+    cr_assert_str_eq(hello, "hello");
+    cr_assert_str_eq(hello, "hello", "hello is %s", hello);
+    cr_log_info("logging with %s", "arguments");
+    cr_log_info("logging without arguments");
+}
+
+Test(plain_shim, init_runs_before_the_body, .init = fixture_init, .fini = fixture_fini)
+{
+    cr_assert_eq(fixture_value, 42);
+}
+
+Test(plain_shim, disabled_test_does_not_run, .disabled = true)
+{
+    cr_assert_fail("a disabled test ran");
+}
+
+#ifdef WEFT_PLAIN_TEST
+/* Plain builds run tests in definition order in one process, so this test
+ * can see that the fini of init_runs_before_the_body ran exactly once. */
+Test(plain_shim, fini_ran_after_the_earlier_test)
+{
+    cr_assert_eq(fini_calls, 1);
+}
+#endif
+
+static void *expect_from_thread(void *arg)
+{
+    int *value = arg;
+
+    cr_expect_eq(*value, 7);
+    *value = 8;
+    return NULL;
+}
+
+Test(plain_shim, expectations_work_on_other_threads)
+{
+    pthread_t thread;
+    int value = 7;
+
+    cr_assert_eq(pthread_create(&thread, NULL, expect_from_thread, &value), 0);
+    cr_assert_eq(pthread_join(thread, NULL), 0);
+    cr_expect_eq(value, 8);
+}
