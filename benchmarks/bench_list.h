@@ -1,0 +1,31 @@
+/*
+ * benchmarks/bench_list.h - the registry: every workload, in the order the
+ * suite runs them. Definitions of the workloads are in ../shared/WORKLOADS.md;
+ * the implementations in bench_*.c.
+ *
+ * Columns: name (also the C function bench_<name>), unit, higher is better,
+ * own loop (the harness passes loop = NULL), time limit per run in seconds.
+ * To add a workload: write `int bench_<name>(weft_loop_t *, double *)` and
+ * add one line here.
+ */
+#ifndef WEFT_BENCH_LIST_H
+#define WEFT_BENCH_LIST_H
+
+#include "benchmarks/bench.h"
+
+#define BENCH_LIST(XX)                                    \
+    XX(switch, "ns/op", false, false, 60)                 \
+    XX(spawn, "tasks/s", true, false, 60)                 \
+    XX(skynet1, "ms", false, false, 60)                   \
+    XX(pingpong_local, "ns/op", false, false, 60)         \
+    XX(timers, "ms", false, false, 60)                    \
+    XX(mem_per_task, "KiB/task", false, true, 90)         \
+    XX(mem_per_task_compact, "KiB/task", false, true, 90) \
+    XX(threadsafe_post, "ops/s", true, false, 60)
+
+#define BENCH_DECLARE(name, unit, higher, own_loop, timeout) \
+    int bench_##name(weft_loop_t *loop, double *value);
+BENCH_LIST(BENCH_DECLARE)
+#undef BENCH_DECLARE
+
+#endif /* WEFT_BENCH_LIST_H */
