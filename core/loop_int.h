@@ -51,6 +51,11 @@ enum {
 #define WEFT__INLINE_RESERVE (16u * 1024u)
 #define WEFT__INBOX_SLOTS    4096u
 #define WEFT__TICK_BUDGET    256
+/* Idle trimming of pooled stacks: keep this many warm, trim at most this
+ * many per idle pass, and only stacks unused for a whole window. */
+#define WEFT__STACK_KEEP     256u
+#define WEFT__TRIM_BUDGET    64u
+#define WEFT__TRIM_WINDOW_NS (1000u * 1000u * 1000u)
 
 struct weft__chunk {
     struct weft__chunk *next;

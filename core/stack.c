@@ -107,9 +107,9 @@ static int add_slab(struct weft__stack_pool *p, size_t count, size_t stride)
         d[i].lo = base + PAGE;
         d[i].size = stride - PAGE;
         d[i].pool = p;
-        d[i].next = p->free;
-        p->free = &d[i];
+        weft__list_push_front(&p->hot, &d[i].link);
         p->pooled++;
+        p->hot_n++;
     }
     return 0;
 }
@@ -120,14 +120,15 @@ int weft__stack_pool_init(struct weft__stack_pool *p, size_t size, bool compact,
     p->size = weft__stack_round(size);
     p->compact = compact;
     p->next_slab_count = FIRST_SLAB;
+    weft__list_init(&p->hot);
+    weft__list_init(&p->cold);
     if (!compact)
         return 0;
     size_t shared = weft__stack_round(shared_size ? shared_size : 256u * 1024u);
     if (add_slab(p, 1, shared + PAGE) != 0)
         return UV_ENOMEM;
-    p->shared = p->free;
-    p->free = NULL;
-    p->pooled = 0;
+    p->shared = WEFT_CONTAINER_OF(weft__list_pop_front(&p->hot), struct weft__stack, link);
+    p->pooled = p->hot_n = 0;
     return 0;
 }
 
@@ -135,9 +136,9 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p)
 {
     /* COMPACT descriptors are individually allocated; free the pooled ones. */
     if (p->compact) {
-        while (p->free != NULL) {
-            struct weft__stack *s = p->free;
-            p->free = s->next;
+        struct weft__list *n;
+        while ((n = weft__list_pop_front(&p->hot)) != NULL) {
+            struct weft__stack *s = WEFT_CONTAINER_OF(n, struct weft__stack, link);
             weft__free(s->image);
             weft__free(s);
         }
@@ -153,15 +154,19 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p)
 
 struct weft__stack *weft__stack_get(struct weft__stack_pool *p)
 {
-    struct weft__stack *s = p->free;
-    if (s == NULL) {
+    struct weft__list *n = weft__list_pop_front(&p->hot);
+    if (n != NULL) {
+        if (--p->hot_n < p->min_hot)
+            p->min_hot = p->hot_n;
+    } else if ((n = weft__list_pop_front(&p->cold)) == NULL) {
         if (p->compact) {
-            s = weft__calloc(1, sizeof(*s));
+            struct weft__stack *s = weft__calloc(1, sizeof(*s));
             if (s == NULL)
                 return NULL;
             s->lo = p->shared->lo;
             s->size = p->shared->size;
             s->pool = p;
+            weft__list_init(&s->link);
             p->in_use++;
             UNPOISON(s->lo, s->size);
             return s;
@@ -170,10 +175,10 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p)
             return NULL;
         if (p->next_slab_count < MAX_SLAB)
             p->next_slab_count *= 2;
-        s = p->free;
+        n = weft__list_pop_front(&p->hot);
+        p->hot_n--;
     }
-    p->free = s->next;
-    s->next = NULL;
+    struct weft__stack *s = WEFT_CONTAINER_OF(n, struct weft__stack, link);
     /* A finished task never unwinds its last frames, so their ASan redzones
      * are still poisoned; the next task starts from a clean stack. */
     UNPOISON(s->lo, s->size);
@@ -190,10 +195,40 @@ void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s)
         p->on_shared = NULL;
     s->sp = NULL;
     s->image_len = 0;
-    s->next = p->free;
-    p->free = s;
+    weft__list_push_front(&p->hot, &s->link);
+    p->hot_n++;
     p->in_use--;
     p->pooled++;
+}
+
+size_t weft__stack_pool_trim(struct weft__stack_pool *p, size_t keep, size_t budget,
+                             uint64_t now_ns, uint64_t window_ns)
+{
+    if (p->compact)
+        return 0; /* descriptors only: nothing mapped per task */
+    if (now_ns - p->window_start_ns >= window_ns) {
+        /* min_hot stacks sat in the pool for the whole window. */
+        p->trim_quota = p->min_hot > keep ? p->min_hot - keep : 0;
+        p->min_hot = p->hot_n;
+        p->window_start_ns = now_ns;
+    }
+    size_t done = 0;
+    while (p->trim_quota > 0 && p->hot_n > keep && done < budget) {
+        struct weft__list *n = p->hot.prev; /* least recently used */
+        struct weft__stack *s = WEFT_CONTAINER_OF(n, struct weft__stack, link);
+        weft__list_remove(n);
+        p->hot_n--;
+        p->trim_quota--;
+        if (p->hot_n < p->min_hot)
+            p->min_hot = p->hot_n;
+        /* The guard page is below lo and keeps its marker. If the kernel
+         * refuses, the stack just stays resident. */
+        (void)madvise(s->lo, s->size, MADV_DONTNEED);
+        weft__list_push_back(&p->cold, &s->link);
+        done++;
+    }
+    p->trimmed += done;
+    return done;
 }
 
 int weft__stack_activate(struct weft__stack_pool *p, struct weft__stack *s)

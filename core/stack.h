@@ -10,7 +10,9 @@
  * stack, while under a budget of half of vm.max_map_count; past that budget
  * stacks get no guard page (counted in weft__stack_pool.unguarded).
  * Stacks are reused LIFO (the most recently used one is the warmest) and
- * never unmapped before the pool is destroyed.
+ * never unmapped before the pool is destroyed; an idle loop hands the pages
+ * of stacks it has not used for the longest back to the kernel
+ * (weft__stack_pool_trim), so a burst of tasks does not stay resident.
  *
  * COMPACT mode: every task runs on one shared guarded stack; its descriptor
  * keeps a heap copy (image) of its live frames while another task uses the
@@ -27,12 +29,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "list.h"
+
 struct weft__stack {
-    char *lo;                 /* lowest usable byte (just above the guard) */
-    size_t size;              /* usable bytes */
-    void *sp;                 /* saved sp of the suspended context on it */
-    struct weft__stack *next; /* free list */
-    void *image;              /* COMPACT: saved frames while swapped out */
+    char *lo;               /* lowest usable byte (just above the guard) */
+    size_t size;            /* usable bytes */
+    void *sp;               /* saved sp of the suspended context on it */
+    struct weft__list link; /* the pool's hot or cold list while pooled */
+    void *image;            /* COMPACT: saved frames while swapped out */
     size_t image_len, image_cap;
     void *tsan_fiber;              /* TSan fiber of this stack, if any */
     struct weft__stack_pool *pool; /* where it returns */
@@ -47,10 +51,16 @@ struct weft__stack_slab {
 struct weft__stack_pool {
     size_t size; /* usable bytes per stack */
     bool compact;
-    struct weft__stack *free; /* GUARDED: reusable stacks */
+    /* Pooled stacks: hot ones keep their pages and are reused LIFO (front =
+     * most recently used); cold ones had their pages handed back. */
+    struct weft__list hot, cold;
     struct weft__stack_slab *slabs;
     size_t next_slab_count; /* stacks in the next slab */
-    uint64_t in_use, pooled, unguarded;
+    uint64_t in_use, pooled, hot_n, unguarded, trimmed;
+    /* Idle trimming: the fewest hot stacks seen in the current window; at
+     * the window's end that many (less the warm reserve) were not needed
+     * for a whole window and may be trimmed (trim_quota). */
+    uint64_t min_hot, trim_quota, window_start_ns;
     /* COMPACT */
     struct weft__stack *shared;    /* the shared stack itself */
     struct weft__stack *on_shared; /* descriptor whose frames are live */
@@ -63,6 +73,12 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p);
  * out of memory. */
 struct weft__stack *weft__stack_get(struct weft__stack_pool *p);
 void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s);
+/* Called by an idle loop: hand back the pages (madvise MADV_DONTNEED; the
+ * guard page stays) of up to `budget` least recently used pooled stacks
+ * that stayed unused for a whole window of `window_ns`, keeping `keep` warm
+ * ones. Returns how many were trimmed. */
+size_t weft__stack_pool_trim(struct weft__stack_pool *p, size_t keep, size_t budget,
+                             uint64_t now_ns, uint64_t window_ns);
 /* COMPACT: make `s` the descriptor whose frames are on the shared stack,
  * saving the current owner's frames first. Must run off the shared stack.
  * Returns 0 or UV_ENOMEM. */

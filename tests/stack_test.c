@@ -474,3 +474,107 @@ Test(stack, stacks_are_reused_and_in_use_drops_to_zero, .timeout = TEST_TIMEOUT_
     cr_expect_eq(st.tasks_finished, 2 * SEQUENTIAL + 1);
     EXPECT_OK(weft_loop_close(&loop));
 }
+
+/* --- idle trimming ------------------------------------------------------------ */
+
+#define TRIM_TASKS   2000
+#define TRIM_TOUCH   (8 * KiB)
+#define TRIM_PATTERN 0x5a
+
+static weft_future_t *g_trim_gate;
+static int g_trim_bad;
+
+/* Touch TRIM_TOUCH bytes of stack, park until the gate opens, then check
+ * the bytes are still ours. Run on a trimmed (zero-filled) stack, the fill
+ * must still work: the pages come back on first touch. */
+static int touch_and_park_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    volatile unsigned char buf[TRIM_TOUCH];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = TRIM_PATTERN;
+    int rc = weft_await(g_trim_gate, NULL);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        if (buf[i] != TRIM_PATTERN)
+            g_trim_bad++;
+    return rc;
+}
+
+static long resident_bytes(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * 4096;
+}
+
+static long g_rss_before_trim, g_rss_after_trim;
+static uint64_t g_trimmed_seen;
+
+static int burst(void)
+{
+    int rc = weft_future_new(NULL, &g_trim_gate);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < TRIM_TASKS && rc == 0; i++)
+        rc = weft_spawn(NULL, touch_and_park_body, NULL, NULL);
+    if (rc == 0)
+        rc = weft_sleep(1); /* every task has run and parked */
+    if (rc == 0)
+        rc = weft_future_set_result(g_trim_gate, NULL);
+    if (rc == 0)
+        rc = weft_sleep(1); /* and finished */
+    weft_future_unref(g_trim_gate);
+    return rc;
+}
+
+static int trim_main_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_loop_stats_t st;
+    int rc = burst();
+    if (rc != 0)
+        return rc;
+    g_rss_before_trim = resident_bytes();
+    /* Idle (sleeping) for a few trim windows, until every stack beyond the
+     * warm reserve was handed back; bounded at ~6 s. */
+    for (int i = 0; i < 120; i++) {
+        if ((rc = weft_sleep(50)) != 0)
+            return rc;
+        weft_loop_stats(weft_loop_current(), &st);
+        g_trimmed_seen = st.stacks_trimmed;
+        if (st.stacks_trimmed >= TRIM_TASKS - 256)
+            break;
+    }
+    g_rss_after_trim = resident_bytes();
+    /* Trimmed stacks are reused and work. */
+    return burst();
+}
+
+Test(stack, an_idle_loop_gives_back_the_pages_of_stacks_a_burst_left_behind,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_task_t *t;
+    weft_loop_stats_t st;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, trim_main_body, NULL, &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_task_result(t, NULL));
+    cr_expect_eq(g_trim_bad, 0, "%d stack bytes changed under a parked task", g_trim_bad);
+    cr_expect_geq(g_trimmed_seen, TRIM_TASKS - 256, "only %llu stacks trimmed",
+                  (unsigned long long)g_trimmed_seen);
+    /* Each trimmed stack had at least TRIM_TOUCH bytes resident. */
+    cr_expect_geq(g_rss_before_trim - g_rss_after_trim, (long)(TRIM_TASKS - 256) * (long)TRIM_TOUCH,
+                  "RSS went from %ld to %ld", g_rss_before_trim, g_rss_after_trim);
+    weft_loop_stats(&loop, &st);
+    cr_expect_eq(st.stacks_in_use, 0);
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}

@@ -70,7 +70,8 @@ typedef struct weft_loop_stats {
     uint64_t iterations;          /* scheduler ticks */
     uint64_t stacks_in_use;
     uint64_t stacks_pooled;
-    uint64_t max_lag_ns; /* longest time a tick spent running ready work */
+    uint64_t stacks_trimmed; /* pooled stacks whose pages an idle loop gave back */
+    uint64_t max_lag_ns;     /* longest time a tick spent running ready work */
 } weft_loop_stats_t;
 
 typedef void (*weft_cb_fn)(void *arg);
