@@ -110,15 +110,6 @@ void weft_future_unref(weft_future_t *f)
     l->free_futures = f;
 }
 
-int weft__future_outcome(const struct weft_future *f, void **result)
-{
-    if (f->state == WEFT__F_PENDING)
-        return WEFT_EPENDING;
-    if (result != NULL)
-        *result = f->state == WEFT__F_DONE ? f->result : NULL;
-    return f->err;
-}
-
 int weft__future_complete(struct weft_future *f, uint8_t state, void *result, int err, char *msg)
 {
     if (f->state != WEFT__F_PENDING) {

@@ -11,6 +11,8 @@
 
 /* ~2,000 pauses is ~45 us here (one pause is ~22 ns, DESIGN.md). */
 #define FULL_SPINS 2000u
+/* The consumer publishes its head this often (and at the end of a drain). */
+#define PUBLISH_EVERY 32u
 
 static inline void cpu_relax(void)
 {
@@ -32,8 +34,8 @@ int weft__inbox_init(struct weft__inbox *q, uint32_t capacity_pow2)
     q->mask = capacity_pow2 - 1;
     q->c_slots = q->slots;
     q->c_mask = q->mask;
-    for (uint64_t i = 0; i < capacity_pow2; i++)
-        q->slots[i].seq = i;
+    /* calloc: every seq is 0, which no ticket's seq (ticket + 1) equals in
+     * the first lap; later laps find the previous lap's seq there. */
     pthread_mutex_init(&q->lock, NULL);
     return 0;
 }
@@ -100,40 +102,42 @@ int weft__inbox_post(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, uint
         goto out;
     }
     uint64_t pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
-    struct weft__inbox_slot *s;
     for (;;) {
-        s = &q->slots[pos & q->mask];
-        /* acquire: pairs with the consumer's release that freed the slot,
-         * so our payload writes cannot overtake its reads. */
-        uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
-        int64_t diff = (int64_t)(seq - pos);
-        if (diff == 0) {
-            if (__atomic_compare_exchange_n(&q->tail, &pos, pos + 1, true, __ATOMIC_SEQ_CST,
-                                            __ATOMIC_RELAXED))
-                break;
-        } else if (diff < 0) {
-            /* Full. A consumer that is awake frees slots within
-             * microseconds, so wait a bounded while (never on the consumer's
-             * own thread: it would wait for itself) before paying for the
-             * overflow list. */
-            if (spin_ok && spins < FULL_SPINS) {
-                spins++;
-                cpu_relax();
-                pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
-                continue;
+        /* acquire: pairs with the release that stored head_cache, which
+         * carries the consumer's release of head_pub: the consumer has
+         * finished reading every slot below the head we see. */
+        uint64_t head = __atomic_load_n(&q->head_cache, __ATOMIC_ACQUIRE);
+        if (pos - head > q->mask) {
+            /* Looks full: refresh from what the consumer published. */
+            head = __atomic_load_n(&q->head_pub, __ATOMIC_ACQUIRE);
+            __atomic_store_n(&q->head_cache, head, __ATOMIC_RELEASE);
+            if (pos - head > q->mask) {
+                /* Full. A consumer that is awake frees slots within
+                 * microseconds, so wait a bounded while (never on the
+                 * consumer's own thread: it would wait for itself) before
+                 * paying for the overflow list. */
+                if (spin_ok && spins < FULL_SPINS) {
+                    spins++;
+                    cpu_relax();
+                    pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
+                    continue;
+                }
+                rc = post_overflow(q, fn, a, b, c, d);
+                goto out;
             }
-            rc = post_overflow(q, fn, a, b, c, d);
-            goto out;
-        } else {
-            pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
         }
+        /* seq_cst: also the store half of the sleep protocol (inbox.h). */
+        if (__atomic_compare_exchange_n(&q->tail, &pos, pos + 1, true, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED))
+            break;
     }
+    struct weft__inbox_slot *s = &q->slots[pos & q->mask];
     s->fn = fn;
     s->a = a;
     s->b = b;
     s->c = c;
     s->d = d;
-    /* release: the payload is visible before the consumer sees the slot. */
+    /* release: the payload is visible before the consumer sees the seq. */
     __atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
 out:
     if (rc == 0)
@@ -141,11 +145,19 @@ out:
     return rc;
 }
 
+static inline void publish_head(struct weft__inbox *q)
+{
+    /* release: our reads of the consumed slots happen before a producer,
+     * acquiring this, may overwrite them. */
+    __atomic_store_n(&q->head_pub, q->head, __ATOMIC_RELEASE);
+    q->unpublished = 0;
+}
+
 unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max)
 {
     unsigned n = 0;
     while (n < max) {
-        struct weft__inbox_slot *s = &q->c_slots[q->head & q->c_mask];
+        const struct weft__inbox_slot *s = &q->c_slots[q->head & q->c_mask];
         uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
         if (seq != q->head + 1) {
             /* Empty, or a producer holds a ticket but has not published.
@@ -154,13 +166,14 @@ unsigned weft__inbox_drain(struct weft__inbox *q, void *ctx, unsigned max)
         }
         weft__inbox_fn fn = s->fn;
         uintptr_t a = s->a, b = s->b, c = s->c, d = s->d;
-        /* release: our reads of the payload finish before a producer may
-         * reuse the slot (one lap later). */
-        __atomic_store_n(&s->seq, q->head + q->c_mask + 1, __ATOMIC_RELEASE);
         q->head++;
+        if (++q->unpublished == PUBLISH_EVERY)
+            publish_head(q);
         fn(ctx, a, b, c, d);
         n++;
     }
+    if (q->unpublished != 0)
+        publish_head(q);
     /* Take the overflow list only once the ring is empty - every ticket
      * handed out has been consumed. A producer's ring messages are older
      * than its overflow messages; if one of them is still behind another

@@ -77,26 +77,10 @@ void weft__handle_put(struct weft__loop *l, struct weft__handle *h)
 
 /* ---- small helpers -------------------------------------------------------- */
 
-bool weft__loop_usable(struct weft__loop *l)
-{
-    return l != NULL && l->magic == WEFT__LOOP_MAGIC && l->initialised && !l->closed;
-}
-
-void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn)
-{
-    weft__list_push_back(&l->ready, &rn->link);
-}
-
 int weft__timer_arm(struct weft__loop *l, struct weft__timer *t, uint64_t deadline_ns)
 {
     t->deadline_ns = deadline_ns;
     return weft__heap_insert(&l->timers, t);
-}
-
-void weft__timer_disarm(struct weft__loop *l, struct weft__timer *t)
-{
-    if (t->armed)
-        weft__heap_remove(&l->timers, t);
 }
 
 uint64_t weft_loop_now_ns(void)

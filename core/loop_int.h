@@ -197,15 +197,29 @@ static inline weft_loop_t *weft__pub(struct weft__loop *l)
 
 extern __thread struct weft__loop *weft__tls_loop;
 
+/* Small hot helpers, inline so that every file's fast path has them. */
+static inline void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn)
+{
+    weft__list_push_back(&l->ready, &rn->link);
+}
+
+static inline bool weft__loop_usable(const struct weft__loop *l)
+{
+    return l != NULL && l->magic == WEFT__LOOP_MAGIC && l->initialised && !l->closed;
+}
+
+static inline void weft__timer_disarm(struct weft__loop *l, struct weft__timer *t)
+{
+    if (t->armed)
+        weft__heap_remove(&l->timers, t);
+}
+
 /* loop.c */
-void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn);
 struct weft__handle *weft__handle_get(struct weft__loop *l);
 void weft__handle_put(struct weft__loop *l, struct weft__handle *h);
 int weft__timer_arm(struct weft__loop *l, struct weft__timer *t, uint64_t deadline_ns);
-void weft__timer_disarm(struct weft__loop *l, struct weft__timer *t);
 int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
                uintptr_t d);
-bool weft__loop_usable(struct weft__loop *l);
 int weft__loop_run_until(struct weft__loop *l, weft_future_t *until);
 
 /* task.c */
@@ -220,7 +234,14 @@ void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, ui
 void weft__future_init(struct weft_future *f, struct weft__loop *l, bool is_task);
 /* Complete f (pending only; UV_EINVAL otherwise). Takes ownership of msg. */
 int weft__future_complete(struct weft_future *f, uint8_t state, void *result, int err, char *msg);
-int weft__future_outcome(const struct weft_future *f, void **result);
+static inline int weft__future_outcome(const struct weft_future *f, void **result)
+{
+    if (f->state == WEFT__F_PENDING)
+        return WEFT_EPENDING;
+    if (result != NULL)
+        *result = f->state == WEFT__F_DONE ? f->result : NULL;
+    return f->err;
+}
 void weft__future_add_waiter(struct weft_future *f, struct weft__rnode *rn);
 void weft__handle_run(struct weft__loop *l, struct weft__handle *h);
 void weft__future_remote_await(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d);
