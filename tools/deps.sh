@@ -5,7 +5,7 @@
 set -u
 
 pkgs=(bazel-bootstrap libuv1-dev libck-dev libjemalloc-dev libcriterion-dev
-      clang-format gcc-aarch64-linux-gnu qemu-user)
+      clang-format gcc-aarch64-linux-gnu qemu-user gdbserver)
 
 missing=()
 for p in "${pkgs[@]}"; do
