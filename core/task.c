@@ -598,8 +598,12 @@ static int await_remote(struct weft__loop *l, struct weft_task *t, struct weft_f
     if (rc != 0) {
         t->remote_wait = false;
         t->awaiting = NULL;
+        weft__timer_disarm(l, &t->tm);
         return rc;
     }
+    /* Woken by the owner's reply, by our timeout timer (UV_ETIMEDOUT), or by
+     * cancellation. A reply that arrives after a timeout or a cancel finds
+     * remote_wait cleared or a newer wait_seq and is dropped. */
     rc = suspend(l, t);
     t->remote_wait = false;
     t->awaiting = NULL;
@@ -626,15 +630,17 @@ static int await_common(struct weft_future *f, int64_t timeout_ms, void **result
         return weft__future_outcome(f, result);
     if (take_cancel(t))
         return UV_ECANCELED;
-    if (f->loop != l)
-        return await_remote(l, t, f, result);
+    /* 0 = do not wait. A future of another loop cannot be read from here,
+     * so for it "not waiting" means UV_ETIMEDOUT straight away. */
     if (timeout_ms == 0)
         return UV_ETIMEDOUT;
-    if (timeout_ms < 0 && can_inline(t, f))
+    if (timeout_ms < 0 && f->loop == l && can_inline(t, f))
         return await_inline(l, t, (struct weft_task *)f, result);
     if (timeout_ms > 0 &&
         weft__timer_arm(l, &t->tm, uv_hrtime() + (uint64_t)timeout_ms * 1000000u) != 0)
         return UV_ENOMEM;
+    if (f->loop != l)
+        return await_remote(l, t, f, result);
     t->awaiting = f;
     t->wait_seq++;
     weft__future_add_waiter(f, &t->rn);

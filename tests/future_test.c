@@ -838,3 +838,100 @@ static void reset_globals(void)
     g_b_on_own_thread = 0;
     g_b_current = NULL;
 }
+
+/* --- await_timeout on a future of another loop ---------------------------------
+ * B waits for A's future with a timeout of 0 (UV_ETIMEDOUT at once), then of
+ * 20 ms while nobody completes it (UV_ETIMEDOUT; the late reply to that wait
+ * must be dropped), then asks A to complete it and waits with a long
+ * timeout (the value). */
+
+static weft_loop_t g_ta, g_tb;
+static weft_future_t *g_t_value, *g_t_go, *g_t_done;
+static int g_t_rc0 = 1, g_t_rc1 = 1, g_t_rc2 = 1, g_ta_rc = 1, g_tb_rc = 1;
+static void *g_t_got;
+
+static void t_go_cb(void *arg)
+{
+    (void)arg;
+    if (weft_future_set_result(g_t_go, NULL) != 0) {
+        g_t_rc2 = -1;
+    }
+}
+
+static void t_done_cb(void *arg)
+{
+    (void)arg;
+    if (weft_future_set_result(g_t_done, NULL) != 0) {
+        g_t_rc2 = -1;
+    }
+}
+
+static int ta_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = weft_await(g_t_go, NULL);
+    if (rc == 0) {
+        rc = weft_future_set_result(g_t_value, weft_int(77));
+    }
+    if (rc == 0) {
+        rc = weft_await(g_t_done, NULL); /* keep A (and its future) alive */
+    }
+    return rc;
+}
+
+static int tb_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    g_t_rc0 = weft_await_timeout(g_t_value, 0, NULL);
+    g_t_rc1 = weft_await_timeout(g_t_value, 20, NULL);
+    int rc = weft_call_soon_threadsafe(&g_ta, t_go_cb, NULL);
+    if (rc != 0) {
+        return rc;
+    }
+    g_t_rc2 = weft_await_timeout(g_t_value, 30000, &g_t_got);
+    return weft_call_soon_threadsafe(&g_ta, t_done_cb, NULL);
+}
+
+static void *run_ta(void *arg)
+{
+    (void)arg;
+    g_ta_rc = weft_loop_run(&g_ta);
+    return NULL;
+}
+
+static void *run_tb(void *arg)
+{
+    (void)arg;
+    g_tb_rc = weft_loop_run(&g_tb);
+    return NULL;
+}
+
+Test(future, await_timeout_on_another_loops_future_times_out_then_gets_the_value,
+     .timeout = TEST_TIMEOUT_S)
+{
+    pthread_t ta, tb;
+    ASSERT_OK(weft_loop_init(&g_ta, NULL));
+    ASSERT_OK(weft_loop_init(&g_tb, NULL));
+    ASSERT_OK(weft_future_new(&g_ta, &g_t_value));
+    ASSERT_OK(weft_future_new(&g_ta, &g_t_go));
+    ASSERT_OK(weft_future_new(&g_ta, &g_t_done));
+    ASSERT_OK(weft_spawn(&g_ta, ta_body, NULL, NULL));
+    ASSERT_OK(weft_spawn(&g_tb, tb_body, NULL, NULL));
+    cr_assert_eq(pthread_create(&ta, NULL, run_ta, NULL), 0);
+    cr_assert_eq(pthread_create(&tb, NULL, run_tb, NULL), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    EXPECT_OK(g_ta_rc);
+    EXPECT_OK(g_tb_rc);
+    EXPECT_RC(g_t_rc0, UV_ETIMEDOUT);
+    EXPECT_RC(g_t_rc1, UV_ETIMEDOUT);
+    EXPECT_OK(g_t_rc2);
+    cr_expect_eq(weft_to_int(g_t_got), 77);
+    weft_future_unref(g_t_value);
+    weft_future_unref(g_t_go);
+    weft_future_unref(g_t_done);
+    EXPECT_OK(weft_loop_close(&g_tb));
+    EXPECT_OK(weft_loop_close(&g_ta));
+}
