@@ -108,7 +108,10 @@ WEFT_WARN_UNUSED int weft_sleep(uint64_t ms);
  * awaiting task still resumes on its own loop. */
 WEFT_WARN_UNUSED int weft_await(weft_future_t *f, void **result);
 /* As weft_await but gives up after timeout_ms (0 = do not wait) with
- * UV_ETIMEDOUT, leaving f untouched (not cancelled). */
+ * UV_ETIMEDOUT, leaving f untouched (not cancelled). For a future of another
+ * loop, 0 returns UV_ETIMEDOUT without looking (its state cannot be read
+ * from this thread), and each wait that times out leaves a small waiter
+ * record on the owner loop until the future completes. */
 WEFT_WARN_UNUSED int weft_await_timeout(weft_future_t *f, uint64_t timeout_ms, void **result);
 /* weft_await(weft_task_future(t), result). */
 WEFT_WARN_UNUSED int weft_await_task(weft_task_t *t, void **result);
