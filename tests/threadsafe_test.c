@@ -14,6 +14,7 @@
  * closed (the loop must outlive every thread that may post to it).
  */
 #include "plain_test.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -22,11 +23,6 @@
 #include <unistd.h>
 
 #include <weft/weft.h>
-
-/* Criterion 2.4.1's runner leaks (LeakSanitizer reports it) when tests with
- * different .timeout values run in parallel, so every test here uses this one
- * (a hang then fails the test that hung, by name). */
-#define TEST_TIMEOUT_S 60
 
 /* --- 4 threads x 100,000 posts --------------------------------------------- */
 

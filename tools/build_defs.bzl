@@ -19,6 +19,7 @@ therefore also builds the same sources against tests/plain_test.h as
 The Criterion build is tagged "notsan"."""
 
 _SHIM = "//tests:plain_test.h"
+_CHECK = "//tests:check.h"
 
 def weft_test(name, srcs, deps = [], tsan = False, **kw):
     """A Criterion cc_test; with tsan = True also <name>_plain for TSan.
@@ -37,7 +38,7 @@ def weft_test(name, srcs, deps = [], tsan = False, **kw):
     linkopts = kw.pop("linkopts", [])
     tags = kw.pop("tags", [])
     size = kw.pop("size", "medium")
-    srcs = srcs + [_SHIM]
+    srcs = srcs + [_SHIM, _CHECK]
 
     native.cc_test(
         name = name,
