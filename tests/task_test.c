@@ -1085,3 +1085,69 @@ Test(run, run_opts_accepts_loop_options, .timeout = TEST_TIMEOUT_S)
     EXPECT_OK(weft_run_opts(&opts, run_main_result_body, NULL, &v));
     cr_expect_eq(weft_to_int(v), 42);
 }
+
+/* --- a long chain of inline starts -------------------------------------------------
+ * Each task spawns one child and awaits it, 1,000 deep. Inline starts pile up
+ * on one stack until the room left is less than a child's full stack size;
+ * from there children must get stacks of their own. The answer proves every
+ * level ran once. */
+
+#define CHAIN_DEPTH 1000
+
+static int chain_body(void *arg, void **result)
+{
+    intptr_t depth = weft_to_int(arg);
+    if (depth == 0) {
+        *result = weft_int(0);
+        return 0;
+    }
+    weft_task_t *child;
+    int rc = weft_spawn(NULL, chain_body, weft_int(depth - 1), &child);
+    if (rc != 0) {
+        return rc;
+    }
+    void *v = NULL;
+    rc = weft_await_task(child, &v);
+    weft_task_unref(child);
+    if (rc != 0) {
+        return rc;
+    }
+    *result = weft_int(weft_to_int(v) + depth);
+    return 0;
+}
+
+Test(task, a_thousand_deep_chain_of_awaited_children_starts_inline_until_the_stack_is_full,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_task_t *t;
+    weft_loop_stats_t st;
+    void *v = NULL;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, chain_body, weft_int(CHAIN_DEPTH), &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_task_result(t, &v));
+    cr_expect_eq(weft_to_int(v), (intptr_t)CHAIN_DEPTH * (CHAIN_DEPTH + 1) / 2);
+    weft_loop_stats(&loop, &st);
+    cr_expect_gt(st.tasks_inline, 0, "no child started inline");
+    cr_expect_lt(st.tasks_inline, CHAIN_DEPTH,
+                 "every child started inline: the room check never "
+                 "fell back to a stack of its own");
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+Test(task, a_thousand_deep_chain_works_on_compact_stacks_too, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_task_t *t;
+    weft_loop_opts_t opts = {.stack_mode = WEFT_STACK_COMPACT};
+    void *v = NULL;
+    ASSERT_OK(weft_loop_init(&loop, &opts));
+    ASSERT_OK(weft_spawn(&loop, chain_body, weft_int(CHAIN_DEPTH), &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_task_result(t, &v));
+    cr_expect_eq(weft_to_int(v), (intptr_t)CHAIN_DEPTH * (CHAIN_DEPTH + 1) / 2);
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}
