@@ -13,6 +13,7 @@
  * released is recognised and dropped; the memory itself stays a future of
  * this loop until the loop closes.
  */
+#include <stdio.h>
 #include <string.h>
 #include <weft/future.h>
 #include <weft/task.h>
@@ -37,6 +38,32 @@ void weft__future_init(struct weft_future *f, struct weft__loop *l, bool is_task
     f->err = 0;
     f->state = WEFT__F_PENDING;
     f->is_task = is_task;
+    f->retrieved = false;
+}
+
+void weft__future_recycled(struct weft_future *f)
+{
+    if (f->state != WEFT__F_FAILED || f->retrieved)
+        return;
+    struct weft__loop *l = f->loop;
+    l->st.errors_unretrieved++;
+    if (l->quiet)
+        return;
+    if (f->is_task) {
+        const struct weft_task *t = (const struct weft_task *)f;
+        fprintf(stderr,
+                "weft: task %llu %s%s%s(spawned at %s:%d) failed with %s (%s)%s%s%s and nobody "
+                "retrieved the error\n",
+                (unsigned long long)t->id, t->name ? "\"" : "", t->name ? t->name : "",
+                t->name ? "\" " : "", t->file ? t->file : "?", t->line, weft_err_name(f->err),
+                weft_strerror(f->err), f->msg ? ": \"" : "", f->msg ? f->msg : "",
+                f->msg ? "\"" : "");
+    } else {
+        fprintf(stderr,
+                "weft: future %p failed with %s (%s)%s%s%s and nobody retrieved the error\n",
+                (void *)f, weft_err_name(f->err), weft_strerror(f->err), f->msg ? ": \"" : "",
+                f->msg ? f->msg : "", f->msg ? "\"" : "");
+    }
 }
 
 static struct weft_future *future_get(struct weft__loop *l)
@@ -100,6 +127,7 @@ void weft_future_unref(weft_future_t *f)
     }
     /* Pending with waiters would mean a waiter without a reference. */
     WEFT_ASSERT(weft__list_empty(&f->waiters));
+    weft__future_recycled(f);
     if (f->msg != NULL) { /* rare: skip the allocator call on the hot path */
         weft__free(f->msg);
         f->msg = NULL;
@@ -188,7 +216,9 @@ int weft_future_result(const weft_future_t *f, void **result)
 {
     if (f == NULL)
         return UV_EINVAL;
-    return weft__future_outcome(f, result);
+    /* const in the API: reading does not change the outcome, it only marks
+     * the error as retrieved. */
+    return weft__future_outcome((struct weft_future *)f, result);
 }
 
 const char *weft_future_message(const weft_future_t *f)

@@ -155,6 +155,8 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
         return UV_ENOMEM;
     }
     l->npools = 1;
+    l->slow_ns = (uint64_t)o.slow_task_ms * 1000000u;
+    l->quiet = o.quiet;
     l->idle_poll_ns =
         o.idle_poll_us < 0 ? 0 : (uint64_t)(o.idle_poll_us ? o.idle_poll_us : 50) * 1000u;
     int rc = weft__inbox_init(&l->inbox, WEFT__INBOX_SLOTS);
@@ -345,6 +347,7 @@ void weft__handle_run(struct weft__loop *l, struct weft__handle *h)
         break;
     case WEFT__H_REMOTE_WAKE: {
         struct weft_future *f = h->fut;
+        f->retrieved = true; /* the waiter on the other loop gets the code */
         /* Wake-up message: a = task, b = wait_seq, c = code, d = result. */
         int rc = weft__post(h->rloop, weft__task_remote_wake, (uintptr_t)h->rtask, h->rseq,
                             (uintptr_t)(intptr_t)f->err, (uintptr_t)f->result);

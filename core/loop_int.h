@@ -118,6 +118,7 @@ struct weft_future {
     int err;      /* 0, the failure code, or UV_ECANCELED */
     uint8_t state;
     bool is_task;
+    bool retrieved; /* someone read the outcome (warnings) */
 };
 
 struct weft_task {
@@ -175,6 +176,9 @@ struct weft__loop {
     weft_loop_stats_t st;
     pthread_t thread;
     uint64_t idle_poll_ns; /* inbox polling before sleep; 0 = none */
+    uint64_t slow_ns;      /* warn about a task running this long; 0 = off */
+    uint64_t ran_since_ns; /* when the running task got the CPU (slow_ns) */
+    bool quiet;            /* count warnings but do not print them */
     bool running, stopping, closed, initialised;
     void *sched_tsan_fiber;
     const void *sched_asan_bottom;
@@ -232,12 +236,18 @@ void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, ui
 
 /* future.c */
 void weft__future_init(struct weft_future *f, struct weft__loop *l, bool is_task);
+/* A future or task is being recycled: warn if it failed and nobody ever
+ * read its outcome (asyncio's "exception was never retrieved"). */
+void weft__future_recycled(struct weft_future *f);
 /* Complete f (pending only; UV_EINVAL otherwise). Takes ownership of msg. */
 int weft__future_complete(struct weft_future *f, uint8_t state, void *result, int err, char *msg);
-static inline int weft__future_outcome(const struct weft_future *f, void **result)
+/* Read the outcome; reading a finished future's outcome counts as having
+ * retrieved its error (see weft__future_recycled). */
+static inline int weft__future_outcome(struct weft_future *f, void **result)
 {
     if (f->state == WEFT__F_PENDING)
         return WEFT_EPENDING;
+    f->retrieved = true;
     if (result != NULL)
         *result = f->state == WEFT__F_DONE ? f->result : NULL;
     return f->err;

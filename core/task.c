@@ -27,6 +27,7 @@
  * (one fiber per stack) where execution goes.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <weft/task.h>
 
@@ -72,6 +73,7 @@ void weft__task_free(struct weft_task *t)
 {
     struct weft__loop *l = t->fut.loop;
     WEFT_ASSERT(t->stk == NULL && !t->queued);
+    weft__future_recycled(&t->fut);
     if (t->fut.msg != NULL) {
         weft__free(t->fut.msg);
         t->fut.msg = NULL;
@@ -177,6 +179,25 @@ static void fail_unstarted(struct weft__loop *l, struct weft_task *t, int rc)
     weft_future_unref(&t->fut);
 }
 
+/* Debug aid (opts.slow_task_ms): the running task stops running now; warn
+ * if it held the loop longer than allowed, and start the next one's clock. */
+static void slow_check(struct weft__loop *l)
+{
+    uint64_t now = uv_hrtime();
+    const struct weft_task *t = l->current;
+    if (t != NULL && now - l->ran_since_ns > l->slow_ns) {
+        l->st.slow_tasks++;
+        if (!l->quiet)
+            fprintf(stderr,
+                    "weft: task %llu %s%s%s(spawned at %s:%d) ran %.1f ms without suspending, "
+                    "blocking its loop\n",
+                    (unsigned long long)t->id, t->name ? "\"" : "", t->name ? t->name : "",
+                    t->name ? "\" " : "", t->file ? t->file : "?", t->line,
+                    (double)(now - l->ran_since_ns) / 1e6);
+    }
+    l->ran_since_ns = now;
+}
+
 /* Scheduler context: run t until it switches back. */
 void weft__sched_run_task(struct weft__loop *l, struct weft_task *t)
 {
@@ -193,6 +214,8 @@ void weft__sched_run_task(struct weft__loop *l, struct weft_task *t)
         WEFT_ASSERT(rc == 0 && "out of memory saving a compact stack");
     }
     l->current = t;
+    if (__builtin_expect(l->slow_ns != 0, 0))
+        l->ran_since_ns = uv_hrtime();
     switch_to(l, &l->sched, t->stk, false);
     after_switch(l);
 }
@@ -201,6 +224,8 @@ void weft__sched_run_task(struct weft__loop *l, struct weft_task *t)
  * ready task directly when possible, else to the scheduler. */
 static void leave(struct weft__loop *l, struct weft__stack *from, bool dying)
 {
+    if (__builtin_expect(l->slow_ns != 0, 0))
+        slow_check(l);
     if (!l->compact && l->budget > 0) {
         struct weft__list *n = l->ready.next;
         if (n != &l->ready) {
@@ -430,7 +455,7 @@ weft_future_t *weft_task_future(weft_task_t *t)
 
 int weft_task_result(const weft_task_t *t, void **result)
 {
-    return t != NULL ? weft__future_outcome(&t->fut, result) : UV_EINVAL;
+    return t != NULL ? weft__future_outcome((struct weft_future *)&t->fut, result) : UV_EINVAL;
 }
 
 const char *weft_task_message(const weft_task_t *t)
@@ -561,9 +586,13 @@ static int await_inline(struct weft__loop *l, struct weft_task *t, struct weft_t
     t->inline_child = c;
     t->awaiting = &c->fut;
     t->state = WEFT_TASK_SUSPENDED;
+    if (__builtin_expect(l->slow_ns != 0, 0))
+        slow_check(l); /* t stops running; c starts */
     l->current = c;
     l->st.tasks_inline++;
     run_body(l, c);
+    if (__builtin_expect(l->slow_ns != 0, 0))
+        slow_check(l); /* c finished; t runs again */
     l->current = t;
     t->state = WEFT_TASK_RUNNING;
     t->inline_child = NULL;

@@ -1151,3 +1151,95 @@ Test(task, a_thousand_deep_chain_works_on_compact_stacks_too, .timeout = TEST_TI
     weft_task_unref(t);
     EXPECT_OK(weft_loop_close(&loop));
 }
+
+/* --- warnings: errors nobody retrieved, slow tasks ------------------------------ */
+
+static int fail_eio_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return weft_fail(UV_EIO, "nobody reads this");
+}
+
+static int cancelled_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return UV_ECANCELED;
+}
+
+static int await_and_ignore_body(void *arg, void **result)
+{
+    (void)result;
+    weft_task_t *child;
+    int rc = weft_spawn(NULL, fail_eio_body, NULL, &child);
+    if (rc != 0)
+        return rc;
+    rc = weft_await_task(child, NULL); /* read, even if then ignored */
+    weft_task_unref(child);
+    *(int *)arg = rc;
+    return 0;
+}
+
+Test(task, a_failure_nobody_retrieved_is_counted_and_a_read_one_is_not, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_loop_opts_t opts = {.quiet = true};
+    weft_loop_stats_t st;
+    weft_task_t *read_later;
+    weft_future_t *f, *g;
+    int awaited_rc = 0;
+    ASSERT_OK(weft_loop_init(&loop, &opts));
+    /* Unread: a detached failing task, and a failed future released unread. */
+    ASSERT_OK(weft_spawn(&loop, fail_eio_body, NULL, NULL));
+    ASSERT_OK(weft_future_new(&loop, &f));
+    EXPECT_OK(weft_future_set_error(f, UV_EPIPE, "gone"));
+    weft_future_unref(f);
+    /* Read: by weft_task_result, by an await, by weft_future_result. */
+    ASSERT_OK(weft_spawn(&loop, fail_eio_body, NULL, &read_later));
+    ASSERT_OK(weft_spawn(&loop, await_and_ignore_body, &awaited_rc, NULL));
+    ASSERT_OK(weft_future_new(&loop, &g));
+    EXPECT_OK(weft_future_set_error(g, UV_EPIPE, "read"));
+    EXPECT_RC(weft_future_result(g, NULL), UV_EPIPE);
+    weft_future_unref(g);
+    /* Not an error: a cancelled task. */
+    ASSERT_OK(weft_spawn(&loop, cancelled_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_RC(weft_task_result(read_later, NULL), UV_EIO);
+    weft_task_unref(read_later);
+    EXPECT_RC(awaited_rc, UV_EIO);
+    weft_loop_stats(&loop, &st);
+    cr_expect_eq(st.errors_unretrieved, 2, "%llu unretrieved errors counted, want 2",
+                 (unsigned long long)st.errors_unretrieved);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+static int busy_30ms_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    uint64_t end = weft_loop_now_ns() + 30u * 1000000u;
+    while (weft_loop_now_ns() < end) {
+    }
+    return weft_yield();
+}
+
+Test(task, a_task_holding_the_loop_past_slow_task_ms_is_counted, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_loop_opts_t on = {.slow_task_ms = 5, .quiet = true}, off = {.quiet = true};
+    weft_loop_stats_t st;
+    ASSERT_OK(weft_loop_init(&loop, &on));
+    ASSERT_OK(weft_spawn(&loop, busy_30ms_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    weft_loop_stats(&loop, &st);
+    cr_expect_geq(st.slow_tasks, 1, "a 30 ms busy task was not reported at 5 ms");
+    EXPECT_OK(weft_loop_close(&loop));
+
+    ASSERT_OK(weft_loop_init(&loop, &off));
+    ASSERT_OK(weft_spawn(&loop, busy_30ms_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    weft_loop_stats(&loop, &st);
+    cr_expect_eq(st.slow_tasks, 0, "reported with the check off");
+    EXPECT_OK(weft_loop_close(&loop));
+}

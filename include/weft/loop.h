@@ -54,6 +54,13 @@ typedef struct weft_loop_opts {
      * core) so that posts from other threads find it awake: 0 = default
      * (50 us), -1 = never poll. */
     int idle_poll_us;
+    /* Warn (stderr, and stats.slow_tasks) about a task that runs this many
+     * milliseconds without suspending, blocking the loop; 0 = off. */
+    uint32_t slow_task_ms;
+    /* Count warnings in the stats but do not print them. Warnings: a failed
+     * task or future released without anyone reading its outcome (asyncio's
+     * "exception was never retrieved"), and slow tasks. */
+    bool quiet;
 } weft_loop_opts_t;
 
 /* Per-loop counters (cumulative since init, except the *_live ones). */
@@ -70,8 +77,10 @@ typedef struct weft_loop_stats {
     uint64_t iterations;          /* scheduler ticks */
     uint64_t stacks_in_use;
     uint64_t stacks_pooled;
-    uint64_t stacks_trimmed; /* pooled stacks whose pages an idle loop gave back */
-    uint64_t max_lag_ns;     /* longest time a tick spent running ready work */
+    uint64_t stacks_trimmed;     /* pooled stacks whose pages an idle loop gave back */
+    uint64_t max_lag_ns;         /* longest time a tick spent running ready work */
+    uint64_t errors_unretrieved; /* failed tasks/futures released unread */
+    uint64_t slow_tasks;         /* times a task ran longer than slow_task_ms */
 } weft_loop_stats_t;
 
 typedef void (*weft_cb_fn)(void *arg);
