@@ -174,7 +174,6 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
     weft__list_init(&l->ready);
     weft__list_init(&l->free_tasks);
     weft__list_init(&l->free_handles);
-    weft__list_init(&l->all_tasks);
     weft__heap_init(&l->timers);
     l->next_task_id = 1;
     l->magic = WEFT__LOOP_MAGIC;
@@ -218,6 +217,11 @@ int weft_loop_close(weft_loop_t *loop)
     while (l->chunks != NULL) {
         struct weft__chunk *c = l->chunks;
         l->chunks = c->next;
+        weft__free(c);
+    }
+    while (l->task_chunks != NULL) {
+        struct weft__chunk *c = l->task_chunks;
+        l->task_chunks = c->next;
         weft__free(c);
     }
     l->closed = true;
@@ -541,35 +545,62 @@ void weft_loop_stats(const weft_loop_t *loop, weft_loop_stats_t *out)
     }
 }
 
+static void dump_task(FILE *out, const struct weft_task *t)
+{
+    char what[96];
+    const struct weft_task *child = weft__inline_child(t);
+    if (child != NULL)
+        snprintf(what, sizeof(what), "task %" PRIu64 " (inline)", child->id);
+    else if (t->awaiting != NULL && t->awaiting->is_task)
+        snprintf(what, sizeof(what), "task %" PRIu64,
+                 ((const struct weft_task *)(const void *)t->awaiting)->id);
+    else if (t->awaiting != NULL)
+        snprintf(what, sizeof(what), "future %p%s", (const void *)t->awaiting,
+                 t->remote_wait ? " (other loop)" : "");
+    else if (t->tm.armed)
+        snprintf(what, sizeof(what), "sleep");
+    else if (t->queued)
+        snprintf(what, sizeof(what), "ready");
+    else
+        snprintf(what, sizeof(what), "-");
+    fprintf(out, "  task %" PRIu64 " %-20s %-10s awaits %-24s spawned at %s:%d\n", t->id,
+            t->name ? t->name : "-", weft_task_state_name((weft_task_state_t)t->state), what,
+            t->file ? t->file : "?", t->line);
+}
+
+static int by_id(const void *a, const void *b)
+{
+    uint64_t x = (*(const struct weft_task *const *)a)->id;
+    uint64_t y = (*(const struct weft_task *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
 int weft_loop_dump(const weft_loop_t *loop, FILE *out)
 {
-    const struct weft__loop *l = (const struct weft__loop *)(const void *)loop;
+    struct weft__loop *l = (struct weft__loop *)(uintptr_t)(const void *)loop;
     if (l == NULL || out == NULL || l->magic != WEFT__LOOP_MAGIC || l->closed)
         return UV_EINVAL;
-    int n = 0;
     fprintf(out, "weft loop %p: %" PRIu64 " live tasks, %zu timers\n", (const void *)l,
             l->st.tasks_live, l->timers.live);
-    for (const struct weft__list *it = l->all_tasks.next; it != &l->all_tasks; it = it->next) {
-        const struct weft_task *t = WEFT_CONTAINER_OF(it, struct weft_task, all);
-        char what[96];
-        if (t->inline_child != NULL)
-            snprintf(what, sizeof(what), "task %" PRIu64 " (inline)", t->inline_child->id);
-        else if (t->awaiting != NULL && t->awaiting->is_task)
-            snprintf(what, sizeof(what), "task %" PRIu64,
-                     ((const struct weft_task *)(const void *)t->awaiting)->id);
-        else if (t->awaiting != NULL)
-            snprintf(what, sizeof(what), "future %p%s", (const void *)t->awaiting,
-                     t->remote_wait ? " (other loop)" : "");
-        else if (t->tm.armed)
-            snprintf(what, sizeof(what), "sleep");
-        else if (t->queued)
-            snprintf(what, sizeof(what), "ready");
+    /* Live tasks in spawn order; unsorted if there is no memory to sort. */
+    size_t n = 0, cap = (size_t)l->st.tasks_live;
+    const struct weft_task **all = cap ? weft__malloc(cap * sizeof(*all)) : NULL;
+    WEFT__FOR_EACH_TASK(l, t)
+    {
+        if (!weft__task_live(t))
+            continue;
+        if (all != NULL && n < cap)
+            all[n] = t;
         else
-            snprintf(what, sizeof(what), "-");
-        fprintf(out, "  task %" PRIu64 " %-20s %-10s awaits %-24s spawned at %s:%d\n", t->id,
-                t->name ? t->name : "-", weft_task_state_name((weft_task_state_t)t->state), what,
-                t->file ? t->file : "?", t->line);
+            dump_task(out, t);
         n++;
     }
-    return n;
+    if (all != NULL) {
+        size_t k = n < cap ? n : cap;
+        qsort(all, k, sizeof(*all), by_id);
+        for (size_t i = 0; i < k; i++)
+            dump_task(out, all[i]);
+        weft__free(all);
+    }
+    return (int)n;
 }

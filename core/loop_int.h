@@ -121,16 +121,15 @@ struct weft_future {
     bool retrieved; /* someone read the outcome (warnings) */
 };
 
+/* 64-byte aligned and 184 bytes of fields: exactly three cache lines. */
 struct weft_task {
-    struct weft_future fut;  /* a task is a future (first member) */
-    struct weft__rnode rn;   /* ready queue or a future's waiter list */
-    struct weft__list all;   /* loop's list of live tasks (dump) */
-    struct weft__stack *stk; /* own stack, or the host's when inline */
+    _Alignas(64) struct weft_future fut; /* a task is a future (first member) */
+    struct weft__rnode rn;               /* ready queue or a future's waiter list */
+    struct weft__stack *stk;             /* own stack, or the host's when inline */
     weft_task_fn fn;
     void *arg;
-    weft_future_t *awaiting;        /* what it waits for (dump, cancel) */
-    struct weft_task *inline_child; /* child running inline on our stack */
-    struct weft__timer tm;          /* sleep / await timeout */
+    weft_future_t *awaiting; /* what it waits for (dump, cancel) */
+    struct weft__timer tm;   /* sleep / await timeout */
     const char *name;
     const char *file;
     uint64_t id;
@@ -141,10 +140,39 @@ struct weft_task {
     uint8_t state;       /* weft_task_state_t */
     bool queued;         /* in the ready queue */
     bool cancel_pending; /* deliver UV_ECANCELED at the next suspension */
-    bool remote_wait;    /* waiting on another loop's future */
-    void *remote_result;
-    int remote_err;
+    bool remote_wait;    /* waiting on another loop's future; the reply is
+                          * parked in fut.result/fut.err, unused while the
+                          * task itself is pending */
 };
+
+/* Tasks are carved 64 at a time from chunks of their own, which are walked
+ * to find every live task (dump, weft_run's clean-up): unused slots and
+ * recycled tasks are in a finished state. */
+#define WEFT__TASK_CHUNK 64
+
+static inline struct weft_task *weft__chunk_tasks(struct weft__chunk *c)
+{
+    return (struct weft_task *)(((uintptr_t)(c + 1) + 63) & ~(uintptr_t)63);
+}
+
+static inline bool weft__task_live(const struct weft_task *t)
+{
+    return t->state < WEFT_TASK_DONE;
+}
+
+/* A child started inline by t runs on t's own stack (see task.c). */
+static inline struct weft_task *weft__inline_child(const struct weft_task *t)
+{
+    if (t->state != WEFT_TASK_SUSPENDED || t->awaiting == NULL || !t->awaiting->is_task)
+        return NULL;
+    struct weft_task *c = (struct weft_task *)t->awaiting;
+    return c->stk != NULL && c->stk == t->stk ? c : NULL;
+}
+
+/* Every task slot of loop l, live or not: `WEFT__FOR_EACH_TASK(l, t) {...}`. */
+#define WEFT__FOR_EACH_TASK(l, t)                                              \
+    for (struct weft__chunk *c_ = (l)->task_chunks; c_ != NULL; c_ = c_->next) \
+        for (struct weft_task *t = weft__chunk_tasks(c_), *e_ = t + WEFT__TASK_CHUNK; t < e_; t++)
 
 struct weft__loop {
     /* Hot scheduling state first. */
@@ -166,7 +194,7 @@ struct weft__loop {
 
     struct weft__heap timers;
     uint64_t next_task_id;
-    struct weft__list all_tasks;
+    struct weft__chunk *task_chunks; /* tasks, walked by dump and weft_run */
 
     uv_loop_t uv;
     uv_async_t async;
@@ -189,6 +217,7 @@ struct weft__loop {
 #define WEFT__LOOP_MAGIC 0x77656674u /* "weft" */
 
 _Static_assert(sizeof(struct weft__loop) <= WEFT_LOOP_SIZE, "WEFT_LOOP_SIZE too small");
+_Static_assert(sizeof(struct weft_task) == 192, "a task is three cache lines");
 
 static inline struct weft__loop *weft__L(weft_loop_t *l)
 {

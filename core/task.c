@@ -52,16 +52,18 @@ static void task_entry(void *arg);
 static struct weft_task *task_get(struct weft__loop *l)
 {
     if (weft__list_empty(&l->free_tasks)) {
-        struct weft__chunk *c = weft__calloc(1, sizeof(*c) + 15 + CHUNK * sizeof(struct weft_task));
+        struct weft__chunk *c =
+            weft__calloc(1, sizeof(*c) + 63 + WEFT__TASK_CHUNK * sizeof(struct weft_task));
         if (c == NULL)
             return NULL;
-        c->next = l->chunks;
-        l->chunks = c;
-        struct weft_task *t = (struct weft_task *)(((uintptr_t)(c + 1) + 15) & ~(uintptr_t)15);
-        for (int i = 0; i < CHUNK; i++) {
+        c->next = l->task_chunks;
+        l->task_chunks = c;
+        struct weft_task *t = weft__chunk_tasks(c);
+        for (int i = 0; i < WEFT__TASK_CHUNK; i++) {
             t[i].fut.loop = l;
             t[i].rn.kind = WEFT__RN_TASK;
             t[i].tm.owner = WEFT__TM_TASK;
+            t[i].state = WEFT_TASK_DONE; /* not live: dump and weft_run skip it */
             weft__list_push_back(&l->free_tasks, &t[i].rn.link);
         }
     }
@@ -290,7 +292,6 @@ static void finish(struct weft__loop *l, struct weft_task *t, int rc, void *res)
     }
     t->awaiting = NULL;
     t->cancel_pending = false;
-    weft__list_remove(&t->all);
     l->st.tasks_finished++;
     l->st.tasks_live--;
     int c = weft__future_complete(&t->fut, fs, rc == 0 ? res : NULL, rc, NULL);
@@ -351,7 +352,6 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     t->fn = fn;
     t->arg = arg;
     t->awaiting = NULL;
-    t->inline_child = NULL;
     t->name = opts != NULL ? opts->name : NULL;
     t->file = file;
     t->line = line;
@@ -363,7 +363,6 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     t->remote_wait = false;
     t->queued = true;
     weft__ready_push(l, &t->rn);
-    weft__list_push_back(&l->all_tasks, &t->all);
     l->st.tasks_spawned++;
     l->st.tasks_live++;
     if (out != NULL)
@@ -375,7 +374,7 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
 
 void weft__task_wake(struct weft_task *t, int code)
 {
-    if (t->queued || t->state != WEFT_TASK_SUSPENDED || t->inline_child != NULL)
+    if (t->queued || t->state != WEFT_TASK_SUSPENDED || weft__inline_child(t) != NULL)
         return;
     struct weft__loop *l = t->fut.loop;
     t->wake_code = code;
@@ -399,10 +398,11 @@ void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, ui
 {
     (void)ctx;
     struct weft_task *t = (struct weft_task *)a;
-    if (!t->remote_wait || t->wait_seq != (uint32_t)b || t->state != WEFT_TASK_SUSPENDED)
-        return;
-    t->remote_err = (int)(intptr_t)c;
-    t->remote_result = (void *)d;
+    if (!t->remote_wait || t->wait_seq != (uint32_t)b || t->state != WEFT_TASK_SUSPENDED ||
+        t->queued)
+        return;                    /* stale, or already woken by its timeout or a cancel */
+    t->fut.err = (int)(intptr_t)c; /* parked: t itself is pending */
+    t->fut.result = (void *)d;
     weft__task_wake(t, 0);
 }
 
@@ -505,8 +505,9 @@ int weft_task_cancel(weft_task_t *t)
         t->cancel_pending = true; /* delivered when it resumes */
         return 0;
     }
-    if (t->inline_child != NULL)
-        return weft_task_cancel(t->inline_child) == WEFT_EDONE ? WEFT_EDONE : 0;
+    struct weft_task *child = weft__inline_child(t);
+    if (child != NULL)
+        return weft_task_cancel(child) == WEFT_EDONE ? WEFT_EDONE : 0;
     struct weft_future *f = t->awaiting;
     if (f != NULL && t->remote_wait) {
         if (weft_future_cancel_threadsafe(f) != 0) { /* best effort: f may be gone */
@@ -583,8 +584,7 @@ static int await_inline(struct weft__loop *l, struct weft_task *t, struct weft_t
     weft__list_remove(&c->rn.link);
     c->queued = false;
     c->stk = t->stk;
-    t->inline_child = c;
-    t->awaiting = &c->fut;
+    t->awaiting = &c->fut; /* with c->stk == t->stk: c runs inline */
     t->state = WEFT_TASK_SUSPENDED;
     if (__builtin_expect(l->slow_ns != 0, 0))
         slow_check(l); /* t stops running; c starts */
@@ -595,7 +595,6 @@ static int await_inline(struct weft__loop *l, struct weft_task *t, struct weft_t
         slow_check(l); /* c finished; t runs again */
     l->current = t;
     t->state = WEFT_TASK_RUNNING;
-    t->inline_child = NULL;
     t->awaiting = NULL;
     c->stk = NULL;
     int rc = weft__future_outcome(&c->fut, result);
@@ -636,11 +635,15 @@ static int await_remote(struct weft__loop *l, struct weft_task *t, struct weft_f
     rc = suspend(l, t);
     t->remote_wait = false;
     t->awaiting = NULL;
+    int err = t->fut.err;
+    void *res = t->fut.result;
+    t->fut.err = 0; /* t is pending: keep its outcome fields clean */
+    t->fut.result = NULL;
     if (rc != 0)
         return rc;
     if (result != NULL)
-        *result = t->remote_err == 0 ? t->remote_result : NULL;
-    return t->remote_err;
+        *result = err == 0 ? res : NULL;
+    return err;
 }
 
 static int await_common(struct weft_future *f, int64_t timeout_ms, void **result)
@@ -730,10 +733,10 @@ int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg, vo
         weft_task_unref(t);
     }
     /* Cancel what is left and let it unwind. */
-    for (struct weft__list *it = l->all_tasks.next; it != &l->all_tasks;) {
-        struct weft_task *x = WEFT_CONTAINER_OF(it, struct weft_task, all);
-        it = it->next;
-        weft_task_cancel(x);
+    WEFT__FOR_EACH_TASK(l, x)
+    {
+        if (weft__task_live(x))
+            weft_task_cancel(x);
     }
     int rc2 = weft_loop_run(loop);
     int rc3 = weft_loop_close(loop);
