@@ -484,7 +484,6 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
         return WEFT_EREENTRANT;
     l->running = true;
     l->stopping = false;
-    l->thread = pthread_self();
     weft__tls_loop = l;
 #if defined(__SANITIZE_THREAD__)
     l->sched_tsan_fiber = __tsan_get_current_fiber();

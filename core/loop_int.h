@@ -202,15 +202,12 @@ struct weft__loop {
     struct weft__inbox inbox;
 
     weft_loop_stats_t st;
-    pthread_t thread;
     uint64_t idle_poll_ns; /* inbox polling before sleep; 0 = none */
     uint64_t slow_ns;      /* warn about a task running this long; 0 = off */
     uint64_t ran_since_ns; /* when the running task got the CPU (slow_ns) */
     bool quiet;            /* count warnings but do not print them */
     bool running, stopping, closed, initialised;
     void *sched_tsan_fiber;
-    const void *sched_asan_bottom;
-    size_t sched_asan_size;
     uint32_t magic;
 };
 

@@ -94,9 +94,6 @@ static struct weft__loop *cur_loop(void)
 
 static void after_switch(struct weft__loop *l)
 {
-#if defined(__SANITIZE_ADDRESS__)
-    (void)0; /* finish_switch_fiber is called by switch_to() itself */
-#endif
     struct weft_task *z = l->zombie;
     if (z != NULL) {
         l->zombie = NULL;
