@@ -6,7 +6,7 @@
  *
  * Fault injection is process-wide; every test resets it before it ends.
  */
-#include <criterion/criterion.h>
+#include "plain_test.h"
 #include "check.h"
 
 #include <stdint.h>

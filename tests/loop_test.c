@@ -9,7 +9,7 @@
  * only timing checks say "no earlier than asked". The cross-thread stress
  * test lives in threadsafe_test.c so that it also runs under TSan.
  */
-#include <criterion/criterion.h>
+#include "plain_test.h"
 #include "check.h"
 
 #include <stdint.h>

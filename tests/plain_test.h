@@ -10,12 +10,14 @@
  *
  *   - Test(suite, name, .init = f, .fini = g, ...) { body } registers the body
  *     from a constructor. .init and .fini are called around the body; .disabled
- *     skips the test; .timeout and .description are ignored. Tests that expect
- *     a .signal or an .exit_code are skipped: they need Criterion's fork.
- *   - main() runs every test in this process, one after the other, in the
- *     order the constructors ran, and prints "PLAIN: N passed, M failed"; it
- *     exits non-zero when a test failed. tools/test.sh counts that line.
- *   - cr_assert* stops the test (longjmp back to main) and fails it;
+ *     skips the test; .timeout bounds it (alarm); .description is ignored.
+ *     Tests that expect a .signal or an .exit_code are skipped.
+ *   - main() runs every test, one after the other in the order the
+ *     constructors ran, each in a forked child process as Criterion does (so
+ *     tests do not share globals, and a crash fails only its test), and
+ *     prints "PLAIN: N passed, M failed"; it exits non-zero when a test
+ *     failed. tools/test.sh counts that line.
+ *   - cr_assert* stops the test (longjmp back to the runner) and fails it;
  *     cr_expect* fails it and carries on. Both may take Criterion's optional
  *     message: a string literal format plus arguments.
  *   - A failing cr_expect* may come from any thread. A failing cr_assert* on a
@@ -46,6 +48,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 struct weft_plain_opts {
     void (*init)(void);
@@ -146,8 +150,29 @@ WEFT_PLAIN_WEAK int main(void)
             printf("[SKIP] %s::%s: expects a signal or exit code\n", t->suite, t->name);
             continue;
         }
-        if (weft_plain_run_(t)) {
-            printf("[FAIL] %s::%s\n", t->suite, t->name);
+        /* Like Criterion, each test runs in a child process of its own, so
+         * tests cannot see each other's globals, and a crash or a hang (the
+         * .timeout, by alarm) fails only that test. The runner is still
+         * single-threaded when it forks, which ThreadSanitizer supports. */
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (t->opts.timeout > 0)
+                alarm((unsigned)t->opts.timeout + 1);
+            bool bad = weft_plain_run_(t);
+            fflush(stdout);
+            fflush(stderr);
+            _exit(bad ? 1 : 0);
+        }
+        int status = 0;
+        bool ok = pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+                  WEXITSTATUS(status) == 0;
+        if (!ok) {
+            if (pid > 0 && WIFSIGNALED(status))
+                printf("[FAIL] %s::%s: killed by signal %d\n", t->suite, t->name, WTERMSIG(status));
+            else
+                printf("[FAIL] %s::%s\n", t->suite, t->name);
             failed++;
         } else {
             passed++;
