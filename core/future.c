@@ -356,6 +356,7 @@ void weft__future_remote_await(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c,
     } else if (f->state != WEFT__F_PENDING) {
         err = f->err;
         res = f->result;
+        f->retrieved = true; /* the waiter on the other loop gets the code */
     } else {
         struct weft__handle *h = weft__handle_get(l);
         if (h != NULL) {
