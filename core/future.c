@@ -49,21 +49,14 @@ void weft__future_recycled(struct weft_future *f)
     l->st.errors_unretrieved++;
     if (l->quiet)
         return;
-    if (f->is_task) {
-        const struct weft_task *t = (const struct weft_task *)f;
-        fprintf(stderr,
-                "weft: task %llu %s%s%s(spawned at %s:%d) failed with %s (%s)%s%s%s and nobody "
-                "retrieved the error\n",
-                (unsigned long long)t->id, t->name ? "\"" : "", t->name ? t->name : "",
-                t->name ? "\" " : "", t->file ? t->file : "?", t->line, weft_err_name(f->err),
-                weft_strerror(f->err), f->msg ? ": \"" : "", f->msg ? f->msg : "",
-                f->msg ? "\"" : "");
-    } else {
-        fprintf(stderr,
-                "weft: future %p failed with %s (%s)%s%s%s and nobody retrieved the error\n",
-                (void *)f, weft_err_name(f->err), weft_strerror(f->err), f->msg ? ": \"" : "",
-                f->msg ? f->msg : "", f->msg ? "\"" : "");
-    }
+    char who[160];
+    if (f->is_task)
+        weft__task_label((const struct weft_task *)f, who, sizeof(who));
+    else
+        snprintf(who, sizeof(who), "future %p", (void *)f);
+    fprintf(stderr, "weft: %s failed with %s (%s)%s%s%s and nobody retrieved the error\n", who,
+            weft_err_name(f->err), weft_strerror(f->err), f->msg ? ": \"" : "",
+            f->msg ? f->msg : "", f->msg ? "\"" : "");
 }
 
 static struct weft_future *future_get(struct weft__loop *l)

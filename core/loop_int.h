@@ -253,6 +253,8 @@ int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b
 int weft__loop_run_until(struct weft__loop *l, weft_future_t *until);
 
 /* task.c */
+/* "task 7 \"name\" (spawned at f.c:12)", for warnings. */
+void weft__task_label(const struct weft_task *t, char *buf, size_t len);
 struct weft__stack_pool *weft__pool_for(struct weft__loop *l, size_t size);
 void weft__task_wake(struct weft_task *t, int code);
 void weft__task_timer_fired(struct weft__loop *l, struct weft__timer *tm);

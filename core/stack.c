@@ -13,6 +13,9 @@
 
 #include "alloc.h"
 
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
@@ -96,6 +99,7 @@ static int add_slab(struct weft__stack_pool *p, size_t count, size_t stride)
     }
     slab->map = map;
     slab->map_len = len;
+    slab->count = count;
     slab->next = p->slabs;
     p->slabs = slab;
     struct weft__stack *d = (struct weft__stack *)(slab + 1);
@@ -132,6 +136,16 @@ int weft__stack_pool_init(struct weft__stack_pool *p, size_t size, bool compact,
     return 0;
 }
 
+/* TSan counts each fiber as a thread (at most 8,128): give them back. */
+static void drop_fiber(struct weft__stack *s)
+{
+#if defined(__SANITIZE_THREAD__)
+    if (s->tsan_fiber != NULL)
+        __tsan_destroy_fiber(s->tsan_fiber);
+#endif
+    s->tsan_fiber = NULL;
+}
+
 void weft__stack_pool_destroy(struct weft__stack_pool *p)
 {
     /* COMPACT descriptors are individually allocated; free the pooled ones. */
@@ -139,12 +153,16 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p)
         struct weft__list *n;
         while ((n = weft__list_pop_front(&p->hot)) != NULL) {
             struct weft__stack *s = WEFT_CONTAINER_OF(n, struct weft__stack, link);
+            drop_fiber(s);
             weft__free(s->image);
             weft__free(s);
         }
     }
     while (p->slabs != NULL) {
         struct weft__stack_slab *s = p->slabs;
+        struct weft__stack *d = (struct weft__stack *)(s + 1);
+        for (size_t i = 0; i < s->count; i++)
+            drop_fiber(&d[i]);
         p->slabs = s->next;
         munmap(s->map, s->map_len);
         weft__free(s);

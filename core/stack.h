@@ -46,6 +46,7 @@ struct weft__stack_slab {
     struct weft__stack_slab *next;
     void *map;
     size_t map_len;
+    size_t count; /* stack descriptors that follow this record */
 };
 
 struct weft__stack_pool {

@@ -87,11 +87,6 @@ void weft__task_free(struct weft_task *t)
 
 /* ---- switching ------------------------------------------------------------- */
 
-static struct weft__loop *cur_loop(void)
-{
-    return weft__tls_loop;
-}
-
 static void after_switch(struct weft__loop *l)
 {
     struct weft_task *z = l->zombie;
@@ -178,6 +173,13 @@ static void fail_unstarted(struct weft__loop *l, struct weft_task *t, int rc)
     weft_future_unref(&t->fut);
 }
 
+void weft__task_label(const struct weft_task *t, char *buf, size_t len)
+{
+    snprintf(buf, len, "task %llu %s%s%s(spawned at %s:%d)", (unsigned long long)t->id,
+             t->name ? "\"" : "", t->name ? t->name : "", t->name ? "\" " : "",
+             t->file ? t->file : "?", t->line);
+}
+
 /* Debug aid (opts.slow_task_ms): the running task stops running now; warn
  * if it held the loop longer than allowed, and start the next one's clock. */
 static void slow_check(struct weft__loop *l)
@@ -186,13 +188,12 @@ static void slow_check(struct weft__loop *l)
     const struct weft_task *t = l->current;
     if (t != NULL && now - l->ran_since_ns > l->slow_ns) {
         l->st.slow_tasks++;
-        if (!l->quiet)
-            fprintf(stderr,
-                    "weft: task %llu %s%s%s(spawned at %s:%d) ran %.1f ms without suspending, "
-                    "blocking its loop\n",
-                    (unsigned long long)t->id, t->name ? "\"" : "", t->name ? t->name : "",
-                    t->name ? "\" " : "", t->file ? t->file : "?", t->line,
+        if (!l->quiet) {
+            char who[160];
+            weft__task_label(t, who, sizeof(who));
+            fprintf(stderr, "weft: %s ran %.1f ms without suspending, blocking its loop\n", who,
                     (double)(now - l->ran_since_ns) / 1e6);
+        }
     }
     l->ran_since_ns = now;
 }
@@ -419,7 +420,7 @@ void weft_task_unref(weft_task_t *t)
 
 weft_task_t *weft_task_current(void)
 {
-    struct weft__loop *l = cur_loop();
+    struct weft__loop *l = weft__tls_loop;
     return l != NULL ? l->current : NULL;
 }
 
@@ -529,7 +530,7 @@ int weft_task_cancel(weft_task_t *t)
 
 static struct weft_task *running_task(struct weft__loop **lp)
 {
-    struct weft__loop *l = cur_loop();
+    struct weft__loop *l = weft__tls_loop;
     *lp = l;
     return l != NULL ? l->current : NULL;
 }

@@ -777,3 +777,57 @@ Test(error, strerror_and_err_name_cover_weft_and_libuv_codes, .timeout = TEST_TI
         }
     }
 }
+
+/* --- many loops, one after another ----------------------------------------------
+ * 40 loops, each with 300 tasks parked at once, opened and closed in turn.
+ * Under TSan each started stack holds a fiber, which TSan counts as a thread
+ * (at most 8,128): this passes there only if a closed loop gives its fibers
+ * back. Everywhere it checks that loops can be made and closed repeatedly. */
+
+#define CHURN_LOOPS 40
+#define CHURN_TASKS 300
+
+static weft_future_t *g_churn_gate;
+static int g_churn_done;
+
+static int churn_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = weft_await(g_churn_gate, NULL);
+    if (rc == 0)
+        g_churn_done++;
+    return rc;
+}
+
+static int churn_main(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = 0;
+    for (int i = 0; i < CHURN_TASKS && rc == 0; i++)
+        rc = weft_spawn(NULL, churn_body, NULL, NULL);
+    if (rc == 0)
+        rc = weft_yield(); /* every task has started and parked */
+    if (rc == 0)
+        rc = weft_future_set_result(g_churn_gate, NULL);
+    return rc;
+}
+
+Test(loop, many_loops_with_parked_tasks_open_and_close_in_turn, .timeout = TEST_TIMEOUT_S)
+{
+    for (int i = 0; i < CHURN_LOOPS; i++) {
+        weft_loop_t loop;
+        weft_task_t *t;
+        g_churn_done = 0;
+        ASSERT_OK(weft_loop_init(&loop, NULL));
+        ASSERT_OK(weft_future_new(&loop, &g_churn_gate));
+        ASSERT_OK(weft_spawn(&loop, churn_main, NULL, &t));
+        EXPECT_OK(weft_loop_run(&loop));
+        EXPECT_OK(weft_task_result(t, NULL));
+        cr_expect_eq(g_churn_done, CHURN_TASKS, "loop %d: %d tasks finished", i, g_churn_done);
+        weft_task_unref(t);
+        weft_future_unref(g_churn_gate);
+        ASSERT_OK(weft_loop_close(&loop));
+    }
+}
