@@ -152,6 +152,11 @@ int weft__future_complete(struct weft_future *f, uint8_t state, void *result, in
             weft__task_wake(WEFT_CONTAINER_OF(rn, struct weft_task, rn), 0);
         } else {
             struct weft__handle *h = WEFT_CONTAINER_OF(rn, struct weft__handle, rn);
+            if (h->what == WEFT__H_HOOK) {
+                h->state = WEFT__HS_RUNNING; /* now the hook's owner's */
+                h->u.hook(h, f);
+                continue;
+            }
             if (h->what == WEFT__H_FUTURE_CB)
                 f->refs++; /* released after the callback ran */
             h->state = WEFT__HS_READY;
@@ -276,6 +281,30 @@ int weft_future_remove_done_callback(weft_future_t *f, weft_future_cb fn, void *
         it = next;
     }
     return removed;
+}
+
+struct weft__handle *weft__hook_add(struct weft_future *f,
+                                    void (*fn)(struct weft__handle *, struct weft_future *),
+                                    void *arg)
+{
+    struct weft__handle *h = weft__handle_get(f->loop);
+    if (h == NULL)
+        return NULL;
+    h->what = WEFT__H_HOOK;
+    h->u.hook = fn;
+    h->arg = arg;
+    h->fut = f;
+    h->state = WEFT__HS_WAITING;
+    weft__future_add_waiter(f, &h->rn);
+    return h;
+}
+
+void weft__hook_remove(struct weft__handle *h)
+{
+    if (h == NULL)
+        return;
+    weft__list_remove(&h->rn.link); /* from f's waiters, or its owner's list */
+    weft__handle_put(h->loop, h);
 }
 
 /* ---- from other threads --------------------------------------------------- */

@@ -22,6 +22,8 @@
 #include <uv.h>
 #include <weft/loop.h>
 #include <weft/task.h>
+#include <weft/sync.h>
+#include <weft/timeout.h>
 
 #include "heap.h"
 #include "inbox.h"
@@ -71,6 +73,7 @@ enum {
     WEFT__H_CALLBACK = 1, /* fn(arg): call_soon / call_later / call_at */
     WEFT__H_FUTURE_CB,    /* ffn(fut, arg): a done callback */
     WEFT__H_REMOTE_WAKE,  /* post a foreign waiter's wake-up to its loop */
+    WEFT__H_HOOK,         /* hook(h, fut), called inline at completion */
 };
 
 enum {
@@ -92,6 +95,7 @@ struct weft__handle {
     union {
         weft_cb_fn fn;
         weft_future_cb ffn;
+        void (*hook)(struct weft__handle *h, struct weft_future *f);
     } u;
     void *arg;
     weft_future_t *fut; /* FUTURE_CB / REMOTE_WAKE: the future (referenced) */
@@ -143,6 +147,12 @@ struct weft_task {
     bool remote_wait;    /* waiting on another loop's future; the reply is
                           * parked in fut.result/fut.err, unused while the
                           * task itself is pending */
+    bool tm_timeout;     /* the call's own timer expiry is UV_ETIMEDOUT (not a
+                          * finished sleep) */
+    bool nocancel;       /* in a wait that cancels and deadlines do not end
+                          * (clean-up waits); a cancel stays pending */
+    bool timed_out;      /* a deadline scope interrupted this suspension */
+    struct weft_timeout *scope; /* innermost deadline scope, or NULL */
 };
 
 /* Tasks are carved 64 at a time from chunks of their own, which are walked
@@ -261,6 +271,78 @@ void weft__task_timer_fired(struct weft__loop *l, struct weft__timer *tm);
 void weft__sched_run_task(struct weft__loop *l, struct weft_task *t);
 void weft__task_free(struct weft_task *t);
 void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d);
+
+/* Waiting (task.c). A task waiting on one of the primitives (sync, queue,
+ * combinators, groups) parks: it is SUSPENDED with no awaited future and is
+ * woken by weft__task_wake(). A weft__waiter is the record a primitive keeps
+ * in its FIFO; the waker fills it in and grants it before waking the task,
+ * so a grant is never lost to a cancel that arrives in between. */
+struct weft__waiter {
+    struct weft__list link;
+    struct weft_task *task;
+    void *val;    /* payload, in either direction */
+    int64_t prio; /* payload */
+    int code;     /* what the granted wait returns */
+    bool granted;
+};
+
+/* Checks every suspension point makes first: a pending cancel
+ * (UV_ECANCELED) or a passed scope deadline (UV_ETIMEDOUT), else 0. */
+int weft__pre_suspend(struct weft_task *t);
+/* Park t (the running task) until woken, until deadline_ns (absolute,
+ * UINT64_MAX = none) or until its scope's deadline. Returns the wake code,
+ * UV_ETIMEDOUT or UV_ECANCELED. Does not do weft__pre_suspend's checks.
+ * nocancel: only an explicit wake ends it; cancels stay pending, deadlines
+ * are ignored. */
+int weft__park(struct weft__loop *l, struct weft_task *t, uint64_t deadline_ns, bool nocancel);
+/* Queue w on q and park. Returns w->code if granted (a cancel that came
+ * later stays pending for the next suspension), else the park's code; w is
+ * off q either way. */
+int weft__wait_on(struct weft__loop *l, struct weft_task *t, struct weft__list *q,
+                  struct weft__waiter *w, uint64_t deadline_ns);
+static inline void weft__waiter_grant(struct weft__waiter *w, int code)
+{
+    weft__list_remove(&w->link);
+    w->granted = true;
+    w->code = code;
+    weft__task_wake(w->task, 0);
+}
+/* The current task of the calling thread's loop, with its loop; NULL
+ * outside tasks. */
+struct weft_task *weft__running(struct weft__loop **lp);
+/* Bind a loop-bound object (lazily, to the caller's loop) and check that the
+ * caller is on it: 0, WEFT_EWRONGLOOP or (no loop at all) WEFT_ENOTASK. */
+int weft__bind(void **loop_slot);
+/* The common body of a primitive's wait: checks (WEFT_ENOTASK, a pending
+ * cancel, a passed scope deadline), timeout 0 = UV_ETIMEDOUT without
+ * waiting, then weft__wait_on(). */
+int weft__wait_here(struct weft__list *q, struct weft__waiter *w, uint64_t timeout_ms);
+static inline struct weft__list *weft__wq(weft_waitq_t *q)
+{
+    return (struct weft__list *)(void *)q;
+}
+/* Deadline of a relative timeout (WEFT_NO_TIMEOUT/UINT64_MAX = none). */
+uint64_t weft__deadline_after(uint64_t timeout_ms);
+/* Suspend t and switch straight to task `next` of the same loop (SUSPENDED
+ * and not queued, or CREATED and not queued), which resumes with wake code
+ * `code`. Returns what t's suspension returns. UV_ENOMEM if `next` could not
+ * get a stack. */
+int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_task *next,
+                         int code);
+/* Hooks: a pooled handle whose fn runs inline when f completes (f must be
+ * on the caller's loop; the caller keeps f referenced while the hook is
+ * attached). */
+struct weft__handle *weft__hook_add(struct weft_future *f,
+                                    void (*fn)(struct weft__handle *, struct weft_future *),
+                                    void *arg);
+void weft__hook_remove(struct weft__handle *h);
+/* A task is cancelled (weft_task_cancel) or its deadline passed: end its
+ * current suspension with `code`, as weft_task.h's cancellation rules say. */
+int weft__task_interrupt(struct weft_task *t, int code);
+
+/* timeout.c: mark every scope of the chain whose own deadline is <= now
+ * as expired. */
+void weft__scope_mark(struct weft_timeout *s, uint64_t now);
 
 /* future.c */
 void weft__future_init(struct weft_future *f, struct weft__loop *l, bool is_task);

@@ -266,7 +266,7 @@ static int suspend(struct weft__loop *l, struct weft_task *t)
     WEFT_ASSERT(l->current == t);
     t->state = WEFT_TASK_RUNNING;
     int code = t->wake_code;
-    if (t->cancel_pending) {
+    if (t->cancel_pending && !t->nocancel) {
         t->cancel_pending = false;
         code = UV_ECANCELED;
     }
@@ -290,6 +290,7 @@ static void finish(struct weft__loop *l, struct weft_task *t, int rc, void *res)
     }
     t->awaiting = NULL;
     t->cancel_pending = false;
+    t->scope = NULL; /* scopes left open by the body end with it */
     l->st.tasks_finished++;
     l->st.tasks_live--;
     int c = weft__future_complete(&t->fut, fs, rc == 0 ? res : NULL, rc, NULL);
@@ -359,6 +360,10 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     t->state = WEFT_TASK_CREATED;
     t->cancel_pending = false;
     t->remote_wait = false;
+    t->tm_timeout = false;
+    t->nocancel = false;
+    t->timed_out = false;
+    t->scope = NULL;
     t->queued = true;
     weft__ready_push(l, &t->rn);
     l->st.tasks_spawned++;
@@ -387,7 +392,14 @@ void weft__task_timer_fired(struct weft__loop *l, struct weft__timer *tm)
 {
     (void)l;
     struct weft_task *t = WEFT_CONTAINER_OF(tm, struct weft_task, tm);
-    weft__task_wake(t, t->awaiting != NULL ? UV_ETIMEDOUT : 0);
+    /* The timer was armed at the earlier of the call's own deadline and the
+     * scope's; the scope's cannot move while t is suspended. */
+    if (t->scope != NULL && tm->deadline_ns >= t->scope->weft__eff) {
+        weft__scope_mark(t->scope, tm->deadline_ns);
+        weft__task_interrupt(t, UV_ETIMEDOUT);
+        return;
+    }
+    weft__task_wake(t, t->tm_timeout ? UV_ETIMEDOUT : 0);
 }
 
 /* Waiter side of a cross-loop await: a = task, b = wait_seq, c = code,
@@ -498,31 +510,49 @@ int weft_task_cancel(weft_task_t *t)
     default:
         break;
     }
-    /* SUSPENDED */
-    if (t->queued) {
-        t->cancel_pending = true; /* delivered when it resumes */
+    return weft__task_interrupt(t, UV_ECANCELED); /* SUSPENDED */
+}
+
+int weft__task_interrupt(struct weft_task *t, int code)
+{
+    WEFT_ASSERT(t->state == WEFT_TASK_SUSPENDED);
+    bool timeout = code == UV_ETIMEDOUT;
+    if (t->queued || t->nocancel) {
+        /* Already woken (its wait is over), or in a clean-up wait: a cancel
+         * waits for the next suspension; a passed deadline is seen there
+         * anyway (scopes are level-triggered). */
+        if (!timeout)
+            t->cancel_pending = true;
         return 0;
     }
     struct weft_task *child = weft__inline_child(t);
-    if (child != NULL)
+    if (child != NULL) {
+        if (timeout)
+            t->timed_out = true;
         return weft_task_cancel(child) == WEFT_EDONE ? WEFT_EDONE : 0;
+    }
     struct weft_future *f = t->awaiting;
     if (f != NULL && t->remote_wait) {
         if (weft_future_cancel_threadsafe(f) != 0) { /* best effort: f may be gone */
         }
-        weft__task_wake(t, UV_ECANCELED);
+        weft__task_wake(t, code);
         return 0;
     }
     if (f != NULL && f->is_task) {
         /* As asyncio: pass the cancel on, resume when the child is done. */
-        if (weft_task_cancel((weft_task_t *)f) == 0)
+        if (weft_task_cancel((weft_task_t *)f) == 0) {
+            if (timeout)
+                t->timed_out = true;
             return 0;
+        }
     } else if (f != NULL) {
-        /* Completing f wakes t, whose await then reports UV_ECANCELED. */
+        /* Completing f wakes t, whose await then reports the code. */
+        if (timeout)
+            t->timed_out = true;
         weft__future_complete(f, WEFT__F_CANCELLED, NULL, UV_ECANCELED, NULL);
         return 0;
     }
-    weft__task_wake(t, UV_ECANCELED);
+    weft__task_wake(t, code);
     return 0;
 }
 
@@ -535,13 +565,104 @@ static struct weft_task *running_task(struct weft__loop **lp)
     return l != NULL ? l->current : NULL;
 }
 
-/* A pending cancellation is delivered at the next suspension point. */
-static bool take_cancel(struct weft_task *t)
+struct weft_task *weft__running(struct weft__loop **lp)
 {
-    if (!t->cancel_pending)
-        return false;
-    t->cancel_pending = false;
-    return true;
+    return running_task(lp);
+}
+
+/* A pending cancellation is delivered at the next suspension point, and a
+ * passed scope deadline ends every suspension inside the scope. */
+int weft__pre_suspend(struct weft_task *t)
+{
+    if (t->cancel_pending) {
+        t->cancel_pending = false;
+        return UV_ECANCELED;
+    }
+    if (t->scope != NULL && t->scope->weft__eff != WEFT_NO_DEADLINE) {
+        uint64_t now = uv_hrtime();
+        if (now >= t->scope->weft__eff) {
+            weft__scope_mark(t->scope, now);
+            return UV_ETIMEDOUT;
+        }
+    }
+    return 0;
+}
+
+/* The timer deadline of a wait: the earlier of its own and the scope's. */
+static uint64_t wait_deadline(const struct weft_task *t, uint64_t own)
+{
+    if (t->scope != NULL && t->scope->weft__eff < own)
+        return t->scope->weft__eff;
+    return own;
+}
+
+uint64_t weft__deadline_after(uint64_t timeout_ms)
+{
+    if (timeout_ms >= UINT64_MAX / 2000000u)
+        return UINT64_MAX;
+    return uv_hrtime() + timeout_ms * 1000000u;
+}
+
+int weft__park(struct weft__loop *l, struct weft_task *t, uint64_t deadline_ns, bool nocancel)
+{
+    uint64_t when = nocancel ? UINT64_MAX : wait_deadline(t, deadline_ns);
+    t->tm_timeout = true;
+    if (when != UINT64_MAX && weft__timer_arm(l, &t->tm, when) != 0)
+        return UV_ENOMEM;
+    t->nocancel = nocancel;
+    int rc = suspend(l, t);
+    t->nocancel = false;
+    weft__timer_disarm(l, &t->tm);
+    return rc;
+}
+
+int weft__wait_on(struct weft__loop *l, struct weft_task *t, struct weft__list *q,
+                  struct weft__waiter *w, uint64_t deadline_ns)
+{
+    w->task = t;
+    w->granted = false;
+    w->code = 0;
+    weft__list_push_back(q, &w->link);
+    int rc = weft__park(l, t, deadline_ns, false);
+    if (w->granted) {
+        if (rc == UV_ECANCELED)
+            t->cancel_pending = true; /* came after the grant: deliver later */
+        return w->code;
+    }
+    weft__list_remove(&w->link);
+    return rc != 0 ? rc : UV_ECANCELED; /* woken without a grant */
+}
+
+int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_task *next,
+                         int code)
+{
+    WEFT_ASSERT(!next->queued && next != t);
+    next->wake_code = code;
+    if (l->compact) {
+        /* Switches go through the scheduler: run next first. */
+        next->queued = true;
+        weft__list_push_front(&l->ready, &next->rn.link);
+        return suspend(l, t);
+    }
+    if (next->stk == NULL) {
+        int rc = prepare(l, next);
+        if (rc != 0)
+            return rc;
+    }
+    t->state = WEFT_TASK_SUSPENDED;
+    if (__builtin_expect(l->slow_ns != 0, 0))
+        slow_check(l);
+    l->current = next;
+    switch_to(l, t->stk, next->stk, false);
+    after_switch(l);
+    WEFT_ASSERT(l->current == t);
+    t->state = WEFT_TASK_RUNNING;
+    int rc = t->wake_code;
+    if (t->cancel_pending && !t->nocancel) {
+        t->cancel_pending = false;
+        rc = UV_ECANCELED;
+    }
+    return rc;
 }
 
 int weft_yield(void)
@@ -550,8 +671,9 @@ int weft_yield(void)
     struct weft_task *t = running_task(&l);
     if (t == NULL)
         return WEFT_ENOTASK;
-    if (take_cancel(t))
-        return UV_ECANCELED;
+    int rc = weft__pre_suspend(t);
+    if (rc != 0)
+        return rc;
     t->wake_code = 0;
     t->queued = true;
     weft__ready_push(l, &t->rn);
@@ -568,9 +690,11 @@ int weft_sleep(uint64_t ms)
         return weft_yield();
     if (ms > UINT64_MAX / 2000000u)
         return UV_EINVAL;
-    if (take_cancel(t))
-        return UV_ECANCELED;
-    if (weft__timer_arm(l, &t->tm, uv_hrtime() + ms * 1000000u) != 0)
+    int rc = weft__pre_suspend(t);
+    if (rc != 0)
+        return rc;
+    t->tm_timeout = false;
+    if (weft__timer_arm(l, &t->tm, wait_deadline(t, uv_hrtime() + ms * 1000000u)) != 0)
         return UV_ENOMEM;
     return suspend(l, t);
 }
@@ -658,29 +782,41 @@ static int await_common(struct weft_future *f, int64_t timeout_ms, void **result
         return WEFT_EDEADLK;
     if (f->loop == l && f->state != WEFT__F_PENDING)
         return weft__future_outcome(f, result);
-    if (take_cancel(t))
-        return UV_ECANCELED;
+    int rc = weft__pre_suspend(t);
+    if (rc != 0)
+        return rc;
     /* 0 = do not wait. A future of another loop cannot be read from here,
      * so for it "not waiting" means UV_ETIMEDOUT straight away. */
     if (timeout_ms == 0)
         return UV_ETIMEDOUT;
-    if (timeout_ms < 0 && f->loop == l && can_inline(t, f))
-        return await_inline(l, t, (struct weft_task *)f, result);
-    if (timeout_ms > 0 &&
-        weft__timer_arm(l, &t->tm, uv_hrtime() + (uint64_t)timeout_ms * 1000000u) != 0)
+    uint64_t when = wait_deadline(
+        t, timeout_ms > 0 ? uv_hrtime() + (uint64_t)timeout_ms * 1000000u : UINT64_MAX);
+    t->tm_timeout = true;
+    if (when != UINT64_MAX && weft__timer_arm(l, &t->tm, when) != 0)
         return UV_ENOMEM;
-    if (f->loop != l)
-        return await_remote(l, t, f, result);
-    t->awaiting = f;
-    t->wait_seq++;
-    weft__future_add_waiter(f, &t->rn);
-    int rc = suspend(l, t);
-    t->awaiting = NULL;
-    if (weft__list_linked(&t->rn.link) && !t->queued)
-        weft__list_remove(&t->rn.link);
-    if (rc != 0)
-        return rc;
-    return weft__future_outcome(f, result);
+    if (timeout_ms < 0 && f->loop == l && can_inline(t, f)) {
+        rc = await_inline(l, t, (struct weft_task *)f, result);
+        weft__timer_disarm(l, &t->tm);
+    } else if (f->loop != l) {
+        rc = await_remote(l, t, f, result);
+    } else {
+        t->awaiting = f;
+        t->wait_seq++;
+        weft__future_add_waiter(f, &t->rn);
+        rc = suspend(l, t);
+        t->awaiting = NULL;
+        if (weft__list_linked(&t->rn.link) && !t->queued)
+            weft__list_remove(&t->rn.link);
+        if (rc == 0)
+            rc = weft__future_outcome(f, result);
+    }
+    if (t->timed_out) { /* a scope deadline cut the wait short */
+        t->timed_out = false;
+        if (result != NULL)
+            *result = NULL;
+        rc = UV_ETIMEDOUT;
+    }
+    return rc;
 }
 
 int weft_await(weft_future_t *f, void **result)

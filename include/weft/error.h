@@ -14,6 +14,11 @@
  *   UV_EBUSY       closing a loop that still has live tasks or pending work
  *   UV_ENOENT      cancelling a handle that already ran or was cancelled
  *   UV_ENOMEM      the allocator failed
+ *   UV_EPERM       releasing a lock (or waiting on a condition) you do not hold
+ *   UV_EAGAIN      a try_* call that would have to wait
+ *   WEFT_ECLOSED   a queue that was shut down, a closed loop or generator
+ *   WEFT_EOF       a generator or iterator has no more values
+ *   WEFT_EBROKEN   a barrier was aborted or reset while waiting
  */
 #ifndef WEFT_ERROR_H
 #define WEFT_ERROR_H
@@ -29,10 +34,12 @@ extern "C" {
     XX(ENOTASK, -5001, "operation needs a running weft task")         \
     XX(EDEADLK, -5002, "a task cannot await itself")                  \
     XX(EWRONGLOOP, -5003, "object belongs to another loop or thread") \
-    XX(ECLOSED, -5004, "loop is closed")                              \
+    XX(ECLOSED, -5004, "loop, queue or generator is closed")          \
     XX(EREENTRANT, -5005, "loop is already running")                  \
     XX(EPENDING, -5006, "result is not ready yet")                    \
-    XX(EDONE, -5007, "already finished: nothing to do")
+    XX(EDONE, -5007, "already finished: nothing to do")               \
+    XX(EOF, -5008, "end of stream: no more values")                   \
+    XX(EBROKEN, -5009, "barrier is broken")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),

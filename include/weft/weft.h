@@ -6,5 +6,11 @@
 #include "loop.h"
 #include "future.h"
 #include "task.h"
+#include "timeout.h"
+#include "sync.h"
+#include "queue.h"
+#include "combine.h"
+#include "group.h"
+#include "gen.h"
 
 #endif /* WEFT_WEFT_H */

@@ -1,0 +1,85 @@
+/*
+ * weft/group.h - task groups: asyncio.TaskGroup / a Trio nursery in C.
+ *
+ *     weft_group_t g;
+ *     weft_group_init(&g);
+ *     weft_group_spawn(&g, fetch, &a, NULL);
+ *     weft_group_spawn(&g, fetch, &b, NULL);
+ *     int rc = weft_group_wait(&g);    // all done; first error or 0
+ *     weft_group_close(&g);
+ *
+ * Rules (asyncio.TaskGroup's):
+ * - The group belongs to the task that called init (its owner) and to that
+ *   task's loop. Children are ordinary tasks of that loop.
+ * - The first child to fail (with a code other than UV_ECANCELED) makes the
+ *   group fail: every other child is cancelled, and so is the owner, unless
+ *   it is already in weft_group_wait (the owner's cancel is withdrawn when it
+ *   reaches weft_group_wait, as asyncio uncancels the parent). Spawning into a
+ *   failed group returns UV_ECANCELED and starts nothing.
+ * - weft_group_wait() returns once every child has finished: 0, or the first
+ *   failure's code. The others' outcomes stay readable through
+ *   weft_group_task() until close. If the owner is cancelled while waiting,
+ *   every child is cancelled and waited for, and wait returns UV_ECANCELED
+ *   (UV_ETIMEDOUT when it was its timeout scope that expired).
+ * - A group cannot be left with live children: weft_group_close() returns
+ *   UV_EBUSY (and changes nothing) until they have all finished.
+ * - Children's failures are counted as retrieved (the group reports them).
+ */
+#ifndef WEFT_GROUP_H
+#define WEFT_GROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sync.h"
+#include "task.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_group {
+    weft_waitq_t weft__waiter; /* the owner, while it waits */
+    weft_task_t *weft__owner;
+    weft_task_t **weft__tasks;
+    void **weft__hooks;
+    size_t weft__n, weft__cap, weft__live;
+    int weft__error;           /* first failure, or 0 */
+    size_t weft__first_failed; /* index of that child */
+    bool weft__waiting;
+    bool weft__owner_cancelled; /* the group cancelled its owner */
+    bool weft__closed;
+} weft_group_t;
+
+/* In a task: WEFT_ENOTASK outside one; UV_EINVAL for NULL. */
+int weft_group_init(weft_group_t *g);
+/* Spawn fn(arg) as a child (the group holds a reference; out, if not NULL,
+ * gets the task without an extra reference, valid until close). 0,
+ * UV_ECANCELED (the group failed), WEFT_ECLOSED (closed), UV_ENOMEM,
+ * WEFT_EWRONGLOOP (not the owner's loop), UV_EINVAL. */
+WEFT_WARN_UNUSED int weft__group_spawn(weft_group_t *g, weft_task_fn fn, void *arg,
+                                       const weft_task_opts_t *opts, weft_task_t **out,
+                                       const char *file, int line);
+#define weft_group_spawn(g, fn, arg, out) \
+    weft__group_spawn((g), (fn), (arg), NULL, (out), __FILE__, __LINE__)
+#define weft_group_spawn_ex(g, fn, arg, opts, out) \
+    weft__group_spawn((g), (fn), (arg), (opts), (out), __FILE__, __LINE__)
+/* Owner only (UV_EPERM otherwise). */
+WEFT_WARN_UNUSED int weft_group_wait(weft_group_t *g);
+/* Cancel every live child (the group does not count this as a failure). */
+int weft_group_cancel(weft_group_t *g);
+/* UV_EBUSY while children live; releases the children. */
+int weft_group_close(weft_group_t *g);
+
+size_t weft_group_size(const weft_group_t *g);   /* children spawned */
+size_t weft_group_live(const weft_group_t *g);   /* children not finished */
+int weft_group_error(const weft_group_t *g);     /* first failure, or 0 */
+weft_task_t *weft_group_task(const weft_group_t *g, size_t i); /* NULL past the end */
+/* Index of the child whose failure failed the group, or SIZE_MAX. */
+size_t weft_group_failed_index(const weft_group_t *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_GROUP_H */
