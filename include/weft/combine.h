@@ -4,10 +4,10 @@
  *
  * Futures given here may be tasks (weft_task_future(t)) or plain futures of
  * the current loop (UV_EINVAL for NULL entries, WEFT_EWRONGLOOP for a
- * future of another loop). The caller keeps its references for the whole
- * call. None of these allocate per call when n <= 16; above that one array
- * of n small records is allocated for the call's duration (UV_ENOMEM).
- * Outside a task they return WEFT_ENOTASK.
+ * future of another loop). The caller keeps its references (and the array)
+ * for the whole call. Each pending future costs one pooled record from the
+ * loop while watched (no allocator call in steady state; UV_ENOMEM if the
+ * pool cannot grow). Outside a task they return WEFT_ENOTASK.
  */
 #ifndef WEFT_COMBINE_H
 #define WEFT_COMBINE_H
@@ -73,12 +73,15 @@ WEFT_WARN_UNUSED int weft_shield(weft_future_t *f, weft_future_t **out);
  *     while ((rc = weft_as_completed_next(&it, &f)) == 0) { ... f is done ... }
  *     // rc: WEFT_EOF after the last, UV_ETIMEDOUT, UV_ECANCELED
  *     weft_as_completed_close(&it);
- */
+ *
+ * The array fs and the futures must stay valid until close. Futures already
+ * done at init come first, in array order. */
 typedef struct weft_as_completed {
-    void *weft__watch;
+    void *weft__watch[6]; /* private */
+    weft_future_t *const *weft__fs;
     uint64_t weft__deadline;
     size_t weft__n, weft__yielded;
-    void *weft__inline[16 * 8];
+    bool weft__open;
 } weft_as_completed_t;
 
 WEFT_WARN_UNUSED int weft_as_completed_init(weft_as_completed_t *it, weft_future_t *const *fs,
