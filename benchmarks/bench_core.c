@@ -265,12 +265,13 @@ int bench_skynet1(weft_loop_t *loop, double *value)
 }
 
 /* ------------------------------------------------------------------------ */
-/* pingpong_local: two tasks on ONE loop exchange a message 1,000,000 round
- * trips. Value: ns per round trip. Check: checksums of what each side got.
+/* pingpong_future: pingpong_local's exchange (1,000,000 round trips on ONE
+ * loop, ns per round trip) without a queue, for comparison with the
+ * weft_queue_t version (bench_asyncio.c). Check: checksums of what each side
+ * got.
  *
- * weft has no channel yet, so the message goes through a one-slot handoff
- * made of futures: each side awaits a fresh future of its own ("its box")
- * that the other side completes with the message. Pong makes its next box
+ * The message goes through a one-slot handoff made of futures: each side awaits a fresh future of
+ * its own ("its box") that the other side completes with the message. Pong makes its next box
  * before it answers, so a box is always waiting when ping sends; the first
  * one is made before either task runs. Ping sends i, pong answers 2i + 1. */
 
@@ -345,7 +346,7 @@ static int pong_body(void *arg, void **result)
     return 0;
 }
 
-int bench_pingpong_local(weft_loop_t *loop, double *value)
+int bench_pingpong_future(weft_loop_t *loop, double *value)
 {
     pingpong_t pp = {0};
     weft_task_t *ping, *pong;

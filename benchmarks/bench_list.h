@@ -18,6 +18,10 @@
     XX(spawn, "tasks/s", true, false, 60)                 \
     XX(skynet1, "ms", false, false, 60)                   \
     XX(pingpong_local, "ns/op", false, false, 60)         \
+    XX(pingpong_future, "ns/op", false, false, 60)        \
+    XX(lock_contended, "ns/op", false, false, 60)         \
+    XX(gather_1000, "us/op", false, false, 60)            \
+    XX(gen_iter, "ns/op", false, false, 60)               \
     XX(timers, "ms", false, false, 60)                    \
     XX(mem_per_task, "KiB/task", false, true, 90)         \
     XX(mem_per_task_compact, "KiB/task", false, true, 90) \

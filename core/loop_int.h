@@ -139,19 +139,19 @@ struct weft_task {
     uint64_t id;
     uint32_t stack_size;
     int line;
-    int wake_code;       /* what the pending suspension returns */
-    uint32_t wait_seq;   /* per-suspension number (remote wake-ups) */
-    uint8_t state;       /* weft_task_state_t */
-    bool queued;         /* in the ready queue */
-    bool cancel_pending; /* deliver UV_ECANCELED at the next suspension */
-    bool remote_wait;    /* waiting on another loop's future; the reply is
-                          * parked in fut.result/fut.err, unused while the
-                          * task itself is pending */
-    bool tm_timeout;     /* the call's own timer expiry is UV_ETIMEDOUT (not a
-                          * finished sleep) */
-    bool nocancel;       /* in a wait that cancels and deadlines do not end
-                          * (clean-up waits); a cancel stays pending */
-    bool timed_out;      /* a deadline scope interrupted this suspension */
+    int wake_code;              /* what the pending suspension returns */
+    uint32_t wait_seq;          /* per-suspension number (remote wake-ups) */
+    uint8_t state;              /* weft_task_state_t */
+    bool queued;                /* in the ready queue */
+    bool cancel_pending;        /* deliver UV_ECANCELED at the next suspension */
+    bool remote_wait;           /* waiting on another loop's future; the reply is
+                                 * parked in fut.result/fut.err, unused while the
+                                 * task itself is pending */
+    bool tm_timeout;            /* the call's own timer expiry is UV_ETIMEDOUT (not a
+                                 * finished sleep) */
+    bool nocancel;              /* in a wait that cancels and deadlines do not end
+                                 * (clean-up waits); a cancel stays pending */
+    bool timed_out;             /* a deadline scope interrupted this suspension */
     struct weft_timeout *scope; /* innermost deadline scope, or NULL */
 };
 
@@ -201,6 +201,7 @@ struct weft__loop {
     struct weft__list free_tasks;
     struct weft__list free_handles;
     struct weft_future *free_futures; /* linked through ->result */
+    struct weft__list free_gens;      /* generator records (gen.c) */
 
     struct weft__heap timers;
     uint64_t next_task_id;
@@ -288,7 +289,13 @@ struct weft__waiter {
 
 /* Checks every suspension point makes first: a pending cancel
  * (UV_ECANCELED) or a passed scope deadline (UV_ETIMEDOUT), else 0. */
-int weft__pre_suspend(struct weft_task *t);
+int weft__pre_suspend_slow(struct weft_task *t);
+static inline int weft__pre_suspend(struct weft_task *t)
+{
+    if (__builtin_expect(!t->cancel_pending && t->scope == NULL, 1))
+        return 0;
+    return weft__pre_suspend_slow(t);
+}
 /* Park t (the running task) until woken, until deadline_ns (absolute,
  * UINT64_MAX = none) or until its scope's deadline. Returns the wake code,
  * UV_ETIMEDOUT or UV_ECANCELED. Does not do weft__pre_suspend's checks.
@@ -309,7 +316,12 @@ static inline void weft__waiter_grant(struct weft__waiter *w, int code)
 }
 /* The current task of the calling thread's loop, with its loop; NULL
  * outside tasks. */
-struct weft_task *weft__running(struct weft__loop **lp);
+static inline struct weft_task *weft__running(struct weft__loop **lp)
+{
+    struct weft__loop *l = weft__tls_loop;
+    *lp = l;
+    return l != NULL ? l->current : NULL;
+}
 /* Bind a loop-bound object (lazily, to the caller's loop) and check that the
  * caller is on it: 0, WEFT_EWRONGLOOP or (no loop at all) WEFT_ENOTASK. */
 int weft__bind(void **loop_slot);

@@ -289,8 +289,8 @@ int weft_cond_wait_timeout(weft_cond_t *c, uint64_t timeout_ms)
     if (timeout_ms == 0)
         rc = UV_ETIMEDOUT;
     else
-        rc = weft__wait_on(lp, t, weft__wq(&c->weft__waiters), &w,
-                           weft__deadline_after(timeout_ms));
+        rc =
+            weft__wait_on(lp, t, weft__wq(&c->weft__waiters), &w, weft__deadline_after(timeout_ms));
     lock_reacquire(l, lp, t);
     return rc;
 }

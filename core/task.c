@@ -565,14 +565,9 @@ static struct weft_task *running_task(struct weft__loop **lp)
     return l != NULL ? l->current : NULL;
 }
 
-struct weft_task *weft__running(struct weft__loop **lp)
-{
-    return running_task(lp);
-}
-
 /* A pending cancellation is delivered at the next suspension point, and a
  * passed scope deadline ends every suspension inside the scope. */
-int weft__pre_suspend(struct weft_task *t)
+int weft__pre_suspend_slow(struct weft_task *t)
 {
     if (t->cancel_pending) {
         t->cancel_pending = false;
@@ -640,15 +635,26 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
     next->wake_code = code;
     if (l->compact) {
         /* Switches go through the scheduler: run next first. */
+        uint64_t cwhen = wait_deadline(t, UINT64_MAX);
+        t->tm_timeout = true;
+        if (cwhen != UINT64_MAX && weft__timer_arm(l, &t->tm, cwhen) != 0)
+            return UV_ENOMEM;
         next->queued = true;
         weft__list_push_front(&l->ready, &next->rn.link);
-        return suspend(l, t);
+        int crc = suspend(l, t);
+        weft__timer_disarm(l, &t->tm);
+        return crc;
     }
     if (next->stk == NULL) {
         int rc = prepare(l, next);
         if (rc != 0)
             return rc;
     }
+    /* t waits for next: its scope's deadline still applies. */
+    uint64_t when = wait_deadline(t, UINT64_MAX);
+    t->tm_timeout = true;
+    if (when != UINT64_MAX && weft__timer_arm(l, &t->tm, when) != 0)
+        return UV_ENOMEM;
     t->state = WEFT_TASK_SUSPENDED;
     if (__builtin_expect(l->slow_ns != 0, 0))
         slow_check(l);
@@ -656,6 +662,7 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
     switch_to(l, t->stk, next->stk, false);
     after_switch(l);
     WEFT_ASSERT(l->current == t);
+    weft__timer_disarm(l, &t->tm);
     t->state = WEFT_TASK_RUNNING;
     int rc = t->wake_code;
     if (t->cancel_pending && !t->nocancel) {
@@ -789,8 +796,8 @@ static int await_common(struct weft_future *f, int64_t timeout_ms, void **result
      * so for it "not waiting" means UV_ETIMEDOUT straight away. */
     if (timeout_ms == 0)
         return UV_ETIMEDOUT;
-    uint64_t when = wait_deadline(
-        t, timeout_ms > 0 ? uv_hrtime() + (uint64_t)timeout_ms * 1000000u : UINT64_MAX);
+    uint64_t when = wait_deadline(t, timeout_ms > 0 ? uv_hrtime() + (uint64_t)timeout_ms * 1000000u
+                                                    : UINT64_MAX);
     t->tm_timeout = true;
     if (when != UINT64_MAX && weft__timer_arm(l, &t->tm, when) != 0)
         return UV_ENOMEM;

@@ -52,8 +52,8 @@ typedef struct weft_gen weft_gen_t;
 /* Create a generator on `loop` (NULL = the current loop) for body fn(arg);
  * the body does not run yet. 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
 WEFT_WARN_UNUSED int weft__gen_new(weft_loop_t *loop, weft_task_fn fn, void *arg,
-                                   const weft_task_opts_t *opts, weft_gen_t **out,
-                                   const char *file, int line);
+                                   const weft_task_opts_t *opts, weft_gen_t **out, const char *file,
+                                   int line);
 #define weft_gen_new(loop, fn, arg, out) \
     weft__gen_new((loop), (fn), (arg), NULL, (out), __FILE__, __LINE__)
 #define weft_gen_new_ex(loop, fn, arg, opts, out) \

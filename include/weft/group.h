@@ -50,6 +50,7 @@ typedef struct weft_group {
     bool weft__waiting;
     bool weft__owner_cancelled; /* the group cancelled its owner */
     bool weft__closed;
+    int weft__init_rc;
 } weft_group_t;
 
 /* In a task: WEFT_ENOTASK outside one; UV_EINVAL for NULL. */
@@ -71,10 +72,28 @@ WEFT_WARN_UNUSED int weft_group_wait(weft_group_t *g);
 int weft_group_cancel(weft_group_t *g);
 /* UV_EBUSY while children live; releases the children. */
 int weft_group_close(weft_group_t *g);
+/* Leave the group whatever state it is in: cancel live children, wait
+ * until they have finished (a cancel of the caller waits too and stays
+ * pending), close. Returns what weft_group_wait would have (0, the first
+ * failure, or UV_ECANCELED if children had to be cancelled). */
+int weft_group_leave(weft_group_t *g);
+/* A group that cannot be left with live children, whatever way the scope
+ * is exited (return, goto, break): init now, weft_group_leave on exit
+ * (__attribute__((cleanup))). Check name.weft__init_rc for init's code.
+ *
+ *     WEFT_GROUP(g);
+ *     weft_group_spawn(&g, child, NULL, NULL);
+ *     if (something) return -1;         // children cancelled and reaped
+ *     return weft_group_wait(&g);
+ */
+void weft__group_cleanup(weft_group_t *g);
+#define WEFT_GROUP(name)                                             \
+    __attribute__((cleanup(weft__group_cleanup))) weft_group_t name; \
+    name.weft__init_rc = weft_group_init(&name)
 
-size_t weft_group_size(const weft_group_t *g);   /* children spawned */
-size_t weft_group_live(const weft_group_t *g);   /* children not finished */
-int weft_group_error(const weft_group_t *g);     /* first failure, or 0 */
+size_t weft_group_size(const weft_group_t *g);                 /* children spawned */
+size_t weft_group_live(const weft_group_t *g);                 /* children not finished */
+int weft_group_error(const weft_group_t *g);                   /* first failure, or 0 */
 weft_task_t *weft_group_task(const weft_group_t *g, size_t i); /* NULL past the end */
 /* Index of the child whose failure failed the group, or SIZE_MAX. */
 size_t weft_group_failed_index(const weft_group_t *g);

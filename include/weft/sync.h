@@ -70,9 +70,9 @@ bool weft_lock_locked(const weft_lock_t *l);
  * Its one limit: `return` or `goto` out of the block skips the release. Use
  * WEFT_LOCK_GUARD where the block has such exits. A `break` inside the
  * block leaves the block, not an enclosing loop. */
-#define WEFT_WITH_LOCK(lock, rc)                                                         \
-    for (int weft__wl_once = ((rc) = weft_lock_acquire(lock)) == 0; weft__wl_once;       \
-         weft__wl_once = 0, (void)weft_lock_release(lock))                               \
+#define WEFT_WITH_LOCK(lock, rc)                                                   \
+    for (int weft__wl_once = ((rc) = weft_lock_acquire(lock)) == 0; weft__wl_once; \
+         weft__wl_once = 0, (void)weft_lock_release(lock))                         \
         for (int weft__wl_body = 1; weft__wl_body; weft__wl_body = 0)
 
 /* Scope guard: acquires now, releases on every exit from the enclosing
