@@ -137,7 +137,11 @@ static int enter(struct weft__loop **l, struct weft_task **t, weft_future_t *con
     *t = weft__running(l);
     if (*t == NULL)
         return WEFT_ENOTASK;
-    return check_set(*l, fs, n);
+    int rc = check_set(*l, fs, n);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (fs[i] == &(*t)->fut)
+            rc = WEFT_EDEADLK; /* waiting for itself */
+    return rc;
 }
 
 int weft_gather(weft_future_t *const *fs, size_t n, void **results, int *errors, unsigned flags)

@@ -312,7 +312,16 @@ static inline void weft__waiter_grant(struct weft__waiter *w, int code)
     weft__list_remove(&w->link);
     w->granted = true;
     w->code = code;
-    weft__task_wake(w->task, 0);
+    struct weft_task *t = w->task;
+    /* A parked task is SUSPENDED, awaits nothing and is in no list; it may
+     * already be queued (woken by a cancel or its timer). */
+    if (!t->queued) {
+        struct weft__loop *l = t->fut.loop;
+        t->wake_code = 0;
+        weft__timer_disarm(l, &t->tm);
+        t->queued = true;
+        weft__ready_push(l, &t->rn);
+    }
 }
 /* The current task of the calling thread's loop, with its loop; NULL
  * outside tasks. */
@@ -324,17 +333,41 @@ static inline struct weft_task *weft__running(struct weft__loop **lp)
 }
 /* Bind a loop-bound object (lazily, to the caller's loop) and check that the
  * caller is on it: 0, WEFT_EWRONGLOOP or (no loop at all) WEFT_ENOTASK. */
-int weft__bind(void **loop_slot);
+int weft__bind_slow(void **loop_slot);
+static inline int weft__bind(void **loop_slot)
+{
+    if (__builtin_expect(*loop_slot == (void *)weft__tls_loop, 1))
+        return 0;
+    return weft__bind_slow(loop_slot);
+}
 /* The common body of a primitive's wait: checks (WEFT_ENOTASK, a pending
  * cancel, a passed scope deadline), timeout 0 = UV_ETIMEDOUT without
  * waiting, then weft__wait_on(). */
-int weft__wait_here(struct weft__list *q, struct weft__waiter *w, uint64_t timeout_ms);
+/* Deadline of a relative timeout (WEFT_NO_TIMEOUT/UINT64_MAX = none). */
+static inline uint64_t weft__deadline_after(uint64_t timeout_ms)
+{
+    if (timeout_ms >= UINT64_MAX / 2000000u)
+        return UINT64_MAX;
+    return uv_hrtime() + timeout_ms * 1000000u;
+}
+static inline int weft__wait_here(struct weft__list *q, struct weft__waiter *w,
+                                  uint64_t timeout_ms)
+{
+    struct weft__loop *l;
+    struct weft_task *t = weft__running(&l);
+    if (t == NULL)
+        return WEFT_ENOTASK;
+    int rc = weft__pre_suspend(t);
+    if (rc != 0)
+        return rc;
+    if (timeout_ms == 0)
+        return UV_ETIMEDOUT;
+    return weft__wait_on(l, t, q, w, weft__deadline_after(timeout_ms));
+}
 static inline struct weft__list *weft__wq(weft_waitq_t *q)
 {
     return (struct weft__list *)(void *)q;
 }
-/* Deadline of a relative timeout (WEFT_NO_TIMEOUT/UINT64_MAX = none). */
-uint64_t weft__deadline_after(uint64_t timeout_ms);
 /* Suspend t and switch straight to task `next` of the same loop (SUSPENDED
  * and not queued, or CREATED and not queued), which resumes with wake code
  * `code`. Returns what t's suspension returns. UV_ENOMEM if `next` could not

@@ -15,7 +15,7 @@
 
 _Static_assert(sizeof(weft_waitq_t) == sizeof(struct weft__list), "waitq is a list node");
 
-int weft__bind(void **slot)
+int weft__bind_slow(void **slot)
 {
     struct weft__loop *l = weft__tls_loop;
     struct weft__loop *o = *slot;
@@ -28,20 +28,6 @@ int weft__bind(void **slot)
     if (l == NULL && !o->running)
         return 0; /* set-up or tear-down code while its loop is not running */
     return WEFT_EWRONGLOOP;
-}
-
-int weft__wait_here(struct weft__list *q, struct weft__waiter *w, uint64_t timeout_ms)
-{
-    struct weft__loop *l;
-    struct weft_task *t = weft__running(&l);
-    if (t == NULL)
-        return WEFT_ENOTASK;
-    int rc = weft__pre_suspend(t);
-    if (rc != 0)
-        return rc;
-    if (timeout_ms == 0)
-        return UV_ETIMEDOUT;
-    return weft__wait_on(l, t, q, w, weft__deadline_after(timeout_ms));
 }
 
 /* Grant every waiter of q with `code`, oldest first; returns how many. */

@@ -591,12 +591,6 @@ static uint64_t wait_deadline(const struct weft_task *t, uint64_t own)
     return own;
 }
 
-uint64_t weft__deadline_after(uint64_t timeout_ms)
-{
-    if (timeout_ms >= UINT64_MAX / 2000000u)
-        return UINT64_MAX;
-    return uv_hrtime() + timeout_ms * 1000000u;
-}
 
 int weft__park(struct weft__loop *l, struct weft_task *t, uint64_t deadline_ns, bool nocancel)
 {
@@ -618,7 +612,12 @@ int weft__wait_on(struct weft__loop *l, struct weft_task *t, struct weft__list *
     w->granted = false;
     w->code = 0;
     weft__list_push_back(q, &w->link);
-    int rc = weft__park(l, t, deadline_ns, false);
+    int rc;
+    if (deadline_ns == UINT64_MAX && t->scope == NULL) {
+        rc = suspend(l, t); /* no timer: the common case, kept short */
+    } else {
+        rc = weft__park(l, t, deadline_ns, false);
+    }
     if (w->granted) {
         if (rc == UV_ECANCELED)
             t->cancel_pending = true; /* came after the grant: deliver later */

@@ -67,7 +67,9 @@ int weft_timeout_end(weft_timeout_t *s);
  * deadline is in the future. */
 int weft_timeout_reschedule(weft_timeout_t *s, uint64_t timeout_ms);
 int weft_timeout_reschedule_at(weft_timeout_t *s, uint64_t deadline_ns);
-/* The deadline (ns, WEFT_NO_DEADLINE for none) and whether it passed. */
+/* The deadline (ns, WEFT_NO_DEADLINE for none), and whether the scope
+ * expired: its own deadline passed and a suspension inside saw it (asyncio's
+ * Timeout.expired()). */
 uint64_t weft_timeout_deadline(const weft_timeout_t *s);
 bool weft_timeout_expired(const weft_timeout_t *s);
 
