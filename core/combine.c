@@ -21,8 +21,9 @@ struct watch {
     bool parked;
 };
 
-_Static_assert(sizeof(struct watch) <= sizeof(((weft_as_completed_t *)0)->weft__watch),
-               "as_completed iterator too small");
+/* An iterator keeps its watch in weft__watch[0..4], or (COMPACT loops) on
+ * the heap with the pointer in weft__watch[5]. */
+_Static_assert(sizeof(struct watch) <= 5 * sizeof(void *), "as_completed iterator too small");
 
 static void hook_fired(struct weft__handle *h, struct weft_future *f)
 {
@@ -32,6 +33,23 @@ static void hook_fired(struct weft__handle *h, struct weft_future *f)
     w->pending--;
     if (w->parked)
         weft__task_wake(w->task, 0);
+}
+
+/* The watch other tasks' completions write into: on the caller's stack, or
+ * on the heap on COMPACT loops, where a suspended task's stack does not
+ * hold its frames. */
+static struct watch *watch_open(struct watch *local)
+{
+    struct weft__loop *l = weft__tls_loop;
+    if (l == NULL || !l->compact)
+        return local;
+    return weft__malloc(sizeof(struct watch));
+}
+
+static void watch_close(struct watch *w, struct watch *local)
+{
+    if (w != local)
+        weft__free(w);
 }
 
 static void watch_init(struct watch *w, struct weft_task *t)
@@ -122,14 +140,22 @@ static struct weft__handle *watch_pop(struct watch *w)
 
 /* Cancel every pending future of fs and wait until all are done; the
  * waiting task's own cancels stay pending. */
+static void drain(struct weft__loop *l, struct watch *w)
+{
+    while (w->pending > 0) {
+        w->parked = true;
+        (void)weft__park(l, w->task, UINT64_MAX, true);
+        w->parked = false;
+    }
+}
+
 static void cancel_and_drain(struct weft__loop *l, struct watch *w, weft_future_t *const *fs,
                              size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (fs[i]->state == WEFT__F_PENDING)
             weft_future_cancel(fs[i]);
-    while (w->pending > 0)
-        (void)watch_park(l, w, UINT64_MAX, true);
+    drain(l, w);
 }
 
 static int enter(struct weft__loop **l, struct weft_task **t, weft_future_t *const *fs, size_t n)
@@ -144,7 +170,8 @@ static int enter(struct weft__loop **l, struct weft_task **t, weft_future_t *con
     return rc;
 }
 
-int weft_gather(weft_future_t *const *fs, size_t n, void **results, int *errors, unsigned flags)
+static int gather_impl(struct watch *w, weft_future_t *const *fs, size_t n, void **results,
+                       int *errors, unsigned flags)
 {
     struct weft__loop *l;
     struct weft_task *t;
@@ -169,23 +196,22 @@ int weft_gather(weft_future_t *const *fs, size_t n, void **results, int *errors,
             return weft__future_outcome(f, NULL);
         }
     }
-    struct watch w;
-    watch_init(&w, t);
-    rc = watch_add(&w, fs, n);
+    watch_init(w, t);
+    rc = watch_add(w, fs, n);
     if (rc != 0)
         return rc;
-    if (w.pending > 0)
+    if (w->pending > 0)
         rc = weft__pre_suspend(t);
-    while (rc == 0 && w.pending > 0) {
-        rc = watch_park(l, &w, UINT64_MAX, false);
+    while (rc == 0 && w->pending > 0) {
+        rc = watch_park(l, w, UINT64_MAX, false);
         struct weft__handle *h;
-        while (rc == 0 && (h = watch_pop(&w)) != NULL) {
+        while (rc == 0 && (h = watch_pop(w)) != NULL) {
             struct weft_future *f = h->fut;
             weft__handle_put(l, h);
             if (!collect && f->err != 0) {
                 /* The first failure: return it, the others keep running. */
                 int code = weft__future_outcome(f, NULL);
-                watch_release(&w, fs, n);
+                watch_release(w, fs, n);
                 for (size_t j = 0; j < n; j++)
                     if (errors != NULL && fs[j]->state != WEFT__F_PENDING)
                         errors[j] = weft__future_outcome(fs[j], results ? &results[j] : NULL);
@@ -197,17 +223,27 @@ int weft_gather(weft_future_t *const *fs, size_t n, void **results, int *errors,
         /* The gathering task was cancelled or timed out: so are the
          * children, and gather returns once they have finished. */
         if (rc == UV_ECANCELED || rc == UV_ETIMEDOUT)
-            cancel_and_drain(l, &w, fs, n);
-        watch_release(&w, fs, n);
+            cancel_and_drain(l, w, fs, n);
+        watch_release(w, fs, n);
         return rc;
     }
-    watch_release(&w, fs, n);
+    watch_release(w, fs, n);
     for (size_t i = 0; i < n; i++) {
         int e = weft__future_outcome(fs[i], results ? &results[i] : NULL);
         if (errors != NULL)
             errors[i] = e;
     }
     return 0;
+}
+
+int weft_gather(weft_future_t *const *fs, size_t n, void **results, int *errors, unsigned flags)
+{
+    struct watch local, *w = watch_open(&local);
+    if (w == NULL)
+        return UV_ENOMEM;
+    int rc = gather_impl(w, fs, n, results, errors, flags);
+    watch_close(w, &local);
+    return rc;
 }
 
 static bool wait_met(weft_future_t *const *fs, size_t n, weft_wait_mode_t mode)
@@ -225,8 +261,8 @@ static bool wait_met(weft_future_t *const *fs, size_t n, weft_wait_mode_t mode)
     return done == n;
 }
 
-int weft_wait(weft_future_t *const *fs, size_t n, uint64_t timeout_ms, weft_wait_mode_t mode,
-              bool *done)
+static int wait_impl(struct watch *w, weft_future_t *const *fs, size_t n, uint64_t timeout_ms,
+                     weft_wait_mode_t mode, bool *done)
 {
     struct weft__loop *l;
     struct weft_task *t;
@@ -239,25 +275,35 @@ int weft_wait(weft_future_t *const *fs, size_t n, uint64_t timeout_ms, weft_wait
         rc = weft__pre_suspend(t);
         if (rc == 0 && timeout_ms == 0)
             rc = UV_ETIMEDOUT;
-        struct watch w;
-        watch_init(&w, t);
+        watch_init(w, t);
         if (rc == 0)
-            rc = watch_add(&w, fs, n);
+            rc = watch_add(w, fs, n);
         uint64_t deadline = weft__deadline_after(timeout_ms);
         while (rc == 0 && !wait_met(fs, n, mode)) {
-            rc = watch_park(l, &w, deadline, false);
+            rc = watch_park(l, w, deadline, false);
             struct weft__handle *h;
-            while ((h = watch_pop(&w)) != NULL)
+            while ((h = watch_pop(w)) != NULL)
                 weft__handle_put(l, h);
         }
-        watch_release(&w, fs, n);
+        watch_release(w, fs, n);
     }
     for (size_t i = 0; done != NULL && i < n; i++)
         done[i] = fs[i]->state != WEFT__F_PENDING;
     return rc;
 }
 
-int weft_wait_for(weft_future_t *f, uint64_t timeout_ms, void **result)
+int weft_wait(weft_future_t *const *fs, size_t n, uint64_t timeout_ms, weft_wait_mode_t mode,
+              bool *done)
+{
+    struct watch local, *w = watch_open(&local);
+    if (w == NULL)
+        return UV_ENOMEM;
+    int rc = wait_impl(w, fs, n, timeout_ms, mode, done);
+    watch_close(w, &local);
+    return rc;
+}
+
+static int wait_for_impl(struct watch *w, weft_future_t *f, uint64_t timeout_ms, void **result)
 {
     if (result != NULL)
         *result = NULL;
@@ -276,12 +322,10 @@ int weft_wait_for(weft_future_t *f, uint64_t timeout_ms, void **result)
     /* Timed out: cancel f and wait until it has finished cancelling. */
     if (f->state == WEFT__F_PENDING) {
         weft_future_cancel(f);
-        struct watch w;
-        watch_init(&w, t);
-        if (watch_add(&w, one, 1) == 0)
-            while (w.pending > 0)
-                (void)watch_park(l, &w, UINT64_MAX, true);
-        watch_release(&w, one, 1);
+        watch_init(w, t);
+        if (watch_add(w, one, 1) == 0)
+            drain(l, w);
+        watch_release(w, one, 1);
     }
     if (f->state == WEFT__F_DONE) /* finished anyway: its result wins */
         return weft__future_outcome(f, result);
@@ -289,10 +333,22 @@ int weft_wait_for(weft_future_t *f, uint64_t timeout_ms, void **result)
     return UV_ETIMEDOUT;
 }
 
+int weft_wait_for(weft_future_t *f, uint64_t timeout_ms, void **result)
+{
+    struct watch local, *w = watch_open(&local);
+    if (w == NULL)
+        return UV_ENOMEM;
+    int rc = wait_for_impl(w, f, timeout_ms, result);
+    watch_close(w, &local);
+    return rc;
+}
+
 /* ---- as_completed --------------------------------------------------------- */
 
 static struct watch *it_watch(weft_as_completed_t *it)
 {
+    if (it->weft__watch[5] != NULL)
+        return it->weft__watch[5];
     return (struct watch *)(void *)it->weft__watch;
 }
 
@@ -307,7 +363,12 @@ int weft_as_completed_init(weft_as_completed_t *it, weft_future_t *const *fs, si
     int rc = enter(&l, &t, fs, n);
     if (rc != 0)
         return rc;
-    struct watch *w = it_watch(it);
+    it->weft__watch[5] = NULL;
+    struct watch *w = watch_open((struct watch *)(void *)it->weft__watch);
+    if (w == NULL)
+        return UV_ENOMEM;
+    if (w != (struct watch *)(void *)it->weft__watch)
+        it->weft__watch[5] = w;
     watch_init(w, t);
     it->weft__fs = fs;
     it->weft__n = n;
@@ -321,6 +382,7 @@ int weft_as_completed_init(weft_as_completed_t *it, weft_future_t *const *fs, si
         struct weft__handle *h = weft__handle_get(l);
         if (h == NULL) {
             watch_release(w, fs, n);
+            watch_close(w, (struct watch *)(void *)it->weft__watch);
             return UV_ENOMEM;
         }
         h->what = WEFT__H_HOOK;
@@ -330,8 +392,10 @@ int weft_as_completed_init(weft_as_completed_t *it, weft_future_t *const *fs, si
         weft__list_push_back(&w->done, &h->rn.link);
     }
     rc = watch_add(w, fs, n);
-    if (rc != 0)
+    if (rc != 0) {
+        watch_close(w, (struct watch *)(void *)it->weft__watch);
         return rc;
+    }
     it->weft__open = true;
     return 0;
 }
@@ -373,7 +437,9 @@ void weft_as_completed_close(weft_as_completed_t *it)
 {
     if (it == NULL || !it->weft__open)
         return;
-    watch_release(it_watch(it), it->weft__fs, it->weft__n);
+    struct watch *w = it_watch(it);
+    watch_release(w, it->weft__fs, it->weft__n);
+    watch_close(w, (struct watch *)(void *)it->weft__watch);
     it->weft__open = false;
 }
 
@@ -457,8 +523,11 @@ int weft_retry(weft_task_fn fn, void *arg, const weft_retry_opts_t *opts, void *
         }
         if (rc == UV_ECANCELED || a + 1 == opts->attempts)
             return rc;
-        if (rc == UV_ETIMEDOUT && t->scope != NULL && weft__pre_suspend(t) == UV_ETIMEDOUT)
-            return rc; /* the enclosing scope expired: retrying cannot help */
+        /* A cancel that came during the attempt, or an enclosing scope that
+         * expired, ends the retries (the back-off sleep would report it). */
+        int pre = weft__pre_suspend(t);
+        if (pre != 0)
+            return pre;
         if (opts->retry_if != NULL && !opts->retry_if(rc, arg))
             return rc;
         uint64_t d = delay;

@@ -32,6 +32,7 @@ struct weft__timer {
     uint64_t seq; /* of the arming that is live, if armed */
     bool armed;
     uint8_t owner; /* who armed it: see loop_int.h */
+    bool scope;    /* a task's timer armed for its deadline scope (task.c) */
 };
 
 struct weft__heap_entry {

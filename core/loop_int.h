@@ -202,6 +202,7 @@ struct weft__loop {
     struct weft__list free_handles;
     struct weft_future *free_futures; /* linked through ->result */
     struct weft__list free_gens;      /* generator records (gen.c) */
+    struct weft__list free_waiters;   /* compact loops' waiter records (task.c) */
 
     struct weft__heap timers;
     uint64_t next_task_id;
@@ -304,9 +305,16 @@ static inline int weft__pre_suspend(struct weft_task *t)
 int weft__park(struct weft__loop *l, struct weft_task *t, uint64_t deadline_ns, bool nocancel);
 /* Queue w on q and park. Returns w->code if granted (a cancel that came
  * later stays pending for the next suspension), else the park's code; w is
- * off q either way. */
+ * off q either way. On a COMPACT loop a suspended task's stack is not where
+ * its frames are, so the record other tasks touch is a pooled copy of w
+ * (w's val/prio in, granted/code/val/prio out): callers keep w on their
+ * stack either way. */
 int weft__wait_on(struct weft__loop *l, struct weft_task *t, struct weft__list *q,
                   struct weft__waiter *w, uint64_t deadline_ns);
+/* Same, but only a grant ends the wait: cancels stay pending, deadlines are
+ * ignored (clean-up waits such as re-taking a condition's lock). */
+void weft__wait_on_nocancel(struct weft__loop *l, struct weft_task *t, struct weft__list *q,
+                            struct weft__waiter *w);
 static inline void weft__waiter_grant(struct weft__waiter *w, int code)
 {
     weft__list_remove(&w->link);
@@ -322,6 +330,20 @@ static inline void weft__waiter_grant(struct weft__waiter *w, int code)
         t->queued = true;
         weft__ready_push(l, &t->rn);
     }
+}
+/* The oldest waiter of q that still waits. A waiter whose task is already
+ * queued was woken by a cancel or a timeout and has not run yet to withdraw
+ * itself: it is unlinked here and skipped, so what is released goes to the
+ * next one (asyncio skips cancelled waiters too). */
+static inline struct weft__waiter *weft__waiter_first(struct weft__list *q)
+{
+    while (!weft__list_empty(q)) {
+        struct weft__waiter *w = WEFT_CONTAINER_OF(q->next, struct weft__waiter, link);
+        if (!w->task->queued)
+            return w;
+        weft__list_remove(&w->link);
+    }
+    return NULL;
 }
 /* The current task of the calling thread's loop, with its loop; NULL
  * outside tasks. */
@@ -350,8 +372,7 @@ static inline uint64_t weft__deadline_after(uint64_t timeout_ms)
         return UINT64_MAX;
     return uv_hrtime() + timeout_ms * 1000000u;
 }
-static inline int weft__wait_here(struct weft__list *q, struct weft__waiter *w,
-                                  uint64_t timeout_ms)
+static inline int weft__wait_here(struct weft__list *q, struct weft__waiter *w, uint64_t timeout_ms)
 {
     struct weft__loop *l;
     struct weft_task *t = weft__running(&l);

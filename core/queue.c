@@ -195,10 +195,9 @@ static int put_common(weft_queue_t *q, int64_t prio, void *item, uint64_t timeou
         return WEFT_ECLOSED;
     if (q->weft__kind != WEFT_QUEUE_PRIORITY)
         prio = 0;
-    struct weft__list *g = getters(q);
-    if (!weft__list_empty(g)) {
+    struct weft__waiter *w = weft__waiter_first(getters(q));
+    if (w != NULL) {
         /* A getter waits, so the queue is empty: give it the item. */
-        struct weft__waiter *w = WEFT_CONTAINER_OF(g->next, struct weft__waiter, link);
         w->val = item;
         w->prio = prio;
         q->weft__unfinished++;
@@ -209,10 +208,10 @@ static int put_common(weft_queue_t *q, int64_t prio, void *item, uint64_t timeou
         return push(q, prio, item);
     if (!wait)
         return UV_EAGAIN;
-    struct weft__waiter w;
-    w.val = item;
-    w.prio = prio;
-    return weft__wait_here(putters(q), &w, timeout_ms);
+    struct weft__waiter me;
+    me.val = item;
+    me.prio = prio;
+    return weft__wait_here(putters(q), &me, timeout_ms);
 }
 
 int weft_queue_put(weft_queue_t *q, void *item)
@@ -249,10 +248,9 @@ static int get_common(weft_queue_t *q, void **item, int64_t *prio, uint64_t time
         return rc;
     if (q->weft__count > 0) {
         *item = pop(q, prio);
-        struct weft__list *p = putters(q);
-        if (!weft__list_empty(p)) {
+        struct weft__waiter *w = weft__waiter_first(putters(q));
+        if (w != NULL) {
             /* A slot is free: the oldest waiting putter's item goes in. */
-            struct weft__waiter *w = WEFT_CONTAINER_OF(p->next, struct weft__waiter, link);
             rc = push(q, w->prio, w->val); /* cannot fail: a slot is free */
             WEFT_ASSERT(rc == 0);
             weft__waiter_grant(w, 0);
@@ -294,9 +292,9 @@ int weft_queue_try_get(weft_queue_t *q, void **item, int64_t *prio)
 
 static void wake_joiners(weft_queue_t *q)
 {
-    struct weft__list *j = joiners(q);
-    while (!weft__list_empty(j))
-        weft__waiter_grant(WEFT_CONTAINER_OF(j->next, struct weft__waiter, link), 0);
+    struct weft__waiter *w;
+    while ((w = weft__waiter_first(joiners(q))) != NULL)
+        weft__waiter_grant(w, 0);
 }
 
 int weft_queue_task_done(weft_queue_t *q)
@@ -348,14 +346,11 @@ int weft_queue_shutdown(weft_queue_t *q, bool immediate)
         if (q->weft__unfinished == 0)
             wake_joiners(q);
     }
-    struct weft__list *p = putters(q);
-    while (!weft__list_empty(p))
-        weft__waiter_grant(WEFT_CONTAINER_OF(p->next, struct weft__waiter, link), WEFT_ECLOSED);
-    if (q->weft__count == 0) {
-        struct weft__list *g = getters(q);
-        while (!weft__list_empty(g))
-            weft__waiter_grant(WEFT_CONTAINER_OF(g->next, struct weft__waiter, link), WEFT_ECLOSED);
-    }
+    struct weft__waiter *w;
+    while ((w = weft__waiter_first(putters(q))) != NULL)
+        weft__waiter_grant(w, WEFT_ECLOSED);
+    while (q->weft__count == 0 && (w = weft__waiter_first(getters(q))) != NULL)
+        weft__waiter_grant(w, WEFT_ECLOSED);
     return dropped > (size_t)__INT_MAX__ ? __INT_MAX__ : (int)dropped;
 }
 

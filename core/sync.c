@@ -34,8 +34,8 @@ int weft__bind_slow(void **slot)
 static int grant_all(struct weft__list *q, int code)
 {
     int n = 0;
-    while (!weft__list_empty(q)) {
-        struct weft__waiter *w = WEFT_CONTAINER_OF(q->next, struct weft__waiter, link);
+    struct weft__waiter *w;
+    while ((w = weft__waiter_first(q)) != NULL) {
         weft__waiter_grant(w, code);
         n++;
     }
@@ -44,7 +44,13 @@ static int grant_all(struct weft__list *q, int code)
 
 static struct weft__waiter *first_waiter(struct weft__list *q)
 {
-    return weft__list_empty(q) ? NULL : WEFT_CONTAINER_OF(q->next, struct weft__waiter, link);
+    return weft__waiter_first(q);
+}
+
+/* Waiting calls need a task, also when they would not have to wait. */
+static int need_task(void)
+{
+    return weft_task_current() != NULL ? 0 : WEFT_ENOTASK;
 }
 
 static int close_check(weft_waitq_t *q, void **loop)
@@ -81,6 +87,8 @@ static int lock_acquire(weft_lock_t *l, uint64_t timeout_ms)
     if (rc != 0)
         return rc;
     weft_task_t *t = weft_task_current();
+    if (t == NULL)
+        return WEFT_ENOTASK;
     if (!l->weft__locked) { /* free means nobody waits either */
         l->weft__locked = true;
         l->weft__holder = t;
@@ -169,9 +177,7 @@ static void lock_reacquire(weft_lock_t *l, struct weft__loop *lp, struct weft_ta
         return;
     }
     struct weft__waiter w = {.task = t};
-    weft__list_push_back(weft__wq(&l->weft__waiters), &w.link);
-    while (!w.granted)
-        (void)weft__park(lp, t, UINT64_MAX, true);
+    weft__wait_on_nocancel(lp, t, weft__wq(&l->weft__waiters), &w);
 }
 
 /* ---- Event ----------------------------------------------------------------- */
@@ -227,7 +233,7 @@ int weft_event_wait_timeout(weft_event_t *e, uint64_t timeout_ms)
     if (rc != 0)
         return rc;
     if (e->weft__set)
-        return weft_task_current() != NULL ? 0 : WEFT_ENOTASK;
+        return need_task();
     struct weft__waiter w;
     return weft__wait_here(weft__wq(&e->weft__waiters), &w, timeout_ms);
 }
@@ -355,6 +361,8 @@ static int sem_acquire(weft_sem_t *s, uint64_t timeout_ms)
     if (s == NULL)
         return UV_EINVAL;
     int rc = weft__bind(&s->weft__loop);
+    if (rc == 0)
+        rc = need_task();
     if (rc != 0)
         return rc;
     if (s->weft__value > 0) { /* a free permit means nobody waits */
@@ -430,6 +438,24 @@ int weft_barrier_close(weft_barrier_t *b)
     return b != NULL ? close_check(&b->weft__waiters, &b->weft__loop) : UV_EINVAL;
 }
 
+/* Waiters that still wait (withdrawn ones are dropped on the way). */
+static uint32_t barrier_count(weft_barrier_t *b)
+{
+    struct weft__list *q = weft__wq(&b->weft__waiters);
+    uint32_t n = 0;
+    (void)weft__waiter_first(q);
+    for (struct weft__list *it = q->next; it != q;) {
+        struct weft__waiter *w = WEFT_CONTAINER_OF(it, struct weft__waiter, link);
+        it = it->next;
+        if (w->task->queued)
+            weft__list_remove(&w->link); /* cancelled or timed out: it left */
+        else
+            n++;
+    }
+    b->weft__count = n;
+    return n;
+}
+
 int weft_barrier_wait_timeout(weft_barrier_t *b, uint64_t timeout_ms)
 {
     if (b == NULL)
@@ -446,7 +472,7 @@ int weft_barrier_wait_timeout(weft_barrier_t *b, uint64_t timeout_ms)
     rc = weft__pre_suspend(t);
     if (rc != 0)
         return rc;
-    if (b->weft__count + 1 == b->weft__parties) {
+    if (barrier_count(b) + 1 == b->weft__parties) {
         /* The last one in: everyone passes, with arrival indices. */
         int idx = 0;
         struct weft__waiter *w;
@@ -461,7 +487,7 @@ int weft_barrier_wait_timeout(weft_barrier_t *b, uint64_t timeout_ms)
     struct weft__waiter w;
     rc = weft__wait_on(lp, t, weft__wq(&b->weft__waiters), &w, weft__deadline_after(timeout_ms));
     if (!w.granted)
-        b->weft__count--; /* left before the round completed */
+        (void)barrier_count(b); /* left before the round completed */
     return rc;
 }
 

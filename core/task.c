@@ -257,6 +257,14 @@ to_scheduler:
     switch_to(l, from, &l->sched, dying);
 }
 
+/* Back in t after a suspension: if its scope's deadline ended it, mark the
+ * scopes whose deadline passed (weft_timeout_end reports them). */
+static inline void scope_woke(struct weft_task *t, int code)
+{
+    if (__builtin_expect(t->scope != NULL, 0) && (code == UV_ETIMEDOUT || t->timed_out))
+        weft__scope_mark(t->scope, uv_hrtime());
+}
+
 /* Suspend the current task t; returns what the suspension returns. */
 static int suspend(struct weft__loop *l, struct weft_task *t)
 {
@@ -270,6 +278,7 @@ static int suspend(struct weft__loop *l, struct weft_task *t)
         t->cancel_pending = false;
         code = UV_ECANCELED;
     }
+    scope_woke(t, code);
     return code;
 }
 
@@ -392,10 +401,9 @@ void weft__task_timer_fired(struct weft__loop *l, struct weft__timer *tm)
 {
     (void)l;
     struct weft_task *t = WEFT_CONTAINER_OF(tm, struct weft_task, tm);
-    /* The timer was armed at the earlier of the call's own deadline and the
-     * scope's; the scope's cannot move while t is suspended. */
-    if (t->scope != NULL && tm->deadline_ns >= t->scope->weft__eff) {
-        weft__scope_mark(t->scope, tm->deadline_ns);
+    /* Armed for the scope's deadline (arm_wait): interrupt the wait. The
+     * scopes are marked expired by t itself when it resumes (scope_woke). */
+    if (tm->scope) {
         weft__task_interrupt(t, UV_ETIMEDOUT);
         return;
     }
@@ -591,13 +599,24 @@ static uint64_t wait_deadline(const struct weft_task *t, uint64_t own)
     return own;
 }
 
+/* Arm t's timer for a wait whose own deadline is `own` (UINT64_MAX: none),
+ * or for its scope's if earlier. The timer remembers which (tm.scope): when
+ * it fires the scope cannot be read - on a COMPACT loop it lives in frames
+ * that may be saved away. 0 or UV_ENOMEM. */
+static int arm_wait(struct weft__loop *l, struct weft_task *t, uint64_t own, bool timeout)
+{
+    uint64_t when = wait_deadline(t, own);
+    t->tm_timeout = timeout;
+    t->tm.scope = when != own;
+    if (when == UINT64_MAX)
+        return 0;
+    return weft__timer_arm(l, &t->tm, when);
+}
 
 int weft__park(struct weft__loop *l, struct weft_task *t, uint64_t deadline_ns, bool nocancel)
 {
-    uint64_t when = nocancel ? UINT64_MAX : wait_deadline(t, deadline_ns);
-    t->tm_timeout = true;
-    if (when != UINT64_MAX && weft__timer_arm(l, &t->tm, when) != 0)
-        return UV_ENOMEM;
+    if (!nocancel && arm_wait(l, t, deadline_ns, true) != 0)
+        return UV_ENOMEM; /* clean-up waits (nocancel) ignore deadlines */
     t->nocancel = nocancel;
     int rc = suspend(l, t);
     t->nocancel = false;
@@ -605,26 +624,78 @@ int weft__park(struct weft__loop *l, struct weft_task *t, uint64_t deadline_ns, 
     return rc;
 }
 
+/* Compact loops: waiter records from a per-loop pool (see loop_int.h). */
+static struct weft__waiter *waiter_copy_in(struct weft__loop *l, struct weft__waiter *w)
+{
+    if (weft__list_empty(&l->free_waiters)) {
+        struct weft__chunk *c = weft__calloc(1, sizeof(*c) + CHUNK * sizeof(struct weft__waiter));
+        if (c == NULL)
+            return NULL;
+        c->next = l->chunks;
+        l->chunks = c;
+        struct weft__waiter *a = (struct weft__waiter *)(c + 1);
+        for (int i = 0; i < CHUNK; i++)
+            weft__list_push_back(&l->free_waiters, &a[i].link);
+    }
+    struct weft__waiter *p =
+        WEFT_CONTAINER_OF(weft__list_pop_front(&l->free_waiters), struct weft__waiter, link);
+    p->val = w->val;
+    p->prio = w->prio;
+    return p;
+}
+
+static void waiter_copy_out(struct weft__loop *l, struct weft__waiter *w, struct weft__waiter *p)
+{
+    w->granted = p->granted;
+    w->code = p->code;
+    w->val = p->val;
+    w->prio = p->prio;
+    weft__list_push_front(&l->free_waiters, &p->link);
+}
+
 int weft__wait_on(struct weft__loop *l, struct weft_task *t, struct weft__list *q,
                   struct weft__waiter *w, uint64_t deadline_ns)
 {
-    w->task = t;
-    w->granted = false;
-    w->code = 0;
-    weft__list_push_back(q, &w->link);
+    struct weft__waiter *rec = w;
+    if (l->compact && (rec = waiter_copy_in(l, w)) == NULL)
+        return UV_ENOMEM;
+    rec->task = t;
+    rec->granted = false;
+    rec->code = 0;
+    weft__list_push_back(q, &rec->link);
     int rc;
     if (deadline_ns == UINT64_MAX && t->scope == NULL) {
         rc = suspend(l, t); /* no timer: the common case, kept short */
     } else {
         rc = weft__park(l, t, deadline_ns, false);
     }
+    weft__list_remove(&rec->link); /* if still queued (not granted) */
+    if (rec != w)
+        waiter_copy_out(l, w, rec);
     if (w->granted) {
         if (rc == UV_ECANCELED)
             t->cancel_pending = true; /* came after the grant: deliver later */
         return w->code;
     }
-    weft__list_remove(&w->link);
     return rc != 0 ? rc : UV_ECANCELED; /* woken without a grant */
+}
+
+void weft__wait_on_nocancel(struct weft__loop *l, struct weft_task *t, struct weft__list *q,
+                            struct weft__waiter *w)
+{
+    struct weft__waiter *rec = w;
+    if (l->compact) {
+        rec = waiter_copy_in(l, w);
+        WEFT_ASSERT(rec != NULL && "out of memory for a compact loop's waiter record");
+    }
+    rec->task = t;
+    rec->granted = false;
+    rec->code = 0;
+    weft__list_push_back(q, &rec->link);
+    while (!rec->granted)
+        (void)weft__park(l, t, UINT64_MAX, true);
+    if (rec != w)
+        waiter_copy_out(l, w, rec);
 }
 
 int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_task *next,
@@ -634,9 +705,7 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
     next->wake_code = code;
     if (l->compact) {
         /* Switches go through the scheduler: run next first. */
-        uint64_t cwhen = wait_deadline(t, UINT64_MAX);
-        t->tm_timeout = true;
-        if (cwhen != UINT64_MAX && weft__timer_arm(l, &t->tm, cwhen) != 0)
+        if (arm_wait(l, t, UINT64_MAX, true) != 0)
             return UV_ENOMEM;
         next->queued = true;
         weft__list_push_front(&l->ready, &next->rn.link);
@@ -650,9 +719,7 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
             return rc;
     }
     /* t waits for next: its scope's deadline still applies. */
-    uint64_t when = wait_deadline(t, UINT64_MAX);
-    t->tm_timeout = true;
-    if (when != UINT64_MAX && weft__timer_arm(l, &t->tm, when) != 0)
+    if (arm_wait(l, t, UINT64_MAX, true) != 0)
         return UV_ENOMEM;
     t->state = WEFT_TASK_SUSPENDED;
     if (__builtin_expect(l->slow_ns != 0, 0))
@@ -668,6 +735,7 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
         t->cancel_pending = false;
         rc = UV_ECANCELED;
     }
+    scope_woke(t, rc);
     return rc;
 }
 
@@ -699,8 +767,7 @@ int weft_sleep(uint64_t ms)
     int rc = weft__pre_suspend(t);
     if (rc != 0)
         return rc;
-    t->tm_timeout = false;
-    if (weft__timer_arm(l, &t->tm, wait_deadline(t, uv_hrtime() + ms * 1000000u)) != 0)
+    if (arm_wait(l, t, uv_hrtime() + ms * 1000000u, false) != 0)
         return UV_ENOMEM;
     return suspend(l, t);
 }
@@ -795,14 +862,13 @@ static int await_common(struct weft_future *f, int64_t timeout_ms, void **result
      * so for it "not waiting" means UV_ETIMEDOUT straight away. */
     if (timeout_ms == 0)
         return UV_ETIMEDOUT;
-    uint64_t when = wait_deadline(t, timeout_ms > 0 ? uv_hrtime() + (uint64_t)timeout_ms * 1000000u
-                                                    : UINT64_MAX);
-    t->tm_timeout = true;
-    if (when != UINT64_MAX && weft__timer_arm(l, &t->tm, when) != 0)
+    uint64_t own = timeout_ms > 0 ? uv_hrtime() + (uint64_t)timeout_ms * 1000000u : UINT64_MAX;
+    if (arm_wait(l, t, own, true) != 0)
         return UV_ENOMEM;
     if (timeout_ms < 0 && f->loop == l && can_inline(t, f)) {
         rc = await_inline(l, t, (struct weft_task *)f, result);
         weft__timer_disarm(l, &t->tm);
+        scope_woke(t, rc);
     } else if (f->loop != l) {
         rc = await_remote(l, t, f, result);
     } else {

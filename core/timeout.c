@@ -36,8 +36,9 @@ int weft_timeout_begin_at(weft_timeout_t *s, uint64_t deadline_ns)
     struct weft_task *t = weft__running(&l);
     if (t == NULL)
         return WEFT_ENOTASK;
-    if (s->weft__active && s->weft__task == t)
-        return UV_EINVAL; /* begun twice */
+    for (weft_timeout_t *x = t->scope; x != NULL; x = x->weft__parent)
+        if (x == s)
+            return UV_EINVAL; /* begun twice (s may be uninitialised: no field of it is read) */
     s->weft__deadline = deadline_ns;
     s->weft__parent = t->scope;
     s->weft__task = t;

@@ -4,10 +4,10 @@
  *
  * Futures given here may be tasks (weft_task_future(t)) or plain futures of
  * the current loop (UV_EINVAL for NULL entries, WEFT_EWRONGLOOP for a
- * future of another loop, WEFT_EDEADLK if the calling task is among them). The caller keeps its references (and the array)
- * for the whole call. Each pending future costs one pooled record from the
- * loop while watched (no allocator call in steady state; UV_ENOMEM if the
- * pool cannot grow). Outside a task they return WEFT_ENOTASK.
+ * future of another loop, WEFT_EDEADLK if the calling task is among them). The caller keeps its
+ * references (and the array) for the whole call. Each pending future costs one pooled record from
+ * the loop while watched (no allocator call in steady state; UV_ENOMEM if the pool cannot grow).
+ * Outside a task they return WEFT_ENOTASK.
  */
 #ifndef WEFT_COMBINE_H
 #define WEFT_COMBINE_H

@@ -40,20 +40,15 @@ extern "C" {
 #endif
 
 typedef struct weft_group {
-    weft_waitq_t weft__waiter; /* the owner, while it waits */
-    weft_task_t *weft__owner;
-    weft_task_t **weft__tasks;
-    void **weft__hooks;
-    size_t weft__n, weft__cap, weft__live;
-    int weft__error;           /* first failure, or 0 */
-    size_t weft__first_failed; /* index of that child */
-    bool weft__waiting;
-    bool weft__owner_cancelled; /* the group cancelled its owner */
-    bool weft__closed;
+    struct weft__group *weft__s; /* the state, on the heap (private) */
     int weft__init_rc;
+    int weft__error; /* kept after close */
+    bool weft__closed;
 } weft_group_t;
 
-/* In a task: WEFT_ENOTASK outside one; UV_EINVAL for NULL. */
+/* In a task: WEFT_ENOTASK outside one; UV_EINVAL for NULL; UV_ENOMEM (the
+ * group's state is one small allocation, so that a weft_group_t can live on
+ * the owner's stack even on a COMPACT loop). */
 int weft_group_init(weft_group_t *g);
 /* Spawn fn(arg) as a child (the group holds a reference; out, if not NULL,
  * gets the task without an extra reference, valid until close). 0,
