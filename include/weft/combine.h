@@ -2,12 +2,17 @@
  * weft/combine.h - waiting on many futures: asyncio.gather, wait, wait_for,
  * as_completed, shield, and a retry helper.
  *
- * Futures given here may be tasks (weft_task_future(t)) or plain futures of
- * the current loop (UV_EINVAL for NULL entries, WEFT_EWRONGLOOP for a
- * future of another loop, WEFT_EDEADLK if the calling task is among them). The caller keeps its
- * references (and the array) for the whole call. Each pending future costs one pooled record from
- * the loop while watched (no allocator call in steady state; UV_ENOMEM if the pool cannot grow).
- * Outside a task they return WEFT_ENOTASK.
+ * Futures given here may be tasks (weft_task_future(t)) or plain futures
+ * of the current loop (UV_EINVAL for NULL entries, WEFT_EWRONGLOOP for a
+ * future of another loop, WEFT_EDEADLK if the calling task is among them).
+ * The caller keeps its references (and the array) for the whole call. Each
+ * pending future costs one pooled record from the loop while watched (no
+ * allocator call in steady state; UV_ENOMEM if the pool cannot grow). On a
+ * COMPACT loop gather, wait and wait_for also allocate one small record per
+ * call (a suspended task's stack does not hold its frames there).
+ *
+ * Outside a task they return WEFT_ENOTASK, except weft_shield, which does
+ * not wait and also works from callbacks on the loop's thread.
  */
 #ifndef WEFT_COMBINE_H
 #define WEFT_COMBINE_H
