@@ -421,7 +421,8 @@ int weft_as_completed_next(weft_as_completed_t *it, weft_future_t **out)
             rc = UV_ETIMEDOUT;
         if (rc == 0)
             rc = watch_park(l, w, it->weft__deadline, false);
-        if (rc != 0)
+        /* A completion in the same turn as the deadline still counts. */
+        if (rc != 0 && (rc != UV_ETIMEDOUT || weft__list_empty(&w->done)))
             return rc;
     }
     struct weft__handle *h = watch_pop(w);
@@ -469,11 +470,12 @@ int weft_shield(weft_future_t *f, weft_future_t **out)
         *out = NULL;
     if (f == NULL || out == NULL)
         return UV_EINVAL;
+    /* On f's loop's thread, or while that loop does not run (set-up). */
     struct weft__loop *l = weft__tls_loop;
-    if (l == NULL || f->loop != l)
-        return l == NULL ? UV_EINVAL : WEFT_EWRONGLOOP;
+    if (l != NULL ? f->loop != l : f->loop->running)
+        return WEFT_EWRONGLOOP;
     weft_future_t *outer;
-    int rc = weft_future_new(weft__pub(l), &outer);
+    int rc = weft_future_new(weft__pub(f->loop), &outer);
     if (rc != 0)
         return rc;
     rc = weft_future_add_done_callback(f, shield_done, outer);

@@ -96,7 +96,8 @@ static int grow(weft_queue_t *q)
     if (nb == NULL)
         return UV_ENOMEM;
     if (q->weft__kind == WEFT_QUEUE_PRIORITY) {
-        memcpy(nb, q->weft__buf, q->weft__count * es);
+        if (q->weft__count > 0)
+            memcpy(nb, q->weft__buf, q->weft__count * es);
     } else {
         void **old = q->weft__buf, **n = (void **)nb;
         for (size_t i = 0; i < q->weft__count; i++)

@@ -3,8 +3,10 @@
  * one loop. Elements are void* (use weft_int() for integers).
  *
  * - maxsize 0 = unbounded; otherwise put waits while the queue holds maxsize
- *   elements. A bounded queue allocates its ring once, in init; an unbounded
- *   one grows its ring by doubling (never per element in steady state).
+ *   elements. A bounded queue allocates its ring in init (up to 4,096
+ *   slots; a larger bound starts there and doubles up to maxsize, so such a
+ *   put can return UV_ENOMEM); an unbounded one grows its ring by doubling.
+ *   Never an allocation per element in steady state.
  * - Waiting getters and putters are served FIFO. A put that finds a getter
  *   waiting hands the element straight to it (the queue is empty then), and
  *   a get that frees a slot moves the oldest waiting putter's element in, so
