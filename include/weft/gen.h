@@ -29,7 +29,8 @@
  * - close() = aclose: the pending weft_gen_yield() returns UV_ECANCELED and
  *   so does every later one (without suspending), so the body runs its
  *   clean-up and returns; close waits for that and releases the generator.
- *   Returns 0 if the body returned 0 or UV_ECANCELED, else the body's code.
+ *   Returns 0 if the body returned 0 or UV_ECANCELED, else the body's code
+ *   (unless next/send/throw already returned that failure: then 0).
  *   A generator that never started is closed without running. Close must be
  *   called once per generator (it frees it); outside a task it cancels the
  *   body and lets it finish on its own.
