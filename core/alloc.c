@@ -37,6 +37,18 @@ void *weft__calloc(size_t n, size_t size)
     return should_fail() ? NULL : calloc(n, size);
 }
 
+void *weft__aligned_calloc(size_t align, size_t n, size_t size)
+{
+    if (should_fail() || (size != 0 && n > SIZE_MAX / size))
+        return NULL;
+    size_t total = n * size;
+    total = (total + align - 1) / align * align; /* aligned_alloc wants a multiple */
+    void *p = aligned_alloc(align, total != 0 ? total : align);
+    if (p != NULL)
+        memset(p, 0, total);
+    return p;
+}
+
 void *weft__realloc(void *p, size_t size)
 {
     return should_fail() ? NULL : realloc(p, size);

@@ -15,6 +15,8 @@
 void *weft__malloc(size_t size);
 void *weft__calloc(size_t n, size_t size);
 void *weft__realloc(void *p, size_t size);
+/* Zeroed n * size bytes aligned to `align` (a power of two); weft__free. */
+void *weft__aligned_calloc(size_t align, size_t n, size_t size);
 void weft__free(void *p);
 char *weft__strdup(const char *s);
 

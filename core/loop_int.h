@@ -203,6 +203,14 @@ struct weft__loop {
     struct weft_future *free_futures; /* linked through ->result */
     struct weft__list free_gens;      /* generator records (gen.c) */
     struct weft__list free_waiters;   /* compact loops' waiter records (task.c) */
+    /* Another message source drained by the loop (the runtime's mesh of
+     * rings, loops/): drain() runs every iteration, pending() is asked
+     * after the loop announced sleep and while it polls before sleeping. */
+    struct {
+        void (*drain)(void *arg);
+        bool (*pending)(void *arg);
+        void *arg;
+    } ext;
 
     struct weft__heap timers;
     uint64_t next_task_id;
@@ -239,6 +247,17 @@ static inline weft_loop_t *weft__pub(struct weft__loop *l)
 
 extern __thread struct weft__loop *weft__tls_loop;
 
+/* A full (seq_cst) fence. gcc refuses __atomic_thread_fence under
+ * -fsanitize=thread, so TSan builds use a seq_cst read-modify-write of a
+ * dummy instead (a locked instruction: a full barrier on x86 and aarch64's
+ * LSE; TSan does not model fences either way). */
+#if defined(__SANITIZE_THREAD__)
+extern int weft__fence_dummy;
+#define WEFT__FENCE_SEQ_CST() ((void)__atomic_fetch_add(&weft__fence_dummy, 0, __ATOMIC_SEQ_CST))
+#else
+#define WEFT__FENCE_SEQ_CST() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
+
 /* Small hot helpers, inline so that every file's fast path has them. */
 static inline void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn)
 {
@@ -263,6 +282,15 @@ int weft__timer_arm(struct weft__loop *l, struct weft__timer *t, uint64_t deadli
 int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
                uintptr_t d);
 int weft__loop_run_until(struct weft__loop *l, weft_future_t *until);
+/* Install the extra message source (see ext above). Before the loop runs. */
+void weft__loop_set_ext(struct weft__loop *l, void (*drain)(void *), bool (*pending)(void *),
+                        void *arg);
+/* Any thread, after publishing a message l will find through ext.pending()
+ * (with a release store): wake l if it announced sleep. The seq_cst fence
+ * here pairs with the one after the loop's announcement (block() in
+ * loop.c): either the loop sees the message before it sleeps, or this sees
+ * the announcement and writes the eventfd. */
+void weft__loop_wake_if_sleeping(struct weft__loop *l);
 
 /* task.c */
 /* "task 7 \"name\" (spawned at f.c:12)", for warnings. */
