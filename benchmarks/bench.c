@@ -33,6 +33,8 @@
  *   mem_per_task[_compact]  resident KiB per suspended task, default (guarded)
  *                        or compact stacks
  *   threadsafe_post      callbacks/s posted by a plain thread to a running loop
+ *   offload              jobs/s of 10k CPU jobs through a 2-thread pool (bench_pool.c;
+ *                        also prints a LIMIT line: 2 / one job's time alone)
  *
  * Reading the numbers: each workload times only the work its definition
  * names, in a warm loop (the same loop serves the warm-up and all runs of a

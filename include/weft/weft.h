@@ -12,5 +12,7 @@
 #include "combine.h"
 #include "group.h"
 #include "gen.h"
+#include "pool.h"
+#include "runtime.h"
 
 #endif /* WEFT_WEFT_H */
