@@ -25,7 +25,14 @@
     XX(timers, "ms", false, false, 60)                    \
     XX(mem_per_task, "KiB/task", false, true, 90)         \
     XX(mem_per_task_compact, "KiB/task", false, true, 90) \
-    XX(threadsafe_post, "ops/s", true, false, 60)
+    XX(threadsafe_post, "ops/s", true, false, 60)         \
+    XX(offload, "jobs/s", true, true, 60)                 \
+    XX(limit_pingpong, "ns/op", false, true, 60)          \
+    XX(pingpong_cross, "ns/op", false, true, 60)          \
+    XX(limit_stream, "msgs/s", true, true, 60)            \
+    XX(stream_cross, "msgs/s", true, true, 60)            \
+    XX(skynetN, "ms", false, true, 60)                    \
+    XX(scaling, "x", true, true, 300)
 
 #define BENCH_DECLARE(name, unit, higher, own_loop, timeout) \
     int bench_##name(weft_loop_t *loop, double *value);

@@ -1,0 +1,517 @@
+/*
+ * benchmarks/bench_cross.c - the multi-loop workloads: two hardware probes
+ * (limit_pingpong, limit_stream) measured in the same run as weft's
+ * pingpong_cross and stream_cross, skynetN, and the SCALING tables.
+ *
+ * All of them start their own runtime (own_loop in bench_list.h). Loops are
+ * pinned to CPUs 0 and 1; the probes pin their two threads the same way.
+ * The VM flips between fast and slow cross-core states every few seconds
+ * (DESIGN.md), so compare weft's numbers with the probe's from the same run.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <weft/runtime.h>
+
+#include "benchmarks/bench.h"
+#include "benchmarks/bench_list.h"
+
+static void pin_self(int cpu)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu % (cores > 0 ? (int)cores : 1), &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* limit_pingpong: two threads pinned to CPUs 0 and 1 bounce one cache line,
+ * 200,000 round trips. Value: ns per round trip. */
+
+enum {
+    PP_ROUNDS = 200000
+};
+
+static struct {
+    _Alignas(64) volatile uint64_t ball;
+} g_line;
+
+static void *pong_thread(void *arg)
+{
+    (void)arg;
+    pin_self(1);
+    for (uint64_t i = 1; i <= PP_ROUNDS; i++) {
+        while (__atomic_load_n(&g_line.ball, __ATOMIC_ACQUIRE) != 2 * i - 1)
+            cpu_relax();
+        __atomic_store_n(&g_line.ball, 2 * i, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+int bench_limit_pingpong(weft_loop_t *loop, double *value)
+{
+    (void)loop;
+    pthread_t th;
+    g_line.ball = 0;
+    pin_self(0);
+    if (pthread_create(&th, NULL, pong_thread, NULL) != 0)
+        return bench_fail("pthread_create failed");
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 1; i <= PP_ROUNDS; i++) {
+        __atomic_store_n(&g_line.ball, 2 * i - 1, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&g_line.ball, __ATOMIC_ACQUIRE) != 2 * i)
+            cpu_relax();
+    }
+    uint64_t ns = bench_now_ns() - t0;
+    pthread_join(th, NULL);
+    *value = (double)ns / PP_ROUNDS;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* limit_stream: a bare unbatched SPSC ring (capacity 1024, head and tail
+ * indices, the tail published after every message) between two threads
+ * pinned to CPUs 0 and 1; 10,000,000 integers summed. Value: msgs/s. */
+
+enum {
+    STREAM_N = 10000000,
+    STREAM_CAP = 1024
+};
+
+static struct {
+    _Alignas(64) uint32_t head;
+    _Alignas(64) uint32_t tail;
+    _Alignas(64) uint64_t slot[STREAM_CAP];
+    uint64_t sum;
+} g_ring;
+
+static void *stream_consumer(void *arg)
+{
+    (void)arg;
+    pin_self(1);
+    uint64_t sum = 0;
+    uint32_t h = 0;
+    for (uint64_t got = 0; got < STREAM_N;) {
+        uint32_t t = __atomic_load_n(&g_ring.tail, __ATOMIC_ACQUIRE);
+        if (t == h) {
+            cpu_relax();
+            continue;
+        }
+        sum += g_ring.slot[h % STREAM_CAP];
+        h++;
+        got++;
+        __atomic_store_n(&g_ring.head, h, __ATOMIC_RELEASE);
+    }
+    g_ring.sum = sum;
+    return NULL;
+}
+
+int bench_limit_stream(weft_loop_t *loop, double *value)
+{
+    (void)loop;
+    pthread_t th;
+    memset(&g_ring, 0, sizeof(g_ring));
+    pin_self(0);
+    if (pthread_create(&th, NULL, stream_consumer, NULL) != 0)
+        return bench_fail("pthread_create failed");
+    uint64_t t0 = bench_now_ns();
+    uint32_t t = 0;
+    for (uint64_t i = 0; i < STREAM_N; i++) {
+        while (t - __atomic_load_n(&g_ring.head, __ATOMIC_ACQUIRE) >= STREAM_CAP)
+            cpu_relax();
+        g_ring.slot[t % STREAM_CAP] = i;
+        t++;
+        __atomic_store_n(&g_ring.tail, t, __ATOMIC_RELEASE);
+    }
+    pthread_join(th, NULL);
+    uint64_t ns = bench_now_ns() - t0;
+    const uint64_t want = (uint64_t)STREAM_N * (STREAM_N - 1) / 2;
+    if (g_ring.sum != want)
+        return bench_fail("sum %llu, expected %llu", (unsigned long long)g_ring.sum,
+                          (unsigned long long)want);
+    *value = (double)STREAM_N * 1e9 / (double)ns;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* pingpong_cross: a task on loop 0 submits to loop 1 a task that answers
+ * 2i + 1, and awaits it; 200,000 round trips. Value: ns per round trip.
+ * Loops keep their default idle poll (50 us), printed with the result. */
+
+static int answer(void *arg, void **result)
+{
+    *result = weft_int(2 * weft_to_int(arg) + 1);
+    return 0;
+}
+
+typedef struct cross_pp {
+    uint64_t sum, ns;
+} cross_pp_t;
+
+static int cross_ping(void *arg, void **result)
+{
+    cross_pp_t *s = arg;
+    (void)result;
+    weft_loop_t *other = weft_runtime_loop(weft_runtime_current(), 1);
+    uint64_t t0 = bench_now_ns();
+    for (intptr_t i = 0; i < PP_ROUNDS; i++) {
+        weft_future_t *f;
+        void *v;
+        int rc = weft_submit_to(other, answer, weft_int(i), &f);
+        if (rc != 0)
+            return weft_fail(rc, "submit_to failed");
+        rc = weft_await(f, &v);
+        weft_future_unref(f);
+        if (rc != 0)
+            return weft_fail(rc, "the answer failed");
+        s->sum += (uint64_t)weft_to_int(v);
+    }
+    s->ns = bench_now_ns() - t0;
+    return 0;
+}
+
+static weft_runtime_opts_t two_loops(void)
+{
+    weft_runtime_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.loops = 2;
+    o.loop.quiet = true;
+    return o;
+}
+
+int bench_pingpong_cross(weft_loop_t *loop, double *value)
+{
+    (void)loop;
+    cross_pp_t s = {0};
+    weft_runtime_opts_t o = two_loops();
+    int rc = weft_runtime_run(&o, cross_ping, &s, NULL);
+    if (rc != 0)
+        return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
+    const uint64_t n = PP_ROUNDS;
+    if (s.sum != n * n)
+        return bench_fail("sum %llu, expected %llu", (unsigned long long)s.sum,
+                          (unsigned long long)(n * n));
+    *value = (double)s.ns / (double)n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* stream_cross: a task on loop 0 sends 10,000,000 integers to loop 1 with
+ * weft_call_on_try (one ring slot each, ring of 1024, published every 32),
+ * yielding when the ring is full; a callback on loop 1 sums them and the
+ * last one completes a thread-safe future. Value: msgs/s. */
+
+static struct {
+    uint64_t sum, got;
+    weft_future_t *done; /* on loop 0 */
+} g_stream;
+
+static void stream_add(void *arg)
+{
+    g_stream.sum += (uint64_t)weft_to_int(arg);
+    if (++g_stream.got == STREAM_N) {
+        int rc = weft_future_set_result_threadsafe(g_stream.done, NULL);
+        (void)rc;
+    }
+}
+
+static int stream_producer(void *arg, void **result)
+{
+    uint64_t *ns = arg;
+    (void)result;
+    weft_loop_t *other = weft_runtime_loop(weft_runtime_current(), 1);
+    int rc = weft_future_new(NULL, &g_stream.done);
+    if (rc != 0)
+        return rc;
+    uint64_t t0 = bench_now_ns();
+    for (intptr_t i = 0; i < STREAM_N; i++) {
+        while ((rc = weft_call_on_try(other, stream_add, weft_int(i))) == UV_EAGAIN) {
+            rc = weft_yield();
+            if (rc != 0)
+                break;
+        }
+        if (rc != 0)
+            break;
+    }
+    if (rc == 0)
+        rc = weft_await_timeout(g_stream.done, 30000, NULL);
+    *ns = bench_now_ns() - t0;
+    weft_future_unref(g_stream.done);
+    return rc;
+}
+
+int bench_stream_cross(weft_loop_t *loop, double *value)
+{
+    (void)loop;
+    uint64_t ns = 0;
+    memset(&g_stream, 0, sizeof(g_stream));
+    weft_runtime_opts_t o = two_loops();
+    int rc = weft_runtime_run(&o, stream_producer, &ns, NULL);
+    if (rc != 0)
+        return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
+    const uint64_t want = (uint64_t)STREAM_N * (STREAM_N - 1) / 2;
+    if (g_stream.got != STREAM_N || g_stream.sum != want)
+        return bench_fail("got %llu messages summing to %llu", (unsigned long long)g_stream.got,
+                          (unsigned long long)g_stream.sum);
+    *value = (double)STREAM_N * 1e9 / (double)ns;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* skynetN: skynet (10 children per node, 6 levels, 1,000,000 leaves, answer
+ * 499999500000) spread over all loops: the root's 10 children are submitted
+ * round-robin to the loops, everything below them stays on its loop. Value:
+ * ms. Also run with 1 .. cores loops for the SCALING table. */
+
+static int skynet_node(void *arg, void **result);
+
+static int skynet_children(intptr_t num, intptr_t size, uint64_t *sum)
+{
+    weft_task_t *kids[10];
+    intptr_t step = size / 10;
+    int rc = 0;
+    int made = 0;
+    for (; made < 10; made++) {
+        intptr_t packed = ((num + made * step) << 24) | step; /* size < 2^24 */
+        rc = weft_spawn(NULL, skynet_node, weft_int(packed), &kids[made]);
+        if (rc != 0)
+            break;
+    }
+    for (int i = 0; i < made; i++) {
+        void *v;
+        int r = weft_await_task(kids[i], &v);
+        if (r == 0)
+            *sum += (uint64_t)weft_to_int(v);
+        else if (rc == 0)
+            rc = r;
+        weft_task_unref(kids[i]);
+    }
+    return rc;
+}
+
+static int skynet_node(void *arg, void **result)
+{
+    intptr_t packed = weft_to_int(arg);
+    intptr_t num = packed >> 24, size = packed & 0xffffff;
+    if (size == 1) {
+        *result = weft_int(num);
+        return 0;
+    }
+    uint64_t sum = 0;
+    int rc = skynet_children(num, size, &sum);
+    *result = weft_int((intptr_t)sum);
+    return rc;
+}
+
+typedef struct skyn {
+    uint64_t sum, ns;
+} skyn_t;
+
+static int skynet_root(void *arg, void **result)
+{
+    skyn_t *s = arg;
+    (void)result;
+    weft_runtime_t *rt = weft_runtime_current();
+    unsigned n = weft_runtime_count(rt);
+    weft_future_t *f[10];
+    uint64_t t0 = bench_now_ns();
+    const intptr_t size = 1000000, step = size / 10;
+    int rc = 0, made = 0;
+    for (; made < 10; made++) {
+        intptr_t packed = ((made * step) << 24) | step;
+        rc = weft_submit_to(weft_runtime_loop(rt, (unsigned)made % n), skynet_node,
+                            weft_int(packed), &f[made]);
+        if (rc != 0)
+            break;
+    }
+    for (int i = 0; i < made; i++) {
+        void *v;
+        int r = weft_await(f[i], &v);
+        if (r == 0)
+            s->sum += (uint64_t)weft_to_int(v);
+        else if (rc == 0)
+            rc = r;
+        weft_future_unref(f[i]);
+    }
+    s->ns = bench_now_ns() - t0;
+    return rc;
+}
+
+static int skynet_on(unsigned loops, double *ms)
+{
+    skyn_t s = {0};
+    weft_runtime_opts_t o = two_loops();
+    o.loops = loops;
+    int rc = weft_runtime_run(&o, skynet_root, &s, NULL);
+    if (rc != 0)
+        return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
+    if (s.sum != 499999500000ULL)
+        return bench_fail("skynet sum %llu", (unsigned long long)s.sum);
+    *ms = (double)s.ns / 1e6;
+    return 0;
+}
+
+int bench_skynetN(weft_loop_t *loop, double *value)
+{
+    (void)loop;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return skynet_on(cores > 0 ? (unsigned)cores : 1, value);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scaling: skynetN and a sharded counter at 1 .. cores loops, printed as
+ * `SCALING weft <workload> <loops> <value> <unit>` (median of 3 after a
+ * warm-up). The sharded counter: a task on every loop sends 1,000,000
+ * increments of key k (LCG keys, 4,096 keys) to the loop owning k (k mod
+ * loops) with weft_call_on_try; each loop counts its own keys. Value:
+ * increments/s over all loops. */
+
+enum {
+    SHARD_OPS = 1000000,
+    SHARD_KEYS = 4096
+};
+
+typedef struct shard_state {
+    uint64_t counts[SHARD_KEYS]; /* key k is touched only by loop k % n */
+    unsigned seen[64];           /* [j]: senders finished, seen by loop j */
+    unsigned done_loops;         /* atomic: loops that saw every sender */
+    unsigned n;
+    weft_future_t *all_done; /* on loop 0 */
+} shard_state_t;
+
+static shard_state_t *g_shard;
+
+static void shard_inc(void *arg)
+{
+    g_shard->counts[(uintptr_t)arg]++;
+}
+
+/* Sent by every worker to every loop after its increments, through the
+ * same FIFO rings: once loop j has it from all senders, j counted all. */
+static void shard_sender_done(void *arg)
+{
+    (void)arg;
+    if (++g_shard->seen[weft_loop_index()] < g_shard->n)
+        return;
+    if (__atomic_add_fetch(&g_shard->done_loops, 1, __ATOMIC_ACQ_REL) == g_shard->n) {
+        int rc = weft_future_set_result_threadsafe(g_shard->all_done, NULL);
+        (void)rc;
+    }
+}
+
+static int shard_worker(void *arg, void **result)
+{
+    (void)result;
+    weft_runtime_t *rt = weft_runtime_current();
+    unsigned n = weft_runtime_count(rt);
+    uint64_t state = 42 + (uint64_t)weft_loop_index();
+    int rc = 0;
+    for (int i = 0; i < SHARD_OPS && rc == 0; i++) {
+        uintptr_t k = (uintptr_t)(bench_lcg_next(&state) >> 33) % SHARD_KEYS;
+        weft_loop_t *owner = weft_runtime_loop(rt, (unsigned)(k % n));
+        while ((rc = weft_call_on_try(owner, shard_inc, (void *)k)) == UV_EAGAIN)
+            if ((rc = weft_yield()) != 0)
+                break;
+    }
+    for (unsigned j = 0; j < n && rc == 0; j++)
+        rc = weft_call_on(weft_runtime_loop(rt, j), shard_sender_done, NULL);
+    (void)arg;
+    return rc;
+}
+
+static int shard_main(void *arg, void **result)
+{
+    (void)result;
+    uint64_t *ns = arg;
+    int rc = weft_future_new(NULL, &g_shard->all_done);
+    if (rc != 0)
+        return rc;
+    uint64_t t0 = bench_now_ns();
+    int errs[64];
+    rc = weft_submit_to_all(shard_worker, NULL, NULL, errs);
+    if (rc == 0)
+        rc = weft_await_timeout(g_shard->all_done, 30000, NULL);
+    *ns = bench_now_ns() - t0;
+    weft_future_unref(g_shard->all_done);
+    return rc;
+}
+
+static int shard_on(unsigned loops, double *ops)
+{
+    uint64_t ns = 0;
+    if (loops > 64)
+        return bench_fail("at most 64 loops");
+    g_shard = calloc(1, sizeof(*g_shard));
+    if (g_shard == NULL)
+        return bench_fail("out of memory");
+    g_shard->n = loops;
+    weft_runtime_opts_t o = two_loops();
+    o.loops = loops;
+    int rc = weft_runtime_run(&o, shard_main, &ns, NULL);
+    uint64_t total = 0;
+    for (int k = 0; k < SHARD_KEYS; k++)
+        total += g_shard->counts[k];
+    free(g_shard);
+    if (rc != 0)
+        return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
+    if (total != (uint64_t)SHARD_OPS * loops)
+        return bench_fail("counted %llu increments, sent %llu", (unsigned long long)total,
+                          (unsigned long long)SHARD_OPS * loops);
+    *ops = (double)total * 1e9 / (double)ns;
+    return 0;
+}
+
+static int median3(int (*fn)(unsigned, double *), unsigned loops, double *out)
+{
+    double v[3], warm;
+    if (fn(loops, &warm) != 0)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (fn(loops, &v[i]) != 0)
+            return -1;
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (v[j] < v[i]) {
+                double t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+            }
+    *out = v[1];
+    return 0;
+}
+
+/* Registered as a workload whose value is the speed-up of skynet from 1 to
+ * all loops; the table itself goes to stdout as SCALING lines. */
+int bench_scaling(weft_loop_t *loop, double *value)
+{
+    (void)loop;
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned cores = c > 0 ? (unsigned)c : 1;
+    double sky1 = 0, skyN = 0;
+    for (unsigned n = 1; n <= cores; n++) {
+        double ms, ops;
+        if (median3(skynet_on, n, &ms) != 0 || median3(shard_on, n, &ops) != 0)
+            return -1;
+        printf("SCALING weft skynetN %u %.2f ms\n", n, ms);
+        printf("SCALING weft sharded_counter %u %.0f ops/s\n", n, ops);
+        fflush(stdout);
+        if (n == 1)
+            sky1 = ms;
+        skyN = ms;
+    }
+    *value = sky1 / skyN;
+    return 0;
+}

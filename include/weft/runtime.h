@@ -1,0 +1,134 @@
+/*
+ * weft/runtime.h - many loops: one loop per core on its own pinned thread,
+ * and the ways to cross between them (Seastar's smp::submit_to,
+ * asyncio.run_coroutine_threadsafe).
+ *
+ * Ownership stays per loop (weft/loop.h): tasks and futures belong to one
+ * loop and are touched only on its thread. Loops talk by message only:
+ * - between runtime loops, over an N x N mesh of single-producer
+ *   single-consumer rings, one per ordered pair of loops, published in
+ *   batches (a loop publishes what its tasks sent when its tick ends, and
+ *   drains its incoming rings every iteration);
+ * - from any other thread, through the target loop's MPSC inbox.
+ * A loop that sleeps is woken (eventfd) only when it announced that it
+ * sleeps; a running loop finds its messages by itself.
+ */
+#ifndef WEFT_RUNTIME_H
+#define WEFT_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "future.h"
+#include "loop.h"
+#include "task.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_runtime weft_runtime_t;
+
+typedef struct weft_runtime_opts {
+    unsigned loops;        /* 0 = number of online CPUs */
+    bool no_pinning;       /* do not pin loop i to CPU i % cores */
+    bool no_arenas;        /* do not give each loop its own jemalloc arena */
+    unsigned ring_size;    /* slots per mesh ring, a power of two; 0 = 1024 */
+    unsigned max_inflight; /* per (source, target) pair: submits in flight
+                            * before submitters wait (Seastar's
+                            * smp_service_group); 0 = no limit */
+    /* Options of every loop (stack sizes, idle_poll_us, ...). The idle poll
+     * is what makes cross-loop round trips fast: a loop that polls its rings
+     * and inbox this long before sleeping is found awake (a wake-up through
+     * the eventfd costs 4-11 us here). */
+    weft_loop_opts_t loop;
+} weft_runtime_opts_t;
+
+/* Start the loops (each runs until weft_runtime_stop). opts may be NULL.
+ * 0, UV_EINVAL, UV_ENOMEM, or a thread-creation error. */
+WEFT_WARN_UNUSED int weft_runtime_start(const weft_runtime_opts_t *opts, weft_runtime_t **out);
+unsigned weft_runtime_count(const weft_runtime_t *rt);
+/* Loop i, or NULL past the end. */
+weft_loop_t *weft_runtime_loop(weft_runtime_t *rt, unsigned i);
+/* Graceful stop, from a thread that is not one of the runtime's loops: stop
+ * taking submits (WEFT_ECLOSED), cancel every task on every loop, let them
+ * unwind, join the threads, close the loops, free the runtime. Returns 0,
+ * or the number of tasks that were still live when the loops were asked to
+ * stop (as a positive count of leftovers is not an error, it is written to
+ * *leftovers when not NULL), or WEFT_EWRONGLOOP when called from a loop. */
+int weft_runtime_stop(weft_runtime_t *rt, uint64_t *leftovers);
+
+/* The multi-loop asyncio.run: start a runtime, run main(arg) as a task on
+ * loop 0, stop the runtime when it returns and return its outcome (result
+ * in *result). SIGINT and SIGTERM cancel main (which then unwinds as any
+ * cancelled task) and so lead to the same graceful stop. */
+WEFT_WARN_UNUSED int weft_runtime_run(const weft_runtime_opts_t *opts, weft_task_fn main, void *arg,
+                                      void **result);
+
+/* Which runtime loop runs this thread (0 .. count-1), or -1. */
+int weft_loop_index(void);
+/* The runtime of the calling loop thread, or NULL. */
+weft_runtime_t *weft_runtime_current(void);
+
+/* Run fn(arg) as a task on `target` and get a future owned by the CALLING
+ * loop that completes with its result or error (message included). From a
+ * runtime loop's thread only (WEFT_EWRONGLOOP otherwise; plain threads use
+ * weft_spawn_threadsafe). When target is the calling loop, the task is
+ * spawned directly and *out is its own future. With max_inflight set, a task
+ * that submits past the limit waits (UV_ECANCELED/UV_ETIMEDOUT if its wait
+ * is cancelled or times out); a callback gets UV_EAGAIN instead.
+ * Cancelling *out does not cancel the remote task (not done yet). Returns
+ * 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED (runtime stopping). */
+WEFT_WARN_UNUSED int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *arg,
+                                    weft_future_t **out);
+/* Run cb(arg) as a callback on `target` (a loop of the caller's runtime),
+ * with no reply: the lightest message (one ring slot, no task, no future).
+ * Callbacks sent from one loop to another run in the order they were sent.
+ * From a runtime loop's thread (WEFT_EWRONGLOOP otherwise); to the calling
+ * loop itself it is weft_call_soon. When the ring to the target is full,
+ * weft_call_on keeps the message in an overflow list (allocates; never
+ * drops) and weft_call_on_try returns UV_EAGAIN instead, so a producer can
+ * yield and let the target catch up. 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
+WEFT_WARN_UNUSED int weft_call_on(weft_loop_t *target, weft_cb_fn cb, void *arg);
+WEFT_WARN_UNUSED int weft_call_on_try(weft_loop_t *target, weft_cb_fn cb, void *arg);
+
+/* Seastar's invoke_on_all: run fn(arg) on every loop of the caller's
+ * runtime (the caller's own loop included) and wait for all: results[i] and
+ * errors[i] (each optional, one per loop) get loop i's outcome. In a task.
+ * Returns 0 when every one succeeded, else the first failure by loop index
+ * (all are waited for either way). */
+WEFT_WARN_UNUSED int weft_submit_to_all(weft_task_fn fn, void *arg, void **results, int *errors);
+
+/* ---- From any thread ------------------------------------------------------ */
+
+/* A future that any thread can wait on: what weft_spawn_threadsafe returns.
+ * It is not a loop's future (no loop owns it), so it has its own calls. */
+typedef struct weft_tsfuture weft_tsfuture_t;
+
+/* asyncio.run_coroutine_threadsafe: run fn(arg) as a task on `loop` (any
+ * loop, runtime or not) from ANY thread. *out gets one reference. 0,
+ * UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
+WEFT_WARN_UNUSED int weft_spawn_threadsafe(weft_loop_t *loop, weft_task_fn fn, void *arg,
+                                           weft_tsfuture_t **out);
+/* Block the calling (non-loop) thread until f is done or timeout_ms passes
+ * (WEFT_NO_WAIT_LIMIT = forever): 0 and *result, the task's code,
+ * UV_ETIMEDOUT. From a loop thread: WEFT_EWRONGLOOP (it would block the
+ * loop; tasks use weft_tsfuture_await). */
+#define WEFT_NO_WAIT_LIMIT UINT64_MAX
+WEFT_WARN_UNUSED int weft_tsfuture_wait_blocking(weft_tsfuture_t *f, uint64_t timeout_ms,
+                                                 void **result);
+/* In a task on any loop: await f. Cancelling the awaiting task cancels the
+ * remote task too. */
+WEFT_WARN_UNUSED int weft_tsfuture_await(weft_tsfuture_t *f, void **result);
+/* Not blocking: WEFT_EPENDING while running. Any thread. */
+int weft_tsfuture_result(weft_tsfuture_t *f, void **result);
+/* Ask the remote task to cancel (any thread). 0 or WEFT_EDONE. */
+int weft_tsfuture_cancel(weft_tsfuture_t *f);
+void weft_tsfuture_ref(weft_tsfuture_t *f);
+void weft_tsfuture_unref(weft_tsfuture_t *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_RUNTIME_H */

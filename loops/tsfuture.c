@@ -1,0 +1,289 @@
+/*
+ * loops/tsfuture.c - weft_spawn_threadsafe and the thread-safe future it
+ * returns (weft/runtime.h).
+ *
+ * A tsfuture is shared by the thread that asked and the loop that runs the
+ * task, so unlike a loop's future it has a mutex, a condition variable and
+ * an atomic reference count. The task is spawned by a message through the
+ * loop's inbox (the MPSC path every thread may use); the task pointer is
+ * touched on the loop's thread only. Tasks of any loop await a tsfuture
+ * through a future of their own loop that the completion resolves with
+ * weft_future_set_*_threadsafe (generation-checked, so an awaiter that gave
+ * up leaves nothing dangling).
+ */
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <weft/runtime.h>
+
+#include "core/alloc.h"
+#include "core/loop_int.h"
+
+struct ts_awaiter {
+    struct ts_awaiter *next;
+    weft_future_t *f; /* of the awaiting task's loop */
+};
+
+struct weft_tsfuture {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;  /* atomic */
+    bool done; /* under mu */
+    bool cancel_requested;
+    int err;
+    void *result;
+    struct ts_awaiter *awaiters; /* under mu */
+    /* Loop side (its thread only). */
+    weft_loop_t *loop;
+    weft_task_fn fn;
+    void *arg;
+    weft_task_t *task;
+};
+
+void weft_tsfuture_ref(weft_tsfuture_t *f)
+{
+    if (f != NULL)
+        __atomic_fetch_add(&f->refs, 1, __ATOMIC_RELAXED);
+}
+
+void weft_tsfuture_unref(weft_tsfuture_t *f)
+{
+    if (f == NULL || __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    while (f->awaiters != NULL) {
+        struct ts_awaiter *a = f->awaiters;
+        f->awaiters = a->next;
+        weft__free(a);
+    }
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    weft__free(f);
+}
+
+/* Loop side: record the outcome, wake blocked threads and awaiting tasks. */
+static void ts_complete(weft_tsfuture_t *f, int err, void *result)
+{
+    pthread_mutex_lock(&f->mu);
+    f->done = true;
+    f->err = err;
+    f->result = err == 0 ? result : NULL;
+    struct ts_awaiter *a = f->awaiters;
+    f->awaiters = NULL;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    while (a != NULL) {
+        struct ts_awaiter *next = a->next;
+        int rc = err == 0 ? weft_future_set_result_threadsafe(a->f, result)
+                          : weft_future_set_error_threadsafe(a->f, err, NULL);
+        (void)rc; /* the awaiter's loop closed: nobody waits any more */
+        weft__free(a);
+        a = next;
+    }
+}
+
+static int ts_body(void *arg, void **result)
+{
+    weft_tsfuture_t *f = arg;
+    int rc = f->fn(f->arg, result);
+    if (rc > 0)
+        rc = UV_EINVAL;
+    ts_complete(f, rc, *result);
+    weft_task_current()->fut.retrieved = true; /* the tsfuture reports it */
+    return rc;
+}
+
+/* On the loop: the task finished; drop the loop side's references. The
+ * task's completion hook cannot free f while ts_body still runs, so this
+ * runs as a done callback. */
+static void ts_task_done(weft_future_t *tf, void *arg)
+{
+    (void)tf;
+    weft_tsfuture_t *f = arg;
+    if (!f->done) /* cancelled before it ran: ts_body never completed f */
+        ts_complete(f, UV_ECANCELED, NULL);
+    weft_task_unref(f->task);
+    f->task = NULL;
+    weft_tsfuture_unref(f);
+}
+
+/* On the loop, from the inbox: a = tsfuture (one reference for this). */
+static void ts_cancel(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
+{
+    (void)ctx, (void)b, (void)c, (void)d;
+    weft_tsfuture_t *f = (weft_tsfuture_t *)a;
+    if (f->task != NULL)
+        weft_task_cancel(f->task);
+    weft_tsfuture_unref(f);
+}
+
+/* On the loop, from the inbox: a = tsfuture. Spawn the task; the loop
+ * side's reference is dropped when the task is done (ts_task_done). */
+static void ts_spawned(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
+{
+    (void)ctx, (void)b, (void)c, (void)d;
+    weft_tsfuture_t *f = (weft_tsfuture_t *)a;
+    int rc = weft_spawn(f->loop, ts_body, f, &f->task);
+    if (rc == 0) {
+        rc = weft_future_add_done_callback(weft_task_future(f->task), ts_task_done, f);
+        if (rc != 0) {
+            weft_task_cancel(f->task); /* never runs */
+            weft_task_unref(f->task);
+            f->task = NULL;
+        }
+    }
+    if (rc != 0) {
+        ts_complete(f, rc, NULL);
+        weft_tsfuture_unref(f);
+        return;
+    }
+    pthread_mutex_lock(&f->mu);
+    bool cancel = f->cancel_requested;
+    pthread_mutex_unlock(&f->mu);
+    if (cancel)
+        weft_task_cancel(f->task);
+}
+
+int weft_spawn_threadsafe(weft_loop_t *loop, weft_task_fn fn, void *arg, weft_tsfuture_t **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (loop == NULL || fn == NULL || out == NULL)
+        return UV_EINVAL;
+    struct weft__loop *l = weft__L(loop);
+    if (l->magic != WEFT__LOOP_MAGIC)
+        return UV_EINVAL;
+    weft_tsfuture_t *f = weft__calloc(1, sizeof(*f));
+    if (f == NULL)
+        return UV_ENOMEM;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    f->refs = 2; /* the caller's and the loop side's */
+    f->loop = loop;
+    f->fn = fn;
+    f->arg = arg;
+    int rc = weft__post(l, ts_spawned, (uintptr_t)f, 0, 0, 0);
+    if (rc != 0) {
+        f->refs = 1;
+        weft_tsfuture_unref(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int weft_tsfuture_result(weft_tsfuture_t *f, void **result)
+{
+    if (result != NULL)
+        *result = NULL;
+    if (f == NULL)
+        return UV_EINVAL;
+    pthread_mutex_lock(&f->mu);
+    int rc = f->done ? f->err : WEFT_EPENDING;
+    if (f->done && result != NULL)
+        *result = f->result;
+    pthread_mutex_unlock(&f->mu);
+    return rc;
+}
+
+int weft_tsfuture_wait_blocking(weft_tsfuture_t *f, uint64_t timeout_ms, void **result)
+{
+    if (result != NULL)
+        *result = NULL;
+    if (f == NULL)
+        return UV_EINVAL;
+    if (weft_loop_current() != NULL)
+        return WEFT_EWRONGLOOP;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    if (timeout_ms != WEFT_NO_WAIT_LIMIT) {
+        until.tv_sec += (time_t)(timeout_ms / 1000);
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&f->mu);
+    int rc = 0;
+    while (!f->done && rc == 0) {
+        if (timeout_ms == WEFT_NO_WAIT_LIMIT)
+            pthread_cond_wait(&f->cv, &f->mu);
+        else
+            rc = pthread_cond_timedwait(&f->cv, &f->mu, &until);
+    }
+    int out = f->done ? f->err : UV_ETIMEDOUT;
+    if (f->done && result != NULL)
+        *result = f->result;
+    pthread_mutex_unlock(&f->mu);
+    return out;
+}
+
+int weft_tsfuture_cancel(weft_tsfuture_t *f)
+{
+    if (f == NULL)
+        return UV_EINVAL;
+    pthread_mutex_lock(&f->mu);
+    bool done = f->done;
+    f->cancel_requested = true;
+    pthread_mutex_unlock(&f->mu);
+    if (done)
+        return WEFT_EDONE;
+    weft_tsfuture_ref(f); /* for the message */
+    int rc = weft__post(weft__L(f->loop), ts_cancel, (uintptr_t)f, 0, 0, 0);
+    if (rc != 0)
+        weft_tsfuture_unref(f);
+    return rc;
+}
+
+int weft_tsfuture_await(weft_tsfuture_t *f, void **result)
+{
+    if (result != NULL)
+        *result = NULL;
+    if (f == NULL)
+        return UV_EINVAL;
+    if (weft_task_current() == NULL)
+        return WEFT_ENOTASK;
+    struct ts_awaiter *a = weft__malloc(sizeof(*a));
+    if (a == NULL)
+        return UV_ENOMEM;
+    int rc = weft_future_new(NULL, &a->f);
+    if (rc != 0) {
+        weft__free(a);
+        return rc;
+    }
+    weft_future_t *mine = a->f;
+    pthread_mutex_lock(&f->mu);
+    if (f->done) {
+        rc = f->err;
+        if (result != NULL && rc == 0)
+            *result = f->result;
+        pthread_mutex_unlock(&f->mu);
+        weft__free(a);
+        weft_future_unref(mine);
+        return rc;
+    }
+    a->next = f->awaiters;
+    f->awaiters = a;
+    pthread_mutex_unlock(&f->mu);
+    rc = weft_await(mine, result);
+    if (rc == UV_ECANCELED || rc == UV_ETIMEDOUT) {
+        /* We stopped waiting: if f is still running, take our record back
+         * (the completion would otherwise post to a released future - which
+         * is harmless, being generation-checked - and free it) and pass the
+         * cancel on to the remote task. */
+        pthread_mutex_lock(&f->mu);
+        bool done = f->done;
+        for (struct ts_awaiter **p = &f->awaiters; *p != NULL; p = &(*p)->next) {
+            if (*p == a) {
+                *p = a->next;
+                weft__free(a);
+                break;
+            }
+        }
+        pthread_mutex_unlock(&f->mu);
+        if (!done)
+            (void)weft_tsfuture_cancel(f);
+    }
+    weft_future_unref(mine);
+    return rc;
+}
