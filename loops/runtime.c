@@ -51,7 +51,10 @@ struct weft_runtime {
 
 /* A submit being run on its target loop. */
 struct sub {
-    struct sub *next; /* free list */
+    struct sub *next;     /* free list */
+    struct sub *all_next; /* every record of the loop (freed with the runtime:
+                           * a submit cancelled before it ran never returns
+                           * its record to the free list) */
     weft_task_fn fn;
     void *arg;
     void *fut;
@@ -68,7 +71,10 @@ struct rt_loop {
     uint32_t *inflight;         /* per target: submits without a reply yet */
     struct weft__list *waiters; /* per target: submitters over the limit */
     struct sub *free_subs;
-    bool dirty; /* some outgoing ring has unpublished messages */
+    struct sub *all_subs;
+    bool dirty;   /* some outgoing ring has unpublished messages */
+    bool stopped; /* stop_cb ran: cancel whatever is spawned from now on */
+    uint64_t spawned_at_stop;
     uint64_t leftovers;
 };
 
@@ -226,7 +232,12 @@ static struct sub *sub_get(struct rt_loop *self)
         self->free_subs = s->next;
         return s;
     }
-    return weft__malloc(sizeof(*s));
+    s = weft__malloc(sizeof(*s));
+    if (s != NULL) {
+        s->all_next = self->all_subs;
+        self->all_subs = s;
+    }
+    return s;
 }
 
 static void sub_put(struct rt_loop *self, struct sub *s)
@@ -253,6 +264,10 @@ static void reply(struct rt_loop *self, unsigned to, void *fut, uint32_t gen, in
 
 static void on_submit(struct rt_loop *self, const struct mesh_msg *m)
 {
+    if (self->stopped) {
+        reply(self, m->src, m->fut, m->gen, WEFT_ECLOSED, NULL, NULL);
+        return;
+    }
     struct sub *s = sub_get(self);
     int rc = UV_ENOMEM;
     if (s != NULL) {
@@ -314,10 +329,14 @@ static void drain_ring(struct rt_loop *self, struct mesh_ring *r)
     __atomic_store_n(&r->head, r->chead, __ATOMIC_RELEASE);
 }
 
+static void cancel_all(struct rt_loop *self);
+
 static void mesh_drain(void *arg)
 {
     struct rt_loop *self = arg;
     weft_runtime_t *rt = self->rt;
+    if (self->stopped && weft__L(&self->loop)->st.tasks_spawned != self->spawned_at_stop)
+        cancel_all(self); /* spawned after the stop began (e.g. from the inbox) */
     flush(self);
     for (unsigned j = 0; j < rt->n; j++)
         if (j != self->idx)
@@ -515,6 +534,11 @@ static void pin(unsigned idx)
  * stay in memory its core touched (best effort). */
 static void own_arena(void)
 {
+#if defined(__SANITIZE_THREAD__)
+    /* TSan reports jemalloc's internal trylock in arenas.create as a double
+     * lock (a false positive of its mutex interceptors): no own arenas. */
+    return;
+#endif
     unsigned arena;
     size_t sz = sizeof(arena);
     if (mallctl("arenas.create", &arena, &sz, NULL, 0) == 0)
@@ -578,9 +602,9 @@ static void free_runtime(weft_runtime_t *rt)
             weft__free(x->out);
             weft__free(x->inflight);
             weft__free(x->waiters);
-            while (x->free_subs != NULL) {
-                struct sub *s = x->free_subs;
-                x->free_subs = s->next;
+            while (x->all_subs != NULL) {
+                struct sub *s = x->all_subs;
+                x->all_subs = s->all_next;
                 weft__free(s);
             }
         }
@@ -688,17 +712,25 @@ weft_runtime_t *weft_runtime_current(void)
     return tls_rt_loop != NULL ? tls_rt_loop->rt : NULL;
 }
 
-/* On each loop: cancel what runs, let the loop run dry. */
-static void stop_cb(void *arg)
+static void cancel_all(struct rt_loop *self)
 {
-    struct rt_loop *self = arg;
     struct weft__loop *l = weft__L(&self->loop);
-    self->leftovers = l->st.tasks_live;
+    self->spawned_at_stop = l->st.tasks_spawned;
     WEFT__FOR_EACH_TASK(l, x)
     {
         if (weft__task_live(x))
             weft_task_cancel(x);
     }
+}
+
+/* On each loop: cancel what runs (and, from then on, whatever is spawned),
+ * refuse submits, let the loop run dry. */
+static void stop_cb(void *arg)
+{
+    struct rt_loop *self = arg;
+    self->leftovers = weft__L(&self->loop)->st.tasks_live;
+    self->stopped = true;
+    cancel_all(self);
     uv_close((uv_handle_t *)&self->keep, NULL);
 }
 
