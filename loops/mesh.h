@@ -29,6 +29,7 @@ enum {
     MESH_SUBMIT = 1, /* run fn(arg) as a task here, reply to src */
     MESH_REPLY = 2,  /* complete future fut (if its generation is still gen) */
     MESH_CALL = 3,   /* run cb(arg) as a callback here, no reply */
+    MESH_CANCEL = 4, /* cancel the task running the submit (src, fut, gen) */
 };
 
 struct mesh_msg {

@@ -51,13 +51,11 @@ struct weft_runtime {
 
 /* A submit being run on its target loop. */
 struct sub {
-    struct sub *next;     /* free list */
-    struct sub *all_next; /* every record of the loop (freed with the runtime:
-                           * a submit cancelled before it ran never returns
-                           * its record to the free list) */
-    weft_task_fn fn;
-    void *arg;
-    void *fut;
+    struct sub *next;       /* free list */
+    struct sub *all_next;   /* every record of the loop (freed with the runtime) */
+    struct weft__list live; /* in the loop's live_subs while the task runs */
+    weft_task_t *task;      /* no reference: the record dies with the task */
+    void *fut;              /* the submitter's future (on loop src) */
     uint32_t gen, src;
 };
 
@@ -72,8 +70,10 @@ struct rt_loop {
     struct weft__list *waiters; /* per target: submitters over the limit */
     struct sub *free_subs;
     struct sub *all_subs;
-    bool dirty;   /* some outgoing ring has unpublished messages */
-    bool stopped; /* stop_cb ran: cancel whatever is spawned from now on */
+    struct weft__list live_subs; /* submits running here (cancellation) */
+    bool replying;               /* on_reply is completing a future */
+    bool dirty;                  /* some outgoing ring has unpublished messages */
+    bool stopped;                /* stop_cb ran: cancel whatever is spawned from now on */
     uint64_t spawned_at_stop;
     uint64_t leftovers;
 };
@@ -223,8 +223,6 @@ static void flush(struct rt_loop *self)
 
 /* ---- receiving ----------------------------------------------------------------- */
 
-static int submit_body(void *arg, void **result);
-
 static struct sub *sub_get(struct rt_loop *self)
 {
     struct sub *s = self->free_subs;
@@ -262,6 +260,20 @@ static void reply(struct rt_loop *self, unsigned to, void *fut, uint32_t gen, in
     }
 }
 
+/* Target side: the submitted task finished (or was cancelled before it
+ * ran): send its outcome home. A hook, so it runs in every case. */
+static void sub_done(struct weft__handle *h, struct weft_future *f)
+{
+    struct sub *s = h->arg;
+    struct rt_loop *self = tls_rt_loop;
+    weft__handle_put(h->loop, h);
+    weft__list_remove(&s->live);
+    f->retrieved = true; /* the submitter gets the code */
+    reply(self, s->src, s->fut, s->gen, f->err, f->state == WEFT__F_DONE ? f->result : NULL,
+          f->msg);
+    sub_put(self, s);
+}
+
 static void on_submit(struct rt_loop *self, const struct mesh_msg *m)
 {
     if (self->stopped) {
@@ -269,19 +281,37 @@ static void on_submit(struct rt_loop *self, const struct mesh_msg *m)
         return;
     }
     struct sub *s = sub_get(self);
-    int rc = UV_ENOMEM;
-    if (s != NULL) {
-        s->fn = m->fn;
-        s->arg = m->arg;
+    weft_task_t *t = NULL;
+    int rc = s != NULL ? weft_spawn(&self->loop, m->fn, m->arg, &t) : UV_ENOMEM;
+    if (rc == 0) {
+        s->task = t;
         s->fut = m->fut;
         s->gen = m->gen;
         s->src = m->src;
-        rc = weft_spawn(&self->loop, submit_body, s, NULL);
-        if (rc != 0)
-            sub_put(self, s);
+        if (weft__hook_add(&t->fut, sub_done, s) != NULL) {
+            weft__list_push_back(&self->live_subs, &s->live);
+            weft_task_unref(t); /* the loop keeps it alive until it is done */
+            return;
+        }
+        weft_task_cancel(t);
+        weft_task_unref(t);
+        rc = UV_ENOMEM;
     }
-    if (rc != 0)
-        reply(self, m->src, m->fut, m->gen, rc, NULL, "submit_to: cannot spawn on the target");
+    if (s != NULL)
+        sub_put(self, s);
+    reply(self, m->src, m->fut, m->gen, rc, NULL, "submit_to: cannot spawn on the target");
+}
+
+static void on_cancel(struct rt_loop *self, const struct mesh_msg *m)
+{
+    struct weft__list *it;
+    for (it = self->live_subs.next; it != &self->live_subs; it = it->next) {
+        struct sub *s = WEFT_CONTAINER_OF(it, struct sub, live);
+        if (s->fut == m->fut && s->gen == m->gen && s->src == m->src) {
+            weft_task_cancel(s->task);
+            return;
+        }
+    }
 }
 
 static void grant_submitter(struct rt_loop *self, unsigned to)
@@ -298,14 +328,38 @@ static void on_reply(struct rt_loop *self, const struct mesh_msg *m)
         self->inflight[m->src]--;
     if (self->rt->max_inflight != 0)
         grant_submitter(self, m->src);
-    if (__atomic_load_n(&f->gen, __ATOMIC_RELAXED) != m->gen || f->state != WEFT__F_PENDING) {
-        weft__free(m->msg); /* released (or cancelled) before the reply came */
-        return;
+    /* f is still ours: the submit's hook holds a reference until now. */
+    if (f->state != WEFT__F_PENDING) {
+        weft__free(m->msg); /* cancelled before the reply came */
+    } else {
+        uint8_t st = m->err == 0              ? WEFT__F_DONE
+                     : m->err == UV_ECANCELED ? WEFT__F_CANCELLED
+                                              : WEFT__F_FAILED;
+        self->replying = true;
+        weft__future_complete(f, st, m->result, m->err, m->msg);
+        self->replying = false;
     }
-    uint8_t st = m->err == 0              ? WEFT__F_DONE
-                 : m->err == UV_ECANCELED ? WEFT__F_CANCELLED
-                                          : WEFT__F_FAILED;
-    weft__future_complete(f, st, m->result, m->err, m->msg);
+    weft_future_unref(f); /* the hook's */
+}
+
+/* Source side: a submit's future completed. If it was not the reply that
+ * completed it (the caller cancelled it, or cancelled a task awaiting it),
+ * tell the target to cancel the task. The future's reference stays until
+ * the reply comes (on_reply), so the reply always finds it. */
+static void submit_fut_done(struct weft__handle *h, struct weft_future *f)
+{
+    struct rt_loop *self = h->arg;
+    unsigned to = h->rseq;
+    weft__handle_put(h->loop, h);
+    if (self->replying)
+        return;
+    struct mesh_msg m = {.kind = MESH_CANCEL,
+                         .src = self->idx,
+                         .fut = f,
+                         .gen = __atomic_load_n(&f->gen, __ATOMIC_RELAXED)};
+    if (send_to(self, to, &m) != 0) {
+        /* out of memory: the remote task runs to its end */
+    }
 }
 
 static void drain_ring(struct rt_loop *self, struct mesh_ring *r)
@@ -322,6 +376,8 @@ static void drain_ring(struct rt_loop *self, struct mesh_ring *r)
             cb(m.arg);
         } else if (m.kind == MESH_SUBMIT) {
             on_submit(self, &m);
+        } else if (m.kind == MESH_CANCEL) {
+            on_cancel(self, &m);
         } else {
             on_reply(self, &m);
         }
@@ -355,21 +411,6 @@ static bool mesh_pending(void *arg)
             return true;
     }
     return self->dirty; /* overflowed messages still to move */
-}
-
-/* The submitted task: run fn, send its outcome home. */
-static int submit_body(void *arg, void **result)
-{
-    struct sub *s = arg;
-    struct rt_loop *self = tls_rt_loop;
-    int rc = s->fn(s->arg, result);
-    if (rc > 0)
-        rc = UV_EINVAL;
-    weft_task_t *me = weft_task_current();
-    reply(self, s->src, s->fut, s->gen, rc, *result, me->fut.msg);
-    me->fut.retrieved = true; /* the submitter gets the code */
-    sub_put(self, s);
-    return rc;
 }
 
 /* ---- submit_to -------------------------------------------------------------------- */
@@ -426,6 +467,13 @@ int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *arg, weft_future_
     rc = weft_future_new(&self->loop, &f);
     if (rc != 0)
         return rc;
+    struct weft__handle *h = weft__hook_add(f, submit_fut_done, self);
+    if (h == NULL) {
+        weft_future_unref(f);
+        return UV_ENOMEM;
+    }
+    h->rseq = j;
+    weft_future_ref(f); /* the hook's, released by the reply */
     struct mesh_msg m = {.kind = MESH_SUBMIT,
                          .src = self->idx,
                          .fn = fn,
@@ -434,6 +482,8 @@ int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *arg, weft_future_
                          .gen = __atomic_load_n(&f->gen, __ATOMIC_RELAXED)};
     rc = send_to(self, j, &m);
     if (rc != 0) {
+        weft__hook_remove(h);
+        weft_future_unref(f);
         weft_future_unref(f);
         return rc;
     }
@@ -646,6 +696,7 @@ int weft_runtime_start(const weft_runtime_opts_t *opts, weft_runtime_t **out)
         struct rt_loop *x = &rt->loops[i];
         x->rt = rt;
         x->idx = i;
+        weft__list_init(&x->live_subs);
         x->out = weft__calloc(rt->n, sizeof(struct mesh_ring));
         x->inflight = weft__calloc(rt->n, sizeof(uint32_t));
         x->waiters = weft__calloc(rt->n, sizeof(struct weft__list));

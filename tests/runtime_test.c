@@ -1055,3 +1055,67 @@ Test(runtime, bad_input_is_refused, .timeout = TEST_TIMEOUT_S)
     cr_expect_eq(stop_rt(g_other_rt), 0);
     cr_expect_eq(stop_rt(rt), 0);
 }
+
+/* ---- cancelling a submit ---------------------------------------------------- */
+
+/* Yields once (its spawner awaits by then), then cancels arg. */
+static int cancel_after_yield(void *arg, void **result)
+{
+    (void)result;
+    int rc = weft_yield();
+    weft_task_cancel(arg);
+    return rc;
+}
+
+/* On loop 0: submit a sleeper to loop 1, wait until it runs, then (arg 0)
+ * cancel the submit's future, or (arg 1) be cancelled while awaiting it, or
+ * (arg 2) cancel it at once, maybe before it started. Each way the remote
+ * task is cancelled and the future reports UV_ECANCELED. */
+static int cancel_submit_main(void *arg, void **result)
+{
+    (void)result;
+    intptr_t how = weft_to_int(arg);
+    weft_future_t *f = NULL;
+    int start = atomic_load(&g_sleepers_started);
+    int rc = weft_submit_to(loop_at(1), sleeper, NULL, &f);
+    if (rc != 0)
+        return rc;
+    if (how != 2 && (rc = task_wait_atomic(&g_sleepers_started, start + 1)) != 0) {
+        weft_future_unref(f);
+        return rc;
+    }
+    if (how == 1) {
+        /* Cancelled while awaiting: the await passes the cancel into f. */
+        weft_task_t *c = NULL;
+        rc = weft_spawn(NULL, cancel_after_yield, weft_task_current(), &c);
+        if (rc == 0)
+            rc = weft_await(f, NULL);
+        if (c != NULL) {
+            int crc = weft_await_task(c, NULL);
+            (void)crc; /* it only cancels us */
+            weft_task_unref(c);
+        }
+    } else {
+        weft_future_cancel(f);
+        rc = weft_future_result(f, NULL);
+    }
+    weft_future_unref(f);
+    return rc == UV_ECANCELED ? 0 : (rc == 0 ? UV_EINVAL : rc);
+}
+
+Test(runtime, cancelling_a_submit_cancels_the_remote_task, .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 2));
+    for (intptr_t how = 0; how < 3; how++) {
+        void *r = NULL;
+        int cancelled = atomic_load(&g_sleepers_cancelled);
+        EXPECT_OK(run_on(rt, 0, cancel_submit_main, weft_int(how), &r, WAIT_MS));
+        /* The remote sleeper ends by the cancel, not by its sleep (when it
+         * had started at all: arg 2 may cancel it before it ran). */
+        if (how != 2)
+            cr_expect(wait_atomic(&g_sleepers_cancelled, cancelled + 1),
+                      "way %ld: the remote task was not cancelled", (long)how);
+    }
+    cr_expect_eq(stop_rt(rt), 0);
+    cr_expect_eq(atomic_load(&g_sleepers_uncancelled), 0);
+}

@@ -78,7 +78,9 @@ weft_runtime_t *weft_runtime_current(void);
  * spawned directly and *out is its own future. With max_inflight set, a task
  * that submits past the limit waits (UV_ECANCELED/UV_ETIMEDOUT if its wait
  * is cancelled or times out); a callback gets UV_EAGAIN instead.
- * Cancelling *out does not cancel the remote task (not done yet). Returns
+ * Cancelling *out (or a task that awaits it) cancels the remote task, as
+ * asyncio's run_coroutine_threadsafe future does; *out reports UV_ECANCELED
+ * at once and the remote outcome is dropped when it arrives. Returns
  * 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED (runtime stopping). */
 WEFT_WARN_UNUSED int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *arg,
                                     weft_future_t **out);
