@@ -10,14 +10,16 @@
  * runs until its work is gone and returns.
  *
  * Wake-up ordering (the rule DESIGN.md calls "wake only the sleeping"):
- *   producer: write slots; store tail (release); seq_cst fence; load the
- *             target's `sleeping` flag; if set, claim it (CAS 1 -> 0) and
- *             write its eventfd.
+ *   producer: write a slot, its sequence number last (release); then, once
+ *             per 32 messages and at the end of its loop's tick: seq_cst
+ *             fence; load the target's `sleeping` flag; if set, claim it
+ *             (CAS 1 -> 0) and write its eventfd.
  *   consumer: store sleeping = 1 (seq_cst, in core's inbox); seq_cst fence;
- *             load every incoming tail; sleep only if all are empty.
- * With both fences, either the consumer's tail loads see the message or the
+ *             load the next slot's sequence number of every incoming ring;
+ *             sleep only if none is there.
+ * With both fences, either the consumer's slot loads see the message or the
  * producer's flag load sees 1 (store-buffer litmus test: both cannot miss).
- * tests/runtime_test.c's ping-pong of 1,000,000 messages with polling off
+ * tests/runtime_test.c's ping-pong of 100,000 messages with polling off
  * would hang on a lost wake-up.
  */
 
