@@ -412,7 +412,10 @@ static bool mesh_pending(void *arg)
         if (j != self->idx && ring_ready(r))
             return true;
     }
-    return self->dirty; /* overflowed messages still to move */
+    /* Overflowed messages still to move keep the loop awake - but not once
+     * it is stopping: their target may have stopped already and would never
+     * make room (what is left is freed with the runtime). */
+    return self->dirty && !self->stopped;
 }
 
 /* ---- submit_to -------------------------------------------------------------------- */

@@ -70,10 +70,51 @@ static weft_runtime_t *start_rt(const weft_runtime_opts_t *o)
     return rt;
 }
 
+static struct {
+    weft_runtime_t *rt;
+    uint64_t left;
+    int rc;
+} g_stopper; /* static: a stop that hangs outlives the test */
+
+static void *stopper(void *arg)
+{
+    (void)arg;
+    g_stopper.rc = weft_runtime_stop(g_stopper.rt, &g_stopper.left);
+    return NULL;
+}
+
+/* weft_runtime_stop, from a helper thread so that a stop that hangs fails
+ * the test (and the process ends it) instead of hanging it. */
+static pthread_t stop_begin(weft_runtime_t *rt)
+{
+    g_stopper.rt = rt;
+    g_stopper.left = 12345;
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, stopper, NULL), 0);
+    return th;
+}
+
+static int stop_end(pthread_t th, uint64_t *left)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_MS / 1000;
+    int jrc = pthread_timedjoin_np(th, NULL, &until);
+    cr_assert_eq(jrc, 0, "weft_runtime_stop did not return within %d ms", WAIT_MS);
+    if (left != NULL)
+        *left = g_stopper.left;
+    return g_stopper.rc;
+}
+
+static int stop_bounded(weft_runtime_t *rt, uint64_t *left)
+{
+    return stop_end(stop_begin(rt), left);
+}
+
 static uint64_t stop_rt(weft_runtime_t *rt)
 {
     uint64_t left = 12345;
-    EXPECT_OK(weft_runtime_stop(rt, &left));
+    EXPECT_OK(stop_bounded(rt, &left));
     return left;
 }
 
@@ -165,7 +206,7 @@ Test(runtime, start_and_stop_with_nothing_running, .timeout = TEST_TIMEOUT_S)
     cr_expect_eq(stop_rt(rt), 0);
 
     rt = start_rt(OPTS(.loops = 4, .no_pinning = true));
-    EXPECT_OK(weft_runtime_stop(rt, NULL));
+    EXPECT_OK(stop_bounded(rt, NULL));
     cr_expect_eq(weft_loop_index(), -1);
 }
 
@@ -685,34 +726,44 @@ Test(runtime, cancelling_a_tsfuture_awaiter_cancels_the_remote_task, .timeout = 
 #define OVF_N (10000 / SCALE)
 #define CALLS 100
 
-static pthread_mutex_t g_gate_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_gate_cv = PTHREAD_COND_INITIALIZER;
-static bool g_gate_open;
-static atomic_int g_blocked, g_ovf_ran[OVF_N], g_ovf_bad, g_calls_next, g_calls_bad;
+/* A gate a task blocks its whole loop on (a plain condvar, not a weft
+ * wait), bounded; the test opens it. */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool open;
+    atomic_int blocked;
+};
+#define GATE_INIT                                                     \
+    {                                                                 \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 \
+    }
+static struct gate g_gate = GATE_INIT;
+static atomic_int g_ovf_ran[OVF_N], g_ovf_bad, g_calls_next, g_calls_bad;
 
-/* Blocks its whole loop on a plain condvar (not a weft wait), bounded. */
 static int block_loop(void *arg, void **result)
 {
-    (void)arg, (void)result;
+    (void)result;
+    struct gate *g = arg;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += WAIT_MS / 1000;
-    pthread_mutex_lock(&g_gate_mu);
-    atomic_store(&g_blocked, 1);
+    pthread_mutex_lock(&g->mu);
+    atomic_store(&g->blocked, 1);
     int rc = 0;
-    while (!g_gate_open && rc == 0)
-        rc = pthread_cond_timedwait(&g_gate_cv, &g_gate_mu, &until);
-    bool open = g_gate_open;
-    pthread_mutex_unlock(&g_gate_mu);
+    while (!g->open && rc == 0)
+        rc = pthread_cond_timedwait(&g->cv, &g->mu, &until);
+    bool open = g->open;
+    pthread_mutex_unlock(&g->mu);
     return open ? 0 : UV_ETIMEDOUT;
 }
 
-static void gate_open(void)
+static void gate_open(struct gate *g)
 {
-    pthread_mutex_lock(&g_gate_mu);
-    g_gate_open = true;
-    pthread_cond_broadcast(&g_gate_cv);
-    pthread_mutex_unlock(&g_gate_mu);
+    pthread_mutex_lock(&g->mu);
+    g->open = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
 }
 
 static int ovf_job(void *arg, void **result)
@@ -737,8 +788,8 @@ static int ovf_task(void *arg, void **result)
     (void)arg, (void)result;
     weft_loop_t *to = loop_at(1);
     weft_future_t *blocker = NULL, **fs = calloc(OVF_N, sizeof(*fs));
-    int rc = fs != NULL ? weft_submit_to(to, block_loop, NULL, &blocker) : UV_ENOMEM;
-    rc = keep(rc, task_wait_atomic(&g_blocked, 1));
+    int rc = fs != NULL ? weft_submit_to(to, block_loop, &g_gate, &blocker) : UV_ENOMEM;
+    rc = keep(rc, task_wait_atomic(&g_gate.blocked, 1));
     size_t made = 0;
     while (rc == 0 && made < OVF_N) {
         rc = weft_submit_to(to, ovf_job, (void *)(uintptr_t)made, &fs[made]);
@@ -750,7 +801,7 @@ static int ovf_task(void *arg, void **result)
         rc = weft_call_on(to, call_cb, (void *)i);
     for (int i = 0; rc == 0 && i < 20; i++)
         rc = weft_yield(); /* loop 1 is still blocked */
-    gate_open();
+    gate_open(&g_gate);
     if (blocker != NULL)
         rc = keep(rc, weft_await(blocker, NULL));
     weft_future_unref(blocker);
@@ -770,7 +821,7 @@ Test(runtime, ring_overflow_with_a_stalled_receiver_loses_nothing, .timeout = TE
 {
     weft_runtime_t *rt = start_rt(OPTS(.loops = 2, .ring_size = 8));
     EXPECT_OK(run_on(rt, 0, ovf_task, NULL, NULL, WAIT_MS * 2));
-    gate_open(); /* in case the task failed early */
+    gate_open(&g_gate); /* in case the task failed early */
     cr_expect_eq(stop_rt(rt), 0);
     int missing = 0, twice = 0;
     for (int i = 0; i < OVF_N; i++) {
@@ -925,7 +976,7 @@ static void stop_mid_flight(unsigned n, bool storms_only)
     cr_expect(wait_atomic(&g_sleepers_started, storms_only ? 0 : 3 * (int)n));
     atomic_store(&g_sd_mode, !storms_only);
     uint64_t left = 0;
-    EXPECT_OK(weft_runtime_stop(rt, &left));
+    EXPECT_OK(stop_bounded(rt, &left));
     cr_expect_gt(left, 0);
     for (unsigned i = 0; i < n * kinds; i++) {
         int rc = weft_tsfuture_result(fs[i], NULL);
@@ -952,6 +1003,47 @@ Test(runtime, stop_with_tasks_mid_flight_on_every_loop_2_loops, .timeout = TEST_
 Test(runtime, stop_with_tasks_mid_flight_on_every_loop_4_loops, .timeout = TEST_TIMEOUT_S)
 {
     stop_mid_flight(4, false);
+}
+
+/* Loop 0 stalls with callbacks for loop 1 waiting in its overflow list
+ * (ring of 8) while loop 1 stops: the stop must still return. */
+static struct gate g_gates[2] = {GATE_INIT, GATE_INIT};
+static atomic_int g_stall_ready, g_stall_calls;
+
+static void count_cb(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_stall_calls, 1);
+}
+
+static int stall_task(void *arg, void **result)
+{
+    weft_future_t *f = NULL;
+    int rc = weft_submit_to(loop_at(1), block_loop, &g_gates[1], &f);
+    weft_future_unref(f);
+    rc = keep(rc, task_wait_atomic(&g_gates[1].blocked, 1));
+    for (int i = 0; rc == 0 && i < 100; i++)
+        rc = weft_call_on(loop_at(1), count_cb, NULL);
+    rc = keep(rc, weft_yield()); /* flushed: 8 in the ring, 92 in the overflow list */
+    atomic_store(&g_stall_ready, 1);
+    return keep(rc, block_loop(arg, result));
+}
+
+Test(runtime, stop_returns_with_messages_for_a_stopped_loop, .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 2, .ring_size = 8));
+    weft_tsfuture_t *f = NULL;
+    ASSERT_OK(weft_spawn_threadsafe(weft_runtime_loop(rt, 0), stall_task, &g_gates[0], &f));
+    cr_expect(wait_atomic(&g_stall_ready, 1));
+    gate_open(&g_gates[1]); /* loop 1 runs the 8 callbacks in its ring, then idles */
+    cr_expect(wait_atomic(&g_stall_calls, 8));
+    pthread_t th = stop_begin(rt);
+    sleep_ms(300); /* loop 1 stops meanwhile */
+    gate_open(&g_gates[0]);
+    EXPECT_OK(stop_end(th, NULL));
+    EXPECT_OK(weft_tsfuture_result(f, NULL));
+    weft_tsfuture_unref(f);
+    cr_expect_leq(atomic_load(&g_stall_calls), 100);
 }
 
 /* ---- weft_runtime_run ------------------------------------------------------------ */
