@@ -977,7 +977,8 @@ static void stop_mid_flight(unsigned n, bool storms_only)
     atomic_store(&g_sd_mode, !storms_only);
     uint64_t left = 0;
     EXPECT_OK(stop_bounded(rt, &left));
-    cr_expect_gt(left, 0);
+    if (!storms_only) /* storms may see WEFT_ECLOSED and end before the loops stop */
+        cr_expect_gt(left, 0);
     for (unsigned i = 0; i < n * kinds; i++) {
         int rc = weft_tsfuture_result(fs[i], NULL);
         cr_expect(rc == UV_ECANCELED || rc == WEFT_ECLOSED, "task %u: %s", i, weft_err_name(rc));
