@@ -511,6 +511,14 @@ static void block(struct weft__loop *l)
     weft__inbox_end_sleep(&l->inbox);
 }
 
+/* Nothing left that could ever give the loop work. */
+static bool out_of_work(struct weft__loop *l)
+{
+    return l->timers.live == 0 && l->st.tasks_live == 0 && !uv_loop_alive(&l->uv) &&
+           !weft__inbox_nonempty(&l->inbox) &&
+           (l->ext.pending == NULL || !l->ext.pending(l->ext.arg));
+}
+
 int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
 {
     if (l == NULL || l->magic != WEFT__LOOP_MAGIC)
@@ -542,14 +550,17 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
                 uv_run(&l->uv, UV_RUN_NOWAIT);
             continue;
         }
-        if (l->timers.live == 0 && l->st.tasks_live == 0 && !uv_loop_alive(&l->uv) &&
-            !weft__inbox_nonempty(&l->inbox) &&
-            (l->ext.pending == NULL || !l->ext.pending(l->ext.arg)))
+        if (out_of_work(l))
             break;
         if (l->ext.drain != NULL) { /* publish what this tick sent first */
             l->ext.drain(l->ext.arg);
             if (!weft__list_empty(&l->ready))
                 continue;
+            /* The drain may have taken the last message (the check above
+             * saw it pending): check again, or the loop would sleep with
+             * nothing left that could wake it. */
+            if (out_of_work(l))
+                break;
         }
         block(l);
     }
