@@ -23,42 +23,7 @@
 
 #include <weft/weft.h>
 
-#define SHORT_MS 50 /* a sleep that only ends early if cancelled */
-#define NOT_SET  1  /* no weft call returns 1: "not recorded yet" */
-
-/* A task body; arg and result may go unused. */
-#define TASK_FN(name) \
-    static int name(void *arg __attribute__((unused)), void **result __attribute__((unused)))
-
-/* --- recorded checks -------------------------------------------------------- */
-
-typedef struct miss {
-    int line;
-    const char *expr;
-    long long got, want;
-    bool rc;
-} miss_t;
-
-#define MAX_MISSES 64
-static miss_t g_miss[MAX_MISSES];
-static int g_nmiss;
-
-static void t_check(int line, const char *expr, long long got, long long want, bool rc)
-{
-    if (got == want) {
-        return;
-    }
-    if (g_nmiss < MAX_MISSES) {
-        g_miss[g_nmiss] = (miss_t){line, expr, got, want, rc};
-    }
-    g_nmiss++;
-}
-
-#define T_RC(expr, want) t_check(__LINE__, #expr, (expr), (want), true)
-#define T_OK(expr)       T_RC(expr, 0)
-#define T_EQ(expr, want) t_check(__LINE__, #expr, (long long)(expr), (long long)(want), false)
-#define T_PTR(expr, want) \
-    t_check(__LINE__, #expr, (long long)(intptr_t)(expr), (long long)(intptr_t)(want), false)
+#include "record_harness.h"
 
 static void report_misses(void)
 {
