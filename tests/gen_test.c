@@ -34,18 +34,6 @@
         }                                            \
     } while (0)
 
-static void report_misses(void)
-{
-    for (int i = 0; i < g_nmiss && i < MAX_MISSES; i++) {
-        const miss_t *m = &g_miss[i];
-        cr_expect_fail("line %d: %s is %lld (%s), want %lld (%s)", m->line, m->expr, m->got,
-                       m->rc ? weft_err_name((int)m->got) : "-", m->want,
-                       m->rc ? weft_err_name((int)m->want) : "-");
-    }
-    cr_expect_eq(g_nmiss, 0, "%d check(s) failed inside tasks", g_nmiss);
-    g_nmiss = 0;
-}
-
 /* Run main(arg) as the only top-level task of a fresh (quiet) loop; expect
  * it to finish with 0, no task left, and the loop to close. */
 static void run_main_mode(weft_task_fn main, void *arg, weft_stack_mode_t mode)

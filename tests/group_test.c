@@ -25,18 +25,6 @@
 
 #include "record_harness.h"
 
-static void report_misses(void)
-{
-    for (int i = 0; i < g_nmiss && i < MAX_MISSES; i++) {
-        const miss_t *m = &g_miss[i];
-        cr_expect_fail("line %d: %s is %lld (%s), want %lld (%s)", m->line, m->expr, m->got,
-                       m->rc ? weft_err_name((int)m->got) : "-", m->want,
-                       m->rc ? weft_err_name((int)m->want) : "-");
-    }
-    cr_expect_eq(g_nmiss, 0, "%d check(s) failed inside tasks", g_nmiss);
-    g_nmiss = 0;
-}
-
 /* Run main(arg) as the only top-level task of a fresh (quiet) loop; expect
  * it to finish with 0, no task left, no failure left unretrieved (children's
  * failures count as retrieved), and the loop to close. */

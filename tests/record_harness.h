@@ -1,7 +1,8 @@
 /*
  * tests/record_harness.h - checks that record a mismatch (line, expression,
  * got and want) instead of reporting it at once, for checks inside tasks:
- * the test reports them after its loop stopped. TASK_FN declares a task
+ * the test reports them after its loop stopped (report_misses). Include
+ * after <criterion/criterion.h> and <weft/weft.h>. TASK_FN declares a task
  * body whose arguments may go unused.
  */
 #ifndef WEFT_TESTS_RECORD_HARNESS_H
@@ -46,5 +47,19 @@ static void t_check(int line, const char *expr, long long got, long long want, b
 #define T_EQ(expr, want) t_check(__LINE__, #expr, (long long)(expr), (long long)(want), false)
 #define T_PTR(expr, want) \
     t_check(__LINE__, #expr, (long long)(intptr_t)(expr), (long long)(intptr_t)(want), false)
+
+/* Report every recorded mismatch as a Criterion failure (after the loop
+ * stopped) and reset the record. */
+static void report_misses(void)
+{
+    for (int i = 0; i < g_nmiss && i < MAX_MISSES; i++) {
+        const miss_t *m = &g_miss[i];
+        cr_expect_fail("line %d: %s is %lld (%s), want %lld (%s)", m->line, m->expr, m->got,
+                       m->rc ? weft_err_name((int)m->got) : "-", m->want,
+                       m->rc ? weft_err_name((int)m->want) : "-");
+    }
+    cr_expect_eq(g_nmiss, 0, "%d check(s) failed inside tasks", g_nmiss);
+    g_nmiss = 0;
+}
 
 #endif /* WEFT_TESTS_RECORD_HARNESS_H */
