@@ -674,11 +674,11 @@ typedef struct post_state {
     uint64_t end_ns;
     /* Set before the poster starts, then only read. The poster gets its own
      * cache lines so that the measurement is not slowed by false sharing
-     * with the counters above. poster_done is all_done again, for the poster
-     * to fail it from its thread (a stale future is safe to complete with
-     * the *_threadsafe calls). */
+     * with the counters above. poster_done names all_done for the poster
+     * to fail it from its thread; the poster uses it once either way (fails
+     * the future, or drops the token). */
     _Alignas(64) weft_loop_t *loop;
-    weft_future_t *poster_done;
+    weft_future_token_t poster_done;
     /* Written by the poster thread; read after pthread_join. */
     _Alignas(64) uint64_t start_ns;
     uint64_t posted;
@@ -723,9 +723,12 @@ static void *poster(void *arg)
             st->post_error = rc;
             rc = weft_future_set_error_threadsafe(st->poster_done, rc, "a post failed");
             (void)rc;
-            break;
+            st->posted = seq - 1;
+            return NULL;
         }
     }
+    int rc = weft_future_token_drop(st->poster_done);
+    (void)rc; /* WEFT_ECLOSED cannot happen: the loop waits for us */
     st->posted = seq - 1;
     return NULL;
 }
@@ -740,9 +743,14 @@ static int post_main(void *arg, void **result)
     int rc = weft_future_new(NULL, &st->all_done);
     if (rc != 0)
         return weft_fail(rc, "weft_future_new failed");
-    st->poster_done = st->all_done;
+    if ((rc = weft_future_token(st->all_done, &st->poster_done)) != 0) {
+        weft_future_unref(st->all_done);
+        return weft_fail(rc, "weft_future_token failed");
+    }
     int prc = pthread_create(&thread, NULL, poster, st);
     if (prc != 0) {
+        int drc = weft_future_token_drop(st->poster_done);
+        (void)drc; /* on its own loop: cannot fail */
         weft_future_unref(st->all_done);
         st->all_done = NULL;
         return weft_fail(UV_EAGAIN, "pthread_create failed");

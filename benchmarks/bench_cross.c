@@ -216,14 +216,15 @@ int bench_pingpong_cross(weft_loop_t *loop, double *value)
 
 static struct {
     uint64_t sum, got;
-    weft_future_t *done; /* on loop 0 */
+    weft_future_t *done;     /* on loop 0 */
+    weft_future_token_t tok; /* done, for loop 1 */
 } g_stream;
 
 static void stream_add(void *arg)
 {
     g_stream.sum += (uint64_t)weft_to_int(arg);
     if (++g_stream.got == STREAM_N) {
-        int rc = weft_future_set_result_threadsafe(g_stream.done, NULL);
+        int rc = weft_future_set_result_threadsafe(g_stream.tok, NULL);
         (void)rc;
     }
 }
@@ -236,6 +237,10 @@ static int stream_producer(void *arg, void **result)
     int rc = weft_future_new(NULL, &g_stream.done);
     if (rc != 0)
         return rc;
+    if ((rc = weft_future_token(g_stream.done, &g_stream.tok)) != 0) {
+        weft_future_unref(g_stream.done);
+        return rc;
+    }
     uint64_t t0 = bench_now_ns();
     for (intptr_t i = 0; i < STREAM_N; i++) {
         while ((rc = weft_call_on_try(other, stream_add, weft_int(i))) == UV_EAGAIN) {
@@ -389,7 +394,8 @@ typedef struct shard_state {
     unsigned seen[64];           /* [j]: senders finished, seen by loop j */
     unsigned done_loops;         /* atomic: loops that saw every sender */
     unsigned n;
-    weft_future_t *all_done; /* on loop 0 */
+    weft_future_t *all_done;     /* on loop 0 */
+    weft_future_token_t all_tok; /* all_done, for the last loop to finish */
 } shard_state_t;
 
 static shard_state_t *g_shard;
@@ -407,7 +413,7 @@ static void shard_sender_done(void *arg)
     if (++g_shard->seen[weft_loop_index()] < g_shard->n)
         return;
     if (__atomic_add_fetch(&g_shard->done_loops, 1, __ATOMIC_ACQ_REL) == g_shard->n) {
-        int rc = weft_future_set_result_threadsafe(g_shard->all_done, NULL);
+        int rc = weft_future_set_result_threadsafe(g_shard->all_tok, NULL);
         (void)rc;
     }
 }
@@ -439,6 +445,10 @@ static int shard_main(void *arg, void **result)
     int rc = weft_future_new(NULL, &g_shard->all_done);
     if (rc != 0)
         return rc;
+    if ((rc = weft_future_token(g_shard->all_done, &g_shard->all_tok)) != 0) {
+        weft_future_unref(g_shard->all_done);
+        return rc;
+    }
     uint64_t t0 = bench_now_ns();
     int errs[64];
     rc = weft_submit_to_all(shard_worker, NULL, NULL, errs);

@@ -7,14 +7,21 @@
  * ready queue (never runs anything inline). A scheduled done callback holds
  * a reference on the future until it has run.
  *
- * Messages from other threads name a future by pointer and generation. The
- * generation is bumped (atomically: other threads read it) each time the
- * future is recycled, so a completion that arrives after the future was
- * released is recognised and dropped; the memory itself stays a future of
- * this loop until the loop closes.
+ * Messages from other threads name a future by a token (future.h): the
+ * pointer, the generation read on this loop's thread when the token was
+ * made, and one reference taken then. The reference keeps the slot from
+ * being recycled while the token is out, so a completion can never land on
+ * an unrelated future that reused the slot (the free lists are LIFO: a
+ * released slot is reused at once). The message carries the reference and
+ * the owner releases it when it applies the message. The generation check
+ * stays as a second line of defence against a token used twice: it is
+ * bumped (atomically: other threads may read it) each time the future is
+ * recycled, and a message whose generation no longer matches is dropped and
+ * counted (stats.tokens_stale).
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <weft/future.h>
 #include <weft/task.h>
 
@@ -172,6 +179,8 @@ int weft_future_set_result(weft_future_t *f, void *result)
         return UV_EINVAL;
     if (wrong_thread(f->loop))
         return WEFT_EWRONGLOOP;
+    if (f->is_task)
+        return UV_EPERM; /* finish() completes it when the body returns */
     return weft__future_complete(f, WEFT__F_DONE, result, 0, NULL);
 }
 
@@ -181,6 +190,8 @@ int weft_future_set_error(weft_future_t *f, int code, const char *message)
         return UV_EINVAL;
     if (wrong_thread(f->loop))
         return WEFT_EWRONGLOOP;
+    if (f->is_task)
+        return UV_EPERM;
     if (f->state != WEFT__F_PENDING)
         return UV_EINVAL;
     uint8_t st = code == UV_ECANCELED ? WEFT__F_CANCELLED : WEFT__F_FAILED;
@@ -309,92 +320,252 @@ void weft__hook_remove(struct weft__handle *h)
 
 /* ---- from other threads --------------------------------------------------- */
 
-/* b = generation | state << 32; c = result or owned message; d = code. */
-static void apply_threadsafe(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
+int weft_future_token(weft_future_t *f, weft_future_token_t *out)
+{
+    if (out != NULL)
+        *out = (weft_future_token_t){0};
+    if (f == NULL || out == NULL)
+        return UV_EINVAL;
+    if (wrong_thread(f->loop))
+        return WEFT_EWRONGLOOP;
+    f->refs++; /* carried by the token, released where it is used */
+    f->loop->tokens_live++;
+    out->weft__f = f;
+    out->weft__gen = f->gen;
+    return 0;
+}
+
+void weft__token_release(struct weft_future *f)
+{
+    f->loop->tokens_live--;
+    weft_future_unref(f);
+}
+
+bool weft__token_valid(struct weft_future *f, uint32_t gen)
+{
+    if (gen_of(f) == gen && f->refs > 0)
+        return true;
+    f->loop->st.tokens_stale++; /* a token used twice: nothing to release */
+    return false;
+}
+
+/* What a token message does: one of the WEFT__F_* outcomes, or drop. */
+#define OP_DROP 0xffu
+
+/* b = generation | op << 32; c = result or owned message; d = code. */
+static void apply_token(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
 {
     (void)ctx;
     struct weft_future *f = (struct weft_future *)a;
-    uint8_t state = (uint8_t)(b >> 32);
-    char *msg = state == WEFT__F_FAILED ? (char *)c : NULL;
-    if (gen_of(f) != (uint32_t)b || f->state != WEFT__F_PENDING) {
-        weft__free(msg); /* released or already done: ignore */
+    unsigned op = (unsigned)(b >> 32);
+    char *msg = op == WEFT__F_FAILED ? (char *)c : NULL;
+    if (!weft__token_valid(f, (uint32_t)b)) {
+        weft__free(msg);
         return;
     }
-    if (state == WEFT__F_CANCELLED && f->is_task) {
+    if (op == OP_DROP || f->state != WEFT__F_PENDING) {
+        weft__free(msg); /* nothing to do, or already done: ignored */
+    } else if (op == WEFT__F_CANCELLED && f->is_task) {
         weft_task_cancel((weft_task_t *)f);
-        return;
+    } else {
+        weft__future_complete(f, (uint8_t)op, op == WEFT__F_DONE ? (void *)c : NULL,
+                              (int)(intptr_t)d, msg);
     }
-    weft__future_complete(f, state, state == WEFT__F_DONE ? (void *)c : NULL, (int)(intptr_t)d,
-                          msg);
+    weft__token_release(f);
 }
 
-static int post_completion(weft_future_t *f, uint8_t state, uintptr_t c, int code)
+static int post_token(weft_future_token_t tok, unsigned op, uintptr_t c, int code)
 {
-    struct weft__loop *l = f->loop;
-    uintptr_t b = (uintptr_t)gen_of(f) | ((uintptr_t)state << 32);
-    return weft__post(l, apply_threadsafe, (uintptr_t)f, b, c, (uintptr_t)(intptr_t)code);
+    struct weft_future *f = tok.weft__f;
+    uintptr_t b = (uintptr_t)tok.weft__gen | ((uintptr_t)op << 32);
+    return weft__post(f->loop, apply_token, (uintptr_t)f, b, c, (uintptr_t)(intptr_t)code);
 }
 
-int weft_future_set_result_threadsafe(weft_future_t *f, void *result)
+int weft_future_set_result_threadsafe(weft_future_token_t tok, void *result)
 {
-    if (f == NULL)
+    if (tok.weft__f == NULL)
         return UV_EINVAL;
-    return post_completion(f, WEFT__F_DONE, (uintptr_t)result, 0);
+    if (tok.weft__f->is_task) /* fixed per slot: task slots are never futures */
+        return UV_EPERM;
+    return post_token(tok, WEFT__F_DONE, (uintptr_t)result, 0);
 }
 
-int weft_future_set_error_threadsafe(weft_future_t *f, int code, const char *message)
+int weft_future_set_error_threadsafe(weft_future_token_t tok, int code, const char *message)
 {
-    if (f == NULL || code >= 0)
+    if (tok.weft__f == NULL || code >= 0)
         return UV_EINVAL;
-    uint8_t st = code == UV_ECANCELED ? WEFT__F_CANCELLED : WEFT__F_FAILED;
+    if (tok.weft__f->is_task)
+        return UV_EPERM;
+    unsigned op = code == UV_ECANCELED ? WEFT__F_CANCELLED : WEFT__F_FAILED;
     char *msg = NULL;
-    if (st == WEFT__F_FAILED && message != NULL && (msg = weft__strdup(message)) == NULL)
+    if (op == WEFT__F_FAILED && message != NULL && (msg = weft__strdup(message)) == NULL)
         return UV_ENOMEM;
-    int rc = post_completion(f, st, (uintptr_t)msg, code);
+    int rc = post_token(tok, op, (uintptr_t)msg, code);
     if (rc != 0)
         weft__free(msg);
     return rc;
 }
 
-int weft_future_cancel_threadsafe(weft_future_t *f)
+int weft_future_cancel_threadsafe(weft_future_token_t tok)
 {
-    if (f == NULL)
+    if (tok.weft__f == NULL)
         return UV_EINVAL;
-    return post_completion(f, WEFT__F_CANCELLED, 0, UV_ECANCELED);
+    return post_token(tok, WEFT__F_CANCELLED, 0, UV_ECANCELED);
 }
 
-/* Owner side of a cross-loop await (see task.c): a = future, b = generation |
- * wait_seq << 32, c = waiting task, d = its loop. */
+int weft_future_token_drop(weft_future_token_t tok)
+{
+    if (tok.weft__f == NULL)
+        return UV_EINVAL;
+    struct weft_future *f = tok.weft__f;
+    if (weft__tls_loop == f->loop) { /* on the owner: release it here */
+        if (weft__token_valid(f, tok.weft__gen))
+            weft__token_release(f);
+        return 0;
+    }
+    return post_token(tok, OP_DROP, 0, 0);
+}
+
+/* ---- cross-loop awaits: the owner's side ----------------------------------- */
+
+/* Every REMOTE_AWAIT gets exactly one reply - the outcome, a refusal, or the
+ * acknowledgement of a withdraw - because the waiter's loop counts its
+ * outstanding requests (remote_out) and may not close before they are all
+ * answered: the reply is what tells it that this loop holds no pointer to it
+ * any more. So a reply must not be lost to a short allocation: it is retried
+ * (the pool's delivery does the same). WEFT_ECLOSED cannot happen while the
+ * waiter counts the request; it is tolerated for loops torn down regardless. */
+void weft__remote_reply(struct weft__loop *rl, uintptr_t task, uint32_t seq, int err, void *res)
+{
+    for (;;) {
+        int rc = weft__post(rl, weft__task_remote_wake, task, seq, (uintptr_t)(intptr_t)err,
+                            (uintptr_t)res);
+        if (rc != UV_ENOMEM) {
+            WEFT_ASSERT(rc == 0 || rc == WEFT_ECLOSED);
+            return;
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* a = future, b = token generation | wait_seq << 32, c = waiting task, d = its
+ * loop. The message carries the waiter's token (its reference on f): a record
+ * keeps it until the wake-up is posted; every other path releases it. */
 void weft__future_remote_await(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
 {
     struct weft__loop *l = ctx;
     struct weft_future *f = (struct weft_future *)a;
     uint32_t seq = (uint32_t)(b >> 32);
     struct weft__loop *rl = (struct weft__loop *)d;
+    if (!weft__token_valid(f, (uint32_t)b)) {
+        weft__remote_reply(rl, c, seq, UV_EINVAL, NULL);
+        return;
+    }
     int err;
     void *res = NULL;
-    if (gen_of(f) != (uint32_t)b) {
-        err = UV_EINVAL; /* released while the request was in flight */
-    } else if (f->state != WEFT__F_PENDING) {
+    if (f->state != WEFT__F_PENDING) {
+        /* Done before the request came: the token kept f (and its outcome)
+         * alive even if its owner released it meanwhile. */
         err = f->err;
-        res = f->result;
+        res = f->state == WEFT__F_DONE ? f->result : NULL;
         f->retrieved = true; /* the waiter on the other loop gets the code */
     } else {
         struct weft__handle *h = weft__handle_get(l);
         if (h != NULL) {
             h->what = WEFT__H_REMOTE_WAKE;
-            h->fut = f;
-            f->refs++; /* released when the wake-up has been posted */
+            h->fut = f; /* the token's reference moves to the record */
+            l->tokens_live--;
             h->rloop = rl;
             h->rtask = (struct weft_task *)c;
             h->rseq = seq;
             h->state = WEFT__HS_WAITING;
             weft__future_add_waiter(f, &h->rn);
+            weft__list_push_back(&l->remote_records, &h->rlink);
             return;
         }
         err = UV_ENOMEM;
     }
-    int rc =
-        weft__post(rl, weft__task_remote_wake, c, seq, (uintptr_t)(intptr_t)err, (uintptr_t)res);
-    WEFT_ASSERT(rc == 0 || rc == WEFT_ECLOSED);
+    weft__remote_reply(rl, c, seq, err, res);
+    weft__token_release(f);
+}
+
+/* The record's future completed (weft__handle_run): post the outcome. */
+void weft__remote_record_fire(struct weft__loop *l, struct weft__handle *h)
+{
+    (void)l;
+    struct weft_future *f = h->fut;
+    weft__list_remove(&h->rlink);
+    f->retrieved = true; /* the waiter on the other loop gets the code */
+    weft__remote_reply(h->rloop, (uintptr_t)h->rtask, h->rseq, f->err,
+                       f->state == WEFT__F_DONE ? f->result : NULL);
+    weft_future_unref(f);
+}
+
+/* Drop a waiting record (its waiter withdrew, or this loop closes): the
+ * reply says `err`. */
+static void record_end(struct weft__loop *l, struct weft__handle *h, int err)
+{
+    struct weft_future *f = h->fut;
+    weft__list_remove(&h->rn.link); /* from f's waiters */
+    weft__list_remove(&h->rlink);
+    weft__remote_reply(h->rloop, (uintptr_t)h->rtask, h->rseq, err, NULL);
+    weft__handle_put(l, h);
+    weft_future_unref(f);
+}
+
+static void cancel_pending_future(struct weft_future *f)
+{
+    if (f->state != WEFT__F_PENDING)
+        return;
+    if (f->is_task)
+        weft_task_cancel((weft_task_t *)f);
+    else
+        weft__future_complete(f, WEFT__F_CANCELLED, NULL, UV_ECANCELED, NULL);
+}
+
+/* The waiter stopped waiting before its reply came (timeout, cancel, a scope
+ * deadline): a = future, b = generation | wait_seq << 32, c = task, d = 1 to
+ * cancel the future too (a cancel or a scope deadline, as for a local await).
+ * It comes after the REMOTE_AWAIT from the same loop (the inbox keeps each
+ * producer's order), so if the record is not on f's waiters any more its
+ * reply has been posted already and there is nothing to acknowledge. */
+void weft__future_remote_withdraw(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
+{
+    struct weft__loop *l = ctx;
+    struct weft_future *f = (struct weft_future *)a;
+    uint32_t seq = (uint32_t)(b >> 32);
+    if (__atomic_load_n(&f->gen, __ATOMIC_RELAXED) != (uint32_t)b)
+        return; /* recycled: its record (which holds a reference) is long gone */
+    struct weft__list *it;
+    for (it = f->waiters.next; it != &f->waiters; it = it->next) {
+        struct weft__rnode *rn = WEFT_CONTAINER_OF(it, struct weft__rnode, link);
+        if (rn->kind != WEFT__RN_HANDLE)
+            continue;
+        struct weft__handle *h = WEFT_CONTAINER_OF(rn, struct weft__handle, rn);
+        if (h->what == WEFT__H_REMOTE_WAKE && h->rtask == (struct weft_task *)c && h->rseq == seq)
+            break;
+    }
+    if (it == &f->waiters) {
+        if (d)
+            cancel_pending_future(f); /* f is referenced elsewhere: gen matched */
+        return;
+    }
+    struct weft__handle *h = WEFT_CONTAINER_OF(it, struct weft__handle, rn.link);
+    weft_future_ref(f); /* keep f while it is cancelled below */
+    record_end(l, h, UV_ECANCELED);
+    if (d)
+        cancel_pending_future(f);
+    weft_future_unref(f);
+}
+
+/* weft_loop_close: the futures that other loops' tasks still wait for will
+ * never complete now; their waiters get WEFT_ECLOSED. */
+void weft__remote_records_close(struct weft__loop *l)
+{
+    while (!weft__list_empty(&l->remote_records)) {
+        struct weft__handle *h =
+            WEFT_CONTAINER_OF(l->remote_records.next, struct weft__handle, rlink);
+        record_end(l, h, WEFT_ECLOSED);
+    }
 }

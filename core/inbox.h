@@ -20,13 +20,14 @@
  * there until the consumer has taken the list, so each producer's messages stay in order.
  *
  * Wake-up protocol ("wake only the sleeping"): the consumer announces sleep
- * by storing sleeping = 1 (seq_cst) and then re-reading the ring tail and the
- * overflow flag (seq_cst) - the only place the consumer reads the tail; a producer, after its
- * seq_cst CAS on the tail (or its seq_cst store of the overflow flag), loads sleeping (seq_cst). In
- * the single total order of seq_cst operations either the consumer's re-read sees the producer's
- * message, or the producer's load sees sleeping = 1 and the producer wakes it (the one whose CAS
- * takes sleeping 1 -> 0 writes the eventfd through uv_async_send). tests/threadsafe_test stresses
- * this.
+ * by an exchange sleeping = 1 (seq_cst; every write of the flag is an RMW,
+ * which the runtime's mesh relies on, see weft__loop_wake_if_sleeping) and then re-reading the ring
+ * tail and the overflow flag (seq_cst) - the only place the consumer reads the tail; a producer,
+ * after its seq_cst CAS on the tail (or its seq_cst store of the overflow flag), loads sleeping
+ * (seq_cst). In the single total order of seq_cst operations either the consumer's re-read sees the
+ * producer's message, or the producer's load sees sleeping = 1 and the producer wakes it (the one
+ * whose CAS takes sleeping 1 -> 0 writes the eventfd through uv_async_send). tests/threadsafe_test
+ * stresses this.
  */
 #ifndef WEFT_CORE_INBOX_H
 #define WEFT_CORE_INBOX_H
@@ -61,6 +62,10 @@ struct weft__inbox {
      * published head (refreshed only when the ring looks full). */
     _Alignas(64) uint64_t tail;
     uint64_t head_cache;
+    /* Posts in progress (weft__post in loop.c): weft_loop_close waits for 0
+     * after shutting `closed`, so no post touches a loop after its close.
+     * On the tail's line, which every post writes anyway. */
+    uint64_t posters;
     /* Consumer: how far it has consumed, published every PUBLISH_EVERY
      * messages and at the end of each drain. */
     _Alignas(64) uint64_t head_pub;
@@ -72,7 +77,7 @@ struct weft__inbox {
     /* Rarely written: the sleep announcement and the overflow flag. */
     _Alignas(64) int sleeping; /* consumer announced it will block */
     int overflowing;           /* overflow list is non-empty */
-    int closed;
+    int closed;                /* the door is shut (weft_loop_close): posts return WEFT_ECLOSED */
     /* Overflow list, under the mutex. */
     _Alignas(64) pthread_mutex_t lock;
     struct weft__inbox_node *ov_head, *ov_tail;

@@ -15,6 +15,7 @@
  * pointer held by another thread always points at memory of the same type.
  */
 #include <inttypes.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <weft/future.h>
@@ -22,15 +23,14 @@
 
 #include "alloc.h"
 #include "loop_int.h"
+#include "testhooks.h"
 
 #if defined(__SANITIZE_THREAD__)
 #include <sanitizer/tsan_interface.h>
 #endif
 
 __thread struct weft__loop *weft__tls_loop;
-#if defined(__SANITIZE_THREAD__)
-int weft__fence_dummy;
-#endif
+void (*weft__test_post_hook)(void);
 
 void weft__assert_fail(const char *what, const char *file, int line)
 {
@@ -179,6 +179,7 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
     weft__list_init(&l->free_handles);
     weft__list_init(&l->free_gens);
     weft__list_init(&l->free_waiters);
+    weft__list_init(&l->remote_records);
     weft__heap_init(&l->timers);
     l->next_task_id = 1;
     l->magic = WEFT__LOOP_MAGIC;
@@ -203,9 +204,32 @@ int weft_loop_close(weft_loop_t *loop)
     if (l->closed)
         return WEFT_ECLOSED;
     if (l->running || l->st.tasks_live > 0 || !weft__list_empty(&l->ready) || l->timers.live > 0 ||
-        weft__inbox_nonempty(&l->inbox) || uv_loop_alive(&l->uv))
+        weft__inbox_nonempty(&l->inbox) || uv_loop_alive(&l->uv) || l->remote_out > 0)
         return UV_EBUSY;
-    __atomic_store_n(&l->inbox.closed, 1, __ATOMIC_RELEASE);
+    /* Other loops' tasks waiting for futures of this loop get WEFT_ECLOSED:
+     * nothing here will complete them now. */
+    weft__remote_records_close(l);
+    /* The gate (two phases). First shut the door: from the seq_cst store on,
+     * every new post sees `closed` and returns WEFT_ECLOSED (weft__post
+     * announces itself in `posters` before it looks: Dekker's pattern, so
+     * either it sees closed or we see it in posters). Then wait for the posts
+     * already through the door to finish - their message published and their
+     * eventfd write done - so none of them touches this loop after close
+     * returns and the caller frees it. A message that got in is delivered:
+     * the loop is busy, the door stays shut, and the caller runs the loop
+     * again before the next close (weft_run does). */
+    __atomic_store_n(&l->inbox.closed, 1, __ATOMIC_SEQ_CST);
+    for (unsigned spins = 0; __atomic_load_n(&l->inbox.posters, __ATOMIC_SEQ_CST) != 0; spins++) {
+        if (spins > 64)
+            sched_yield(); /* a poster was preempted in the window */
+    }
+    if (weft__inbox_nonempty(&l->inbox))
+        return UV_EBUSY;
+    if (l->tokens_live > 0 && !l->quiet)
+        fprintf(stderr,
+                "weft: loop %p closes with %" PRIu64
+                " future token(s) never used (their futures leak until now)\n",
+                (void *)l, l->tokens_live);
     uv_close((uv_handle_t *)&l->async, NULL);
     uv_close((uv_handle_t *)&l->uv_timer, NULL);
     uv_run(&l->uv, UV_RUN_DEFAULT);
@@ -317,8 +341,13 @@ void weft__loop_set_ext(struct weft__loop *l, void (*drain)(void *), bool (*pend
 
 void weft__loop_wake_if_sleeping(struct weft__loop *l)
 {
-    WEFT__FENCE_SEQ_CST();
-    if (!__atomic_load_n(&l->inbox.sleeping, __ATOMIC_RELAXED))
+    /* A read-modify-write of the flag itself, not a fence and a load: every
+     * write of `sleeping` is an RMW (inbox.c), so if this RMW comes first in
+     * the flag's modification order, the consumer's announcement (an RMW
+     * too) reads from its release sequence and sees our message; if the
+     * announcement comes first, we read 1. TSan models RMWs, so it checks
+     * this protocol as it runs in production. */
+    if (!__atomic_fetch_add(&l->inbox.sleeping, 0, __ATOMIC_SEQ_CST))
         return;
     int one = 1;
     if (__atomic_compare_exchange_n(&l->inbox.sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
@@ -329,11 +358,25 @@ void weft__loop_wake_if_sleeping(struct weft__loop *l)
 int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
                uintptr_t d)
 {
-    bool wake;
-    bool spin_ok = weft__tls_loop != l && !__atomic_load_n(&l->inbox.sleeping, __ATOMIC_RELAXED);
-    int rc = weft__inbox_post(&l->inbox, fn, a, b, c, d, spin_ok, &wake);
-    if (rc == 0 && wake)
-        uv_async_send(&l->async);
+    /* Announce the post before looking at the door (see weft_loop_close):
+     * seq_cst, paired with close's store of `closed` and load of posters. */
+    __atomic_fetch_add(&l->inbox.posters, 1, __ATOMIC_SEQ_CST);
+    int rc;
+    if (__atomic_load_n(&l->inbox.closed, __ATOMIC_SEQ_CST)) {
+        rc = WEFT_ECLOSED;
+    } else {
+        bool wake;
+        bool spin_ok =
+            weft__tls_loop != l && !__atomic_load_n(&l->inbox.sleeping, __ATOMIC_RELAXED);
+        rc = weft__inbox_post(&l->inbox, fn, a, b, c, d, spin_ok, &wake);
+        if (__builtin_expect(weft__test_post_hook != NULL, 0))
+            weft__test_post_hook(); /* tests: widen the publish-to-wake window */
+        if (rc == 0 && wake)
+            uv_async_send(&l->async);
+    }
+    /* release: everything this post did to the loop happens before the load
+     * in weft_loop_close that sees posters back at 0. */
+    __atomic_fetch_sub(&l->inbox.posters, 1, __ATOMIC_RELEASE);
     return rc;
 }
 
@@ -373,16 +416,9 @@ void weft__handle_run(struct weft__loop *l, struct weft__handle *h)
         h->u.ffn(h->fut, h->arg);
         weft_future_unref(h->fut);
         break;
-    case WEFT__H_REMOTE_WAKE: {
-        struct weft_future *f = h->fut;
-        f->retrieved = true; /* the waiter on the other loop gets the code */
-        /* Wake-up message: a = task, b = wait_seq, c = code, d = result. */
-        int rc = weft__post(h->rloop, weft__task_remote_wake, (uintptr_t)h->rtask, h->rseq,
-                            (uintptr_t)(intptr_t)f->err, (uintptr_t)f->result);
-        WEFT_ASSERT(rc == 0 || rc == WEFT_ECLOSED);
-        weft_future_unref(f);
+    case WEFT__H_REMOTE_WAKE:
+        weft__remote_record_fire(l, h);
         break;
-    }
     default:
         WEFT_ASSERT(!"bad handle");
     }
@@ -486,7 +522,8 @@ static void block(struct weft__loop *l)
     if (!weft__inbox_prepare_sleep(&l->inbox))
         return;
     if (l->ext.pending != NULL) {
-        WEFT__FENCE_SEQ_CST(); /* see weft__loop_wake_if_sleeping */
+        /* The announcement above was an RMW of `sleeping`: see
+         * weft__loop_wake_if_sleeping for why no fence is needed here. */
         if (l->ext.pending(l->ext.arg)) {
             weft__inbox_end_sleep(&l->inbox);
             return;
@@ -514,8 +551,8 @@ static void block(struct weft__loop *l)
 /* Nothing left that could ever give the loop work. */
 static bool out_of_work(struct weft__loop *l)
 {
-    return l->timers.live == 0 && l->st.tasks_live == 0 && !uv_loop_alive(&l->uv) &&
-           !weft__inbox_nonempty(&l->inbox) &&
+    return l->timers.live == 0 && l->st.tasks_live == 0 && l->remote_out == 0 &&
+           !uv_loop_alive(&l->uv) && !weft__inbox_nonempty(&l->inbox) &&
            (l->ext.pending == NULL || !l->ext.pending(l->ext.arg));
 }
 
@@ -528,8 +565,7 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
     if (l->running || weft__tls_loop != NULL)
         return WEFT_EREENTRANT;
     l->running = true;
-    l->stopping = false;
-    weft__tls_loop = l;
+    weft__tls_loop = l; /* a stop before the run is kept: one tick, then out */
 #if defined(__SANITIZE_THREAD__)
     l->sched_tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -566,6 +602,7 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
     }
     weft__tls_loop = NULL;
     l->running = false;
+    l->stopping = false; /* the stop is consumed by the run it ended */
     return 0;
 }
 
@@ -593,6 +630,8 @@ void weft_loop_stats(const weft_loop_t *loop, weft_loop_stats_t *out)
         return;
     *out = l->st;
     out->inbox_overflows = __atomic_load_n(&l->inbox.overflows, __ATOMIC_RELAXED);
+    out->tokens_live = l->tokens_live;
+    out->remote_waits = l->remote_out;
     for (unsigned i = 0; i < l->npools; i++) {
         out->stacks_in_use += l->pools[i].in_use;
         out->stacks_pooled += l->pools[i].pooled;

@@ -99,7 +99,9 @@ struct weft__handle {
     } u;
     void *arg;
     weft_future_t *fut; /* FUTURE_CB / REMOTE_WAKE: the future (referenced) */
-    /* REMOTE_WAKE: who waits, on which loop */
+    /* REMOTE_WAKE: who waits, on which loop; rlink is in the loop's
+     * remote_records while the record waits (closing fails them) */
+    struct weft__list rlink;
     struct weft__loop *rloop;
     struct weft_task *rtask;
     uint32_t rseq;
@@ -125,7 +127,8 @@ struct weft_future {
     bool retrieved; /* someone read the outcome (warnings) */
 };
 
-/* 64-byte aligned and 184 bytes of fields: exactly three cache lines. */
+/* 64-byte aligned, 192 bytes of fields: exactly three cache lines, none
+ * spare. */
 struct weft_task {
     _Alignas(64) struct weft_future fut; /* a task is a future (first member) */
     struct weft__rnode rn;               /* ready queue or a future's waiter list */
@@ -214,6 +217,15 @@ struct weft__loop {
 
     struct weft__heap timers;
     uint64_t next_task_id;
+    /* Crossing loops (future.c, task.c). tokens_live: tokens of this loop's
+     * futures not yet used. remote_out: this loop's requests to other loops
+     * (REMOTE_AWAIT) not yet answered - each is answered exactly once, and
+     * until then the other loop may post to this one, so this loop neither
+     * runs out of work nor closes. remote_records: REMOTE_WAKE handles of
+     * other loops' waiters, failed with WEFT_ECLOSED when this loop closes. */
+    uint64_t tokens_live;
+    uint64_t remote_out;
+    struct weft__list remote_records;
     struct weft__chunk *task_chunks; /* tasks, walked by dump and weft_run */
 
     uv_loop_t uv;
@@ -246,17 +258,6 @@ static inline weft_loop_t *weft__pub(struct weft__loop *l)
 }
 
 extern __thread struct weft__loop *weft__tls_loop;
-
-/* A full (seq_cst) fence. gcc refuses __atomic_thread_fence under
- * -fsanitize=thread, so TSan builds use a seq_cst read-modify-write of a
- * dummy instead (a locked instruction: a full barrier on x86 and aarch64's
- * LSE; TSan does not model fences either way). */
-#if defined(__SANITIZE_THREAD__)
-extern int weft__fence_dummy;
-#define WEFT__FENCE_SEQ_CST() ((void)__atomic_fetch_add(&weft__fence_dummy, 0, __ATOMIC_SEQ_CST))
-#else
-#define WEFT__FENCE_SEQ_CST() __atomic_thread_fence(__ATOMIC_SEQ_CST)
-#endif
 
 /* Small hot helpers, inline so that every file's fast path has them. */
 static inline void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn)
@@ -459,5 +460,13 @@ static inline int weft__future_outcome(struct weft_future *f, void **result)
 void weft__future_add_waiter(struct weft_future *f, struct weft__rnode *rn);
 void weft__handle_run(struct weft__loop *l, struct weft__handle *h);
 void weft__future_remote_await(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d);
+void weft__future_remote_withdraw(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d);
+void weft__remote_record_fire(struct weft__loop *l, struct weft__handle *h);
+void weft__remote_records_close(struct weft__loop *l);
+void weft__remote_reply(struct weft__loop *rl, uintptr_t task, uint32_t seq, int err, void *res);
+/* Tokens (future.h): is this token's reference still there (counts a stale
+ * one), and give it back (owner loop). */
+bool weft__token_valid(struct weft_future *f, uint32_t gen);
+void weft__token_release(struct weft_future *f);
 
 #endif /* WEFT_CORE_LOOP_INT_H */

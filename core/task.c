@@ -414,11 +414,15 @@ void weft__task_timer_fired(struct weft__loop *l, struct weft__timer *tm)
  * d = result. Stale wake-ups (the task stopped waiting) are ignored. */
 void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
 {
-    (void)ctx;
+    struct weft__loop *l = ctx;
     struct weft_task *t = (struct weft_task *)a;
+    /* Every request is answered exactly once (future.c): this one is. */
+    WEFT_ASSERT(l->remote_out > 0);
+    l->remote_out--;
     if (!t->remote_wait || t->wait_seq != (uint32_t)b || t->state != WEFT_TASK_SUSPENDED ||
         t->queued)
         return;                    /* stale, or already woken by its timeout or a cancel */
+    t->remote_wait = false;        /* answered: nothing to withdraw */
     t->fut.err = (int)(intptr_t)c; /* parked: t itself is pending */
     t->fut.result = (void *)d;
     weft__task_wake(t, 0);
@@ -541,8 +545,11 @@ int weft__task_interrupt(struct weft_task *t, int code)
     }
     struct weft_future *f = t->awaiting;
     if (f != NULL && t->remote_wait) {
-        if (weft_future_cancel_threadsafe(f) != 0) { /* best effort: f may be gone */
-        }
+        /* The owner is told when t runs again (await_remote's withdraw),
+         * with the generation of t's token - never a generation read now,
+         * which may be a new occupant's of a recycled slot. */
+        if (timeout)
+            t->timed_out = true;
         weft__task_wake(t, code);
         return 0;
     }
@@ -809,26 +816,43 @@ static bool can_inline(struct weft_task *t, struct weft_future *f)
     return sp > t->stk->lo && room >= (size_t)c->stack_size + STACK_MARGIN;
 }
 
+/* Wait for f of another loop; the token's reference travels with the
+ * request and stays with the owner. Every request is answered exactly once
+ * (see future.c): remote_out counts the answers this loop still expects. */
 static int await_remote(struct weft__loop *l, struct weft_task *t, struct weft_future *f,
-                        void **result)
+                        uint32_t gen, bool *sent, void **result)
 {
     t->remote_wait = true;
     t->awaiting = f;
     uint32_t seq = ++t->wait_seq;
-    uintptr_t b = (uintptr_t)__atomic_load_n(&f->gen, __ATOMIC_RELAXED) | ((uintptr_t)seq << 32);
+    uintptr_t b = (uintptr_t)gen | ((uintptr_t)seq << 32);
+    l->remote_out++;
     int rc =
         weft__post(f->loop, weft__future_remote_await, (uintptr_t)f, b, (uintptr_t)t, (uintptr_t)l);
+    *sent = rc == 0 || rc == WEFT_ECLOSED; /* a closed loop needs no reference back */
     if (rc != 0) {
+        l->remote_out--;
         t->remote_wait = false;
         t->awaiting = NULL;
         weft__timer_disarm(l, &t->tm);
         return rc;
     }
     /* Woken by the owner's reply, by our timeout timer (UV_ETIMEDOUT), or by
-     * cancellation. A reply that arrives after a timeout or a cancel finds
-     * remote_wait cleared or a newer wait_seq and is dropped. */
+     * cancellation or a scope deadline (weft__task_interrupt). A reply that
+     * arrives after that finds remote_wait cleared or a newer wait_seq and
+     * is dropped. */
     rc = suspend(l, t);
-    t->remote_wait = false;
+    if (t->remote_wait) {
+        /* Woken before the reply: take the request back, and cancel f too
+         * when a cancel or a scope deadline ended the wait (as a local await
+         * does; our own timeout leaves f alone). The owner answers the
+         * withdraw - or has answered the request already. */
+        uintptr_t cancel = rc == UV_ECANCELED || t->timed_out;
+        int wrc = weft__post(f->loop, weft__future_remote_withdraw, (uintptr_t)f, b, (uintptr_t)t,
+                             cancel);
+        (void)wrc; /* WEFT_ECLOSED: its close answered every request (ECLOSED) */
+        t->remote_wait = false;
+    }
     t->awaiting = NULL;
     int err = t->fut.err;
     void *res = t->fut.result;
@@ -841,7 +865,11 @@ static int await_remote(struct weft__loop *l, struct weft_task *t, struct weft_f
     return err;
 }
 
-static int await_common(struct weft_future *f, int64_t timeout_ms, void **result)
+/* timeout_ms < 0: none. tok != NULL: f comes from a token of another loop
+ * and *sent says whether its reference went with a request (else f must be
+ * on the caller's loop). */
+static int await_common(struct weft_future *f, const weft_future_token_t *tok, bool *sent,
+                        int64_t timeout_ms, void **result)
 {
     struct weft__loop *l;
     struct weft_task *t = running_task(&l);
@@ -853,8 +881,14 @@ static int await_common(struct weft_future *f, int64_t timeout_ms, void **result
         return UV_EINVAL;
     if (f == &t->fut)
         return WEFT_EDEADLK;
-    if (f->loop == l && f->state != WEFT__F_PENDING)
+    if (f->loop != l) {
+        /* A pointer to another loop's future says nothing about what is in
+         * that slot by now: only a token (taken on its loop) names it. */
+        if (tok == NULL)
+            return WEFT_EWRONGLOOP;
+    } else if (f->state != WEFT__F_PENDING) {
         return weft__future_outcome(f, result);
+    }
     int rc = weft__pre_suspend(t);
     if (rc != 0)
         return rc;
@@ -870,7 +904,7 @@ static int await_common(struct weft_future *f, int64_t timeout_ms, void **result
         weft__timer_disarm(l, &t->tm);
         scope_woke(t, rc);
     } else if (f->loop != l) {
-        rc = await_remote(l, t, f, result);
+        rc = await_remote(l, t, f, tok->weft__gen, sent, result);
     } else {
         t->awaiting = f;
         t->wait_seq++;
@@ -893,19 +927,61 @@ static int await_common(struct weft_future *f, int64_t timeout_ms, void **result
 
 int weft_await(weft_future_t *f, void **result)
 {
-    return await_common(f, -1, result);
+    return await_common(f, NULL, NULL, -1, result);
 }
 
 int weft_await_timeout(weft_future_t *f, uint64_t timeout_ms, void **result)
 {
     if (timeout_ms > (uint64_t)INT64_MAX / 2000000u)
         return UV_EINVAL;
-    return await_common(f, (int64_t)timeout_ms, result);
+    return await_common(f, NULL, NULL, (int64_t)timeout_ms, result);
 }
 
 int weft_await_task(weft_task_t *t, void **result)
 {
-    return await_common(t != NULL ? &t->fut : NULL, -1, result);
+    return await_common(t != NULL ? &t->fut : NULL, NULL, NULL, -1, result);
+}
+
+static int await_token(weft_future_token_t tok, int64_t timeout_ms, void **result)
+{
+    struct weft_future *f = tok.weft__f;
+    if (result != NULL)
+        *result = NULL;
+    if (f == NULL)
+        return UV_EINVAL;
+    if (weft_task_current() == NULL)
+        return WEFT_ENOTASK; /* the token is still the caller's */
+    if (f->loop != weft__tls_loop) {
+        bool sent = false;
+        int rc = await_common(f, &tok, &sent, timeout_ms, result);
+        if (!sent) { /* answered without asking (a pending cancel, timeout 0, ...) */
+            int drc = weft_future_token_drop(tok);
+            (void)drc; /* UV_ENOMEM: the reference leaks until the loop closes */
+        }
+        return rc;
+    }
+    /* The token's future is on this loop: an ordinary await, then give
+     * the reference back here. */
+    if (!weft__token_valid(f, tok.weft__gen))
+        return UV_EINVAL;
+    int rc = await_common(f, NULL, NULL, timeout_ms, result);
+    weft__token_release(f);
+    return rc;
+}
+
+int weft_await_token(weft_future_token_t tok, void **result)
+{
+    return await_token(tok, -1, result);
+}
+
+int weft_await_token_timeout(weft_future_token_t tok, uint64_t timeout_ms, void **result)
+{
+    if (timeout_ms > (uint64_t)INT64_MAX / 2000000u) {
+        if (result != NULL)
+            *result = NULL;
+        return UV_EINVAL;
+    }
+    return await_token(tok, (int64_t)timeout_ms, result);
 }
 
 /* ---- asyncio.run --------------------------------------------------------------- */
@@ -946,11 +1022,18 @@ int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg, vo
     }
     int rc2 = weft_loop_run(loop);
     int rc3 = weft_loop_close(loop);
-    if (rc3 == UV_EBUSY) { /* e.g. timers left: run them out */
+    /* Busy: timers left, answers from other loops still to come, or posts
+     * that got in before close shut the door. Run them out; each round
+     * delivers what made the loop busy, and the door stays shut. */
+    for (int round = 0; rc3 == UV_EBUSY && round < 1000; round++) {
         rc2 = weft_loop_run(loop);
         rc3 = weft_loop_close(loop);
     }
-    weft__free(loop);
+    if (rc3 == 0)
+        weft__free(loop);
+    /* else: still busy after 1000 rounds (a uv handle of the user's that
+     * never closes?): leak the loop rather than free memory that a poster
+     * or another loop may still touch. */
     if (rc == 0 && rc2 != 0)
         rc = rc2;
     if (rc == 0 && rc3 != 0)

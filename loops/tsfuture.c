@@ -7,9 +7,14 @@
  * an atomic reference count. The task is spawned by a message through the
  * loop's inbox (the MPSC path every thread may use); the task pointer is
  * touched on the loop's thread only. Tasks of any loop await a tsfuture
- * through a future of their own loop that the completion resolves with
- * weft_future_set_*_threadsafe (generation-checked, so an awaiter that gave
- * up leaves nothing dangling).
+ * through a future of their own loop, named in the awaiter record by a
+ * token (weft/future.h) that the awaiter takes on its own loop: the token
+ * holds a reference, so the future cannot be recycled into an unrelated
+ * one while a completion may still be posted to it. An awaiter that gives
+ * up takes its record back under the lock and drops the token itself; if
+ * the completion took the record first, the completion uses the token.
+ * Blocked threads wait on a CLOCK_MONOTONIC condition variable, so a
+ * change of the wall clock does not stretch or cut their timeout.
  */
 #include <pthread.h>
 #include <string.h>
@@ -18,10 +23,13 @@
 
 #include "core/alloc.h"
 #include "core/loop_int.h"
+#include "core/testhooks.h"
+
+void (*weft__test_ts_complete_hook)(void);
 
 struct ts_awaiter {
     struct ts_awaiter *next;
-    weft_future_t *f; /* of the awaiting task's loop */
+    weft_future_token_t tok; /* a future of the awaiting task's loop */
 };
 
 struct weft_tsfuture {
@@ -71,11 +79,15 @@ static void ts_complete(weft_tsfuture_t *f, int err, void *result)
     f->awaiters = NULL;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
+    if (__builtin_expect(weft__test_ts_complete_hook != NULL, 0))
+        weft__test_ts_complete_hook();
+    /* The records are ours now: their awaiters can no longer take them back,
+     * so their tokens (and the futures they keep alive) are ours to use. */
     while (a != NULL) {
         struct ts_awaiter *next = a->next;
-        int rc = err == 0 ? weft_future_set_result_threadsafe(a->f, result)
-                          : weft_future_set_error_threadsafe(a->f, err, NULL);
-        (void)rc; /* the awaiter's loop closed: nobody waits any more */
+        int rc = err == 0 ? weft_future_set_result_threadsafe(a->tok, result)
+                          : weft_future_set_error_threadsafe(a->tok, err, NULL);
+        (void)rc; /* WEFT_ECLOSED: the awaiter's loop closed, nobody waits */
         weft__free(a);
         a = next;
     }
@@ -156,7 +168,11 @@ int weft_spawn_threadsafe(weft_loop_t *loop, weft_task_fn fn, void *arg, weft_ts
     if (f == NULL)
         return UV_ENOMEM;
     pthread_mutex_init(&f->mu, NULL);
-    pthread_cond_init(&f->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->cv, &ca);
+    pthread_condattr_destroy(&ca);
     f->refs = 2; /* the caller's and the loop side's */
     f->loop = loop;
     f->fn = fn;
@@ -194,7 +210,7 @@ int weft_tsfuture_wait_blocking(weft_tsfuture_t *f, uint64_t timeout_ms, void **
     if (weft_loop_current() != NULL)
         return WEFT_EWRONGLOOP;
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until); /* the clock of f->cv */
     if (timeout_ms != WEFT_NO_WAIT_LIMIT) {
         until.tv_sec += (time_t)(timeout_ms / 1000);
         until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
@@ -246,20 +262,28 @@ int weft_tsfuture_await(weft_tsfuture_t *f, void **result)
     struct ts_awaiter *a = weft__malloc(sizeof(*a));
     if (a == NULL)
         return UV_ENOMEM;
-    int rc = weft_future_new(NULL, &a->f);
+    weft_future_t *mine;
+    int rc = weft_future_new(NULL, &mine);
     if (rc != 0) {
         weft__free(a);
         return rc;
     }
-    weft_future_t *mine = a->f;
+    rc = weft_future_token(mine, &a->tok); /* cannot fail: our loop, not NULL */
+    WEFT_ASSERT(rc == 0);
+    /* Our own reference: another task of this loop may drop the caller's
+     * while we are suspended, and we touch f after we resume. */
+    weft_tsfuture_ref(f);
     pthread_mutex_lock(&f->mu);
     if (f->done) {
         rc = f->err;
         if (result != NULL && rc == 0)
             *result = f->result;
         pthread_mutex_unlock(&f->mu);
+        int drc = weft_future_token_drop(a->tok); /* on its loop: released here */
+        WEFT_ASSERT(drc == 0);
         weft__free(a);
         weft_future_unref(mine);
+        weft_tsfuture_unref(f);
         return rc;
     }
     a->next = f->awaiters;
@@ -267,23 +291,29 @@ int weft_tsfuture_await(weft_tsfuture_t *f, void **result)
     pthread_mutex_unlock(&f->mu);
     rc = weft_await(mine, result);
     if (rc == UV_ECANCELED || rc == UV_ETIMEDOUT) {
-        /* We stopped waiting: if f is still running, take our record back
-         * (the completion would otherwise post to a released future - which
-         * is harmless, being generation-checked - and free it) and pass the
-         * cancel on to the remote task. */
+        /* We stopped waiting. If our record is still there, take it back (the
+         * completion will then never use its token) and pass the cancel on
+         * to the remote task; if it is gone, the completion owns the token
+         * and its message will release `mine` when it arrives. */
         pthread_mutex_lock(&f->mu);
-        bool done = f->done;
+        bool done = f->done, found = false;
         for (struct ts_awaiter **p = &f->awaiters; *p != NULL; p = &(*p)->next) {
             if (*p == a) {
                 *p = a->next;
-                weft__free(a);
+                found = true;
                 break;
             }
         }
         pthread_mutex_unlock(&f->mu);
+        if (found) {
+            int drc = weft_future_token_drop(a->tok);
+            WEFT_ASSERT(drc == 0);
+            weft__free(a);
+        }
         if (!done)
             (void)weft_tsfuture_cancel(f);
     }
     weft_future_unref(mine);
+    weft_tsfuture_unref(f);
     return rc;
 }

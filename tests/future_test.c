@@ -213,9 +213,17 @@ Test(future, null_arguments_return_einval, .init = reset_globals, .timeout = TES
     EXPECT_RC(weft_future_add_done_callback(NULL, record_done_cb, NULL), UV_EINVAL);
     EXPECT_RC(weft_future_add_done_callback(f, NULL, NULL), UV_EINVAL);
     EXPECT_RC(weft_future_remove_done_callback(NULL, record_done_cb, NULL), UV_EINVAL);
-    EXPECT_RC(weft_future_set_result_threadsafe(NULL, NULL), UV_EINVAL);
-    EXPECT_RC(weft_future_set_error_threadsafe(NULL, UV_EIO, "x"), UV_EINVAL);
-    EXPECT_RC(weft_future_cancel_threadsafe(NULL), UV_EINVAL);
+    weft_future_token_t empty = {0}, tok;
+    EXPECT_RC(weft_future_set_result_threadsafe(empty, NULL), UV_EINVAL);
+    EXPECT_RC(weft_future_set_error_threadsafe(empty, UV_EIO, "x"), UV_EINVAL);
+    EXPECT_RC(weft_future_cancel_threadsafe(empty), UV_EINVAL);
+    EXPECT_RC(weft_future_token_drop(empty), UV_EINVAL);
+    EXPECT_RC(weft_future_token(NULL, &tok), UV_EINVAL);
+    EXPECT_RC(weft_future_token(f, NULL), UV_EINVAL);
+    /* A non-negative code is not an error, whatever the token. */
+    ASSERT_OK(weft_future_token(f, &tok));
+    EXPECT_RC(weft_future_set_error_threadsafe(tok, 0, "x"), UV_EINVAL);
+    EXPECT_OK(weft_future_token_drop(tok));
 
     cr_expect_not(weft_future_done(f));
     weft_future_unref(f);
@@ -413,6 +421,7 @@ enum ts_kind {
 
 struct ts_job {
     weft_future_t *f;
+    weft_future_token_t tok; /* f, for the completer thread */
     enum ts_kind kind;
     useconds_t delay_us;
     int post_rc;
@@ -427,17 +436,17 @@ static void *completer_thread(void *arg)
     }
     switch (job->kind) {
     case TS_RESULT:
-        job->post_rc = weft_future_set_result_threadsafe(job->f, weft_int(77));
+        job->post_rc = weft_future_set_result_threadsafe(job->tok, weft_int(77));
         break;
     case TS_ERROR:
         strcpy(msg, "remote end hung up");
-        job->post_rc = weft_future_set_error_threadsafe(job->f, UV_EPIPE, msg);
+        job->post_rc = weft_future_set_error_threadsafe(job->tok, UV_EPIPE, msg);
         /* The message must have been copied by the call. */
         memset(msg, 'X', sizeof msg - 1);
         msg[sizeof msg - 1] = '\0';
         break;
     case TS_CANCEL:
-        job->post_rc = weft_future_cancel_threadsafe(job->f);
+        job->post_rc = weft_future_cancel_threadsafe(job->tok);
         break;
     }
     return NULL;
@@ -472,6 +481,7 @@ Test(future, set_result_threadsafe_from_another_thread_wakes_the_task_on_its_loo
     g_loop_thread = pthread_self();
     ASSERT_OK(weft_loop_init(&loop, NULL));
     ASSERT_OK(weft_future_new(&loop, &job.f));
+    ASSERT_OK(weft_future_token(job.f, &job.tok));
     job.kind = TS_RESULT;
     job.delay_us = 10000;
     ASSERT_OK(weft_spawn(&loop, ts_waiter_body, &job, &t));
@@ -497,6 +507,7 @@ Test(future, set_error_threadsafe_carries_the_code_and_a_copy_of_the_message, .i
     g_loop_thread = pthread_self();
     ASSERT_OK(weft_loop_init(&loop, NULL));
     ASSERT_OK(weft_future_new(&loop, &job.f));
+    ASSERT_OK(weft_future_token(job.f, &job.tok));
     job.kind = TS_ERROR;
     job.delay_us = 10000;
     ASSERT_OK(weft_spawn(&loop, ts_waiter_body, &job, NULL));
@@ -521,6 +532,7 @@ Test(future, cancel_threadsafe_cancels_the_future_and_the_waiter_sees_ecanceled,
     g_loop_thread = pthread_self();
     ASSERT_OK(weft_loop_init(&loop, NULL));
     ASSERT_OK(weft_future_new(&loop, &job.f));
+    ASSERT_OK(weft_future_token(job.f, &job.tok));
     job.kind = TS_CANCEL;
     job.delay_us = 10000;
     ASSERT_OK(weft_spawn(&loop, ts_waiter_body, &job, NULL));
@@ -537,6 +549,7 @@ Test(future, cancel_threadsafe_cancels_the_future_and_the_waiter_sees_ecanceled,
  * thread, while the loop runs, they are refused and change nothing. */
 struct wrong_thread_job {
     weft_future_t *f;
+    weft_future_token_t tok;
     int result_rc;
     int error_rc;
     int threadsafe_rc;
@@ -547,7 +560,7 @@ static void *wrong_thread(void *arg)
     struct wrong_thread_job *j = arg;
     j->result_rc = weft_future_set_result(j->f, weft_int(1));
     j->error_rc = weft_future_set_error(j->f, UV_EIO, "wrong thread");
-    j->threadsafe_rc = weft_future_set_result_threadsafe(j->f, weft_int(2));
+    j->threadsafe_rc = weft_future_set_result_threadsafe(j->tok, weft_int(2));
     return NULL;
 }
 
@@ -572,6 +585,7 @@ Test(future, set_result_from_a_foreign_thread_while_the_loop_runs_returns_ewrong
     memset(&j, 0, sizeof j);
     ASSERT_OK(weft_loop_init(&loop, NULL));
     ASSERT_OK(weft_future_new(&loop, &j.f));
+    ASSERT_OK(weft_future_token(j.f, &j.tok));
     ASSERT_OK(weft_spawn(&loop, wrong_thread_waiter_body, &j, NULL));
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_RC(j.result_rc, WEFT_EWRONGLOOP);
@@ -605,6 +619,7 @@ static int await_marker_body(void *arg, void **result)
 struct late_jobs {
     weft_loop_t *loop;
     weft_future_t *cancelled, *done, *failed;
+    weft_future_token_t cancelled_tok, done_tok, failed_tok;
     int rc[4];
 };
 
@@ -612,9 +627,9 @@ struct late_jobs {
 static void *late_completer(void *arg)
 {
     struct late_jobs *j = arg;
-    j->rc[0] = weft_future_set_result_threadsafe(j->cancelled, weft_int(9));
-    j->rc[1] = weft_future_set_error_threadsafe(j->done, UV_EPIPE, "late");
-    j->rc[2] = weft_future_cancel_threadsafe(j->failed);
+    j->rc[0] = weft_future_set_result_threadsafe(j->cancelled_tok, weft_int(9));
+    j->rc[1] = weft_future_set_error_threadsafe(j->done_tok, UV_EPIPE, "late");
+    j->rc[2] = weft_future_cancel_threadsafe(j->failed_tok);
     j->rc[3] = weft_call_soon_threadsafe(j->loop, marker_cb, NULL);
     return NULL;
 }
@@ -636,6 +651,9 @@ Test(future, threadsafe_completion_of_an_already_done_future_is_ignored, .init =
     EXPECT_OK(weft_future_cancel(j.cancelled));
     EXPECT_OK(weft_future_set_result(j.done, weft_int(5)));
     EXPECT_OK(weft_future_set_error(j.failed, UV_EIO, "first"));
+    ASSERT_OK(weft_future_token(j.cancelled, &j.cancelled_tok));
+    ASSERT_OK(weft_future_token(j.done, &j.done_tok));
+    ASSERT_OK(weft_future_token(j.failed, &j.failed_tok));
     ASSERT_OK(weft_spawn(&loop, await_marker_body, NULL, NULL));
     cr_assert_eq(pthread_create(&th, NULL, late_completer, &j), 0);
     EXPECT_OK(weft_loop_run(&loop));
@@ -661,31 +679,113 @@ Test(future, threadsafe_completion_of_an_already_done_future_is_ignored, .init =
     EXPECT_OK(weft_loop_close(&loop));
 }
 
-Test(future, threadsafe_completion_after_the_future_was_released_is_dropped, .init = reset_globals,
-     .timeout = TEST_TIMEOUT_S)
+/* The token holds a reference: the caller may release its own before the
+ * completion arrives, and the slot is not recycled (the free lists are LIFO,
+ * so a recycled slot would be the next future made). The completion lands on
+ * the token's future and then releases it; the new futures stay pending. */
+Test(future, threadsafe_completion_after_the_caller_released_the_future_leaves_new_futures_alone,
+     .init = reset_globals, .timeout = TEST_TIMEOUT_S)
 {
     weft_loop_t loop;
     weft_future_t *gone, *fresh[8];
+    weft_future_token_t tok;
+    weft_loop_stats_t st;
     ASSERT_OK(weft_loop_init(&loop, NULL));
     ASSERT_OK(weft_future_new(&loop, &gone));
     ASSERT_OK(weft_future_new(&loop, &g_marker));
+    ASSERT_OK(weft_future_token(gone, &tok));
     /* Post (any thread may; here the owner itself), then release before the
      * message can arrive. */
-    EXPECT_OK(weft_future_set_result_threadsafe(gone, weft_int(1)));
+    EXPECT_OK(weft_future_set_result_threadsafe(tok, weft_int(1)));
     weft_future_unref(gone);
-    /* Likely to reuse the released slot. */
     for (int i = 0; i < 8; i++) {
         ASSERT_OK(weft_future_new(&loop, &fresh[i]));
+        cr_expect_neq(fresh[i], gone, "a future with a token out was recycled");
     }
+    weft_loop_stats(&loop, &st);
+    cr_expect_eq(st.tokens_live, 1);
     EXPECT_OK(weft_call_soon_threadsafe(&loop, marker_cb, NULL));
     ASSERT_OK(weft_spawn(&loop, await_marker_body, NULL, NULL));
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(g_marker_set_rc);
     for (int i = 0; i < 8; i++) {
-        cr_expect_not(weft_future_done(fresh[i]), "a stale message completed a recycled future");
+        cr_expect_not(weft_future_done(fresh[i]), "a completion landed on another future");
         weft_future_unref(fresh[i]);
     }
+    weft_loop_stats(&loop, &st);
+    cr_expect_eq(st.tokens_live, 0);
+    cr_expect_eq(st.tokens_stale, 0);
     weft_future_unref(g_marker);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+/* A token is used once. Used twice, the second message finds the slot
+ * recycled - here into a new future - and is dropped and counted; the new
+ * occupant is untouched. */
+Test(future, a_token_used_twice_is_dropped_and_leaves_the_slots_new_occupant_alone,
+     .init = reset_globals, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_future_t *f, *next;
+    weft_future_token_t tok;
+    weft_loop_stats_t st;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_future_new(&loop, &f));
+    ASSERT_OK(weft_future_new(&loop, &g_marker));
+    ASSERT_OK(weft_future_token(f, &tok));
+    weft_future_unref(f); /* the token's reference is the last one */
+    EXPECT_OK(weft_future_cancel_threadsafe(tok));
+    EXPECT_OK(weft_call_soon_threadsafe(&loop, marker_cb, NULL));
+    ASSERT_OK(weft_spawn(&loop, await_marker_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop)); /* cancelled, then released: recycled */
+    ASSERT_OK(weft_future_new(&loop, &next));
+    cr_assert_eq(next, f, "expected the LIFO free list to hand out the same slot");
+    EXPECT_OK(weft_future_set_result_threadsafe(tok, weft_int(5))); /* misuse */
+    EXPECT_OK(weft_future_token_drop(tok));                         /* misuse again */
+    g_marker_set_rc = 1;
+    weft_future_unref(g_marker);
+    ASSERT_OK(weft_future_new(&loop, &g_marker));
+    EXPECT_OK(weft_call_soon_threadsafe(&loop, marker_cb, NULL));
+    ASSERT_OK(weft_spawn(&loop, await_marker_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_marker_set_rc);
+    cr_expect_not(weft_future_done(next), "a stale token completed the slot's new future");
+    weft_loop_stats(&loop, &st);
+    cr_expect_eq(st.tokens_stale, 2);
+    cr_expect_eq(st.tokens_live, 0);
+    weft_future_unref(next);
+    weft_future_unref(g_marker);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+/* A task's future is completed by its body only. */
+static int return_seven(void *arg, void **result)
+{
+    (void)arg;
+    *result = weft_int(7);
+    return 0;
+}
+
+Test(future, completing_a_tasks_future_from_outside_returns_eperm, .init = reset_globals,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_task_t *t;
+    weft_future_token_t tok;
+    void *v = NULL;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, return_seven, NULL, &t));
+    weft_future_t *tf = weft_task_future(t);
+    EXPECT_RC(weft_future_set_result(tf, weft_int(1)), UV_EPERM);
+    EXPECT_RC(weft_future_set_error(tf, UV_EIO, "no"), UV_EPERM);
+    ASSERT_OK(weft_future_token(tf, &tok));
+    EXPECT_RC(weft_future_set_result_threadsafe(tok, weft_int(1)), UV_EPERM);
+    EXPECT_RC(weft_future_set_error_threadsafe(tok, UV_EIO, "no"), UV_EPERM);
+    EXPECT_OK(weft_future_token_drop(tok)); /* still ours after EPERM */
+    EXPECT_OK(weft_loop_run(&loop));        /* the body returns: no abort */
+    EXPECT_OK(weft_task_result(t, &v));
+    cr_expect_eq(weft_to_int(v), 7);
+    weft_task_unref(t);
     EXPECT_OK(weft_loop_close(&loop));
 }
 
@@ -696,6 +796,7 @@ Test(future, threadsafe_completion_after_the_future_was_released_is_dropped, .in
 
 static weft_loop_t g_a, g_b;
 static weft_future_t *g_value, *g_go, *g_b_finished;
+static weft_future_token_t g_value_tok;
 static pthread_t g_thread_a, g_thread_b;
 static int g_a_run_rc = 1, g_b_run_rc = 1;
 static int g_go_rc = 1, g_value_rc = 1, g_finished_rc = 1;
@@ -736,7 +837,7 @@ static int b_body(void *arg, void **result)
     if (rc != 0) {
         return rc;
     }
-    g_b_await_rc = weft_await(g_value, &g_b_value);
+    g_b_await_rc = weft_await_token(g_value_tok, &g_b_value);
     g_b_on_own_thread = pthread_equal(pthread_self(), g_thread_b);
     g_b_current = weft_loop_current();
     return weft_call_soon_threadsafe(&g_a, b_finished_cb, NULL);
@@ -768,6 +869,7 @@ Test(future, future_of_loop_a_awaited_on_loop_b_resumes_the_task_on_b_thread, .i
     ASSERT_OK(weft_future_new(&g_a, &g_value));
     ASSERT_OK(weft_future_new(&g_a, &g_go));
     ASSERT_OK(weft_future_new(&g_a, &g_b_finished));
+    ASSERT_OK(weft_future_token(g_value, &g_value_tok));
     ASSERT_OK(weft_spawn(&g_a, a_body, NULL, &ta_task));
     ASSERT_OK(weft_spawn(&g_b, b_body, NULL, &tb_task));
     cr_assert_eq(pthread_create(&ta, NULL, run_a, NULL), 0);
@@ -831,6 +933,7 @@ static void reset_globals(void)
 
 static weft_loop_t g_ta, g_tb;
 static weft_future_t *g_t_value, *g_t_go, *g_t_done;
+static weft_future_token_t g_t_tok[3]; /* g_t_value, one per wait */
 static int g_t_rc0 = 1, g_t_rc1 = 1, g_t_rc2 = 1, g_ta_rc = 1, g_tb_rc = 1;
 static void *g_t_got;
 
@@ -868,13 +971,16 @@ static int tb_body(void *arg, void **result)
 {
     (void)arg;
     (void)result;
-    g_t_rc0 = weft_await_timeout(g_t_value, 0, NULL);
-    g_t_rc1 = weft_await_timeout(g_t_value, 20, NULL);
+    /* A bare pointer to another loop's future is refused. */
+    if (weft_await(g_t_value, NULL) != WEFT_EWRONGLOOP)
+        return -1;
+    g_t_rc0 = weft_await_token_timeout(g_t_tok[0], 0, NULL);
+    g_t_rc1 = weft_await_token_timeout(g_t_tok[1], 20, NULL);
     int rc = weft_call_soon_threadsafe(&g_ta, t_go_cb, NULL);
     if (rc != 0) {
         return rc;
     }
-    g_t_rc2 = weft_await_timeout(g_t_value, 30000, &g_t_got);
+    g_t_rc2 = weft_await_token_timeout(g_t_tok[2], 30000, &g_t_got);
     return weft_call_soon_threadsafe(&g_ta, t_done_cb, NULL);
 }
 
@@ -901,6 +1007,8 @@ Test(future, await_timeout_on_another_loops_future_times_out_then_gets_the_value
     ASSERT_OK(weft_future_new(&g_ta, &g_t_value));
     ASSERT_OK(weft_future_new(&g_ta, &g_t_go));
     ASSERT_OK(weft_future_new(&g_ta, &g_t_done));
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_future_token(g_t_value, &g_t_tok[i]));
     ASSERT_OK(weft_spawn(&g_ta, ta_body, NULL, NULL));
     ASSERT_OK(weft_spawn(&g_tb, tb_body, NULL, NULL));
     cr_assert_eq(pthread_create(&ta, NULL, run_ta, NULL), 0);
@@ -913,6 +1021,11 @@ Test(future, await_timeout_on_another_loops_future_times_out_then_gets_the_value
     EXPECT_RC(g_t_rc1, UV_ETIMEDOUT);
     EXPECT_OK(g_t_rc2);
     cr_expect_eq(weft_to_int(g_t_got), 77);
+    weft_loop_stats_t st;
+    weft_loop_stats(&g_ta, &st);
+    cr_expect_eq(st.tokens_live, 0, "a token was neither used nor given back");
+    weft_loop_stats(&g_tb, &st);
+    cr_expect_eq(st.remote_waits, 0);
     weft_future_unref(g_t_value);
     weft_future_unref(g_t_go);
     weft_future_unref(g_t_done);

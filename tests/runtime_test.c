@@ -481,10 +481,11 @@ Test(runtime, submit_to_all_indexes_results_and_returns_the_first_failure,
 
 /* ---- a future of a busy loop -------------------------------------------------- */
 
-static _Atomic(weft_future_t *) g_busy_fut;
-static atomic_int g_busy_awaiting, g_busy_awaited;
+static weft_future_token_t g_busy_tok; /* published by g_busy_ready */
+static atomic_int g_busy_ready, g_busy_awaiting;
 
-/* Loop 1: make a future, let loop 0 await it, stay busy (spin without
+/* Loop 1: make a future, let loop 0 await it (through a token, which keeps
+ * the future alive until the await is answered), stay busy (spin without
  * suspending, then many yields) and only then complete it. */
 static int busy_owner(void *arg, void **result)
 {
@@ -493,7 +494,11 @@ static int busy_owner(void *arg, void **result)
     int rc = weft_future_new(NULL, &f);
     if (rc != 0)
         return rc;
-    atomic_store(&g_busy_fut, f);
+    if ((rc = weft_future_token(f, &g_busy_tok)) != 0) {
+        weft_future_unref(f);
+        return rc;
+    }
+    atomic_store(&g_busy_ready, 1); /* seq_cst: publishes g_busy_tok */
     rc = task_wait_atomic(&g_busy_awaiting, 1);
     for (volatile long spin = 0; spin < 2000000; spin++) {
     }
@@ -501,25 +506,20 @@ static int busy_owner(void *arg, void **result)
         rc = weft_yield();
     if (rc == 0)
         rc = weft_future_set_result(f, weft_int(4242));
-    /* Keep the reference until the other loop's await has returned. */
-    rc = keep(rc, task_wait_atomic(&g_busy_awaited, 1));
-    weft_future_unref(f);
+    weft_future_unref(f); /* the token's reference answers the await */
     return rc;
 }
 
 static int busy_awaiter(void *arg, void **result)
 {
     (void)arg;
-    for (int i = 0; i < WAIT_MS && atomic_load(&g_busy_fut) == NULL; i++)
+    for (int i = 0; i < WAIT_MS && !atomic_load(&g_busy_ready); i++)
         if (weft_sleep(1) != 0)
             break;
-    weft_future_t *f = atomic_load(&g_busy_fut);
-    if (f == NULL)
+    if (!atomic_load(&g_busy_ready))
         return UV_ETIMEDOUT;
     atomic_store(&g_busy_awaiting, 1);
-    int rc = weft_await(f, result);
-    atomic_store(&g_busy_awaited, 1);
-    return rc;
+    return weft_await_token(g_busy_tok, result);
 }
 
 Test(runtime, await_a_future_of_a_busy_loop, .timeout = TEST_TIMEOUT_S)

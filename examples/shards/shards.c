@@ -23,8 +23,9 @@ static uint64_t g_count[MAX_LOOPS][KEYS];
 static unsigned g_loops;
 /* Done markers, counted on each loop (see finish_cb). */
 static unsigned g_seen[MAX_LOOPS];
-static weft_future_t *g_all_seen; /* on loop 0 */
-static unsigned g_loops_done;     /* atomic */
+static weft_future_t *g_all_seen;     /* on loop 0 */
+static weft_future_token_t g_all_tok; /* names it on the other loops */
+static unsigned g_loops_done;         /* atomic */
 
 static void inc_cb(void *arg)
 {
@@ -41,7 +42,7 @@ static void finish_cb(void *arg)
     if (++g_seen[weft_loop_index()] < g_loops)
         return;
     if (__atomic_add_fetch(&g_loops_done, 1, __ATOMIC_ACQ_REL) == g_loops) {
-        int rc = weft_future_set_result_threadsafe(g_all_seen, NULL);
+        int rc = weft_future_set_result_threadsafe(g_all_tok, NULL);
         (void)rc;
     }
 }
@@ -94,6 +95,13 @@ static int main_task(void *arg, void **result)
     int rc = weft_future_new(NULL, &g_all_seen);
     if (rc != 0)
         return rc;
+    /* The last loop to finish completes g_all_seen from its own thread: it
+     * does so through a token, taken here on loop 0, which keeps the future
+     * alive until the completion has arrived - even if we stopped waiting. */
+    if ((rc = weft_future_token(g_all_seen, &g_all_tok)) != 0) {
+        weft_future_unref(g_all_seen);
+        return rc;
+    }
     rc = weft_submit_to_all(produce, NULL, NULL, NULL);
     if (rc == 0)
         rc = weft_await_timeout(g_all_seen, 30000, NULL);

@@ -14,10 +14,15 @@
  * Done callbacks never run inline: completing a future schedules them with
  * call_soon, in registration order. Waiting tasks are woken the same way.
  *
- * From other threads use only the *_threadsafe completions: they post to the
- * owner loop. They take no reference; if the future was released before the
- * message arrives (its slot recycled), the message is recognised as stale by a
- * generation number and dropped. The loop must outlive the call.
+ * From other threads a future is named by a token (weft_future_token_t),
+ * never by its pointer: the token is taken on the owner loop's thread and
+ * holds one reference on the future, so the future's slot cannot be
+ * recycled (and reused by an unrelated future or task) while a token for it
+ * is in flight. Each token is used exactly once - by one *_threadsafe
+ * completion, by weft_await_token (weft/task.h), or by
+ * weft_future_token_drop - and the reference it holds travels with that
+ * message and is released on the owner loop. See docs/core.md ("Crossing
+ * threads").
  */
 #ifndef WEFT_FUTURE_H
 #define WEFT_FUTURE_H
@@ -42,18 +47,43 @@ void weft_future_unref(weft_future_t *f);
 
 /* Complete. Owner loop's thread only (WEFT_EWRONGLOOP otherwise while the
  * loop runs). UV_EINVAL if already done or f is NULL; set_error also needs
- * code < 0. The message is copied. */
+ * code < 0; UV_EPERM for a task's future (weft_task_future(): only the task's
+ * body completes it; cancel it with weft_future_cancel). The message is
+ * copied. */
 WEFT_WARN_UNUSED int weft_future_set_result(weft_future_t *f, void *result);
 WEFT_WARN_UNUSED int weft_future_set_error(weft_future_t *f, int code, const char *message);
 /* Cancel: 0 if it was pending (now cancelled), WEFT_EDONE if already done. */
 int weft_future_cancel(weft_future_t *f);
 
-/* Any thread: post the completion to the owner loop. 0, UV_EINVAL, UV_ENOMEM,
- * WEFT_ECLOSED. Completing an already-done future this way is ignored. */
-WEFT_WARN_UNUSED int weft_future_set_result_threadsafe(weft_future_t *f, void *result);
-WEFT_WARN_UNUSED int weft_future_set_error_threadsafe(weft_future_t *f, int code,
+/* A reference to a future that may cross threads: a pointer and the slot
+ * generation read on the owner's thread, plus one reference on the future.
+ * Treat it as opaque; copy it freely but use it once. */
+typedef struct weft_future_token {
+    weft_future_t *weft__f;
+    uint32_t weft__gen;
+} weft_future_token_t;
+
+/* Owner loop's thread only: a token for f (a plain future or a task's
+ * future), taking one reference on f. 0, UV_EINVAL (f or out NULL),
+ * WEFT_EWRONGLOOP (called off f's loop while it runs). */
+WEFT_WARN_UNUSED int weft_future_token(weft_future_t *f, weft_future_token_t *out);
+
+/* Any thread: complete the token's future by a message to its owner loop.
+ * The token is used up when the call returns 0 or WEFT_ECLOSED (the loop is
+ * closed: nothing is left to complete); on other errors it is still the
+ * caller's. A completion that finds the future already done changes nothing.
+ * Returns 0, UV_EINVAL (empty token; set_error also needs code < 0),
+ * UV_EPERM (a task's future: only the task's body completes it),
+ * UV_ENOMEM, WEFT_ECLOSED. The message is copied. */
+WEFT_WARN_UNUSED int weft_future_set_result_threadsafe(weft_future_token_t tok, void *result);
+WEFT_WARN_UNUSED int weft_future_set_error_threadsafe(weft_future_token_t tok, int code,
                                                       const char *message);
-WEFT_WARN_UNUSED int weft_future_cancel_threadsafe(weft_future_t *f);
+/* Any thread: cancel the token's future (a task's: cancel the task). Same
+ * token rules and codes as above (no UV_EPERM). */
+WEFT_WARN_UNUSED int weft_future_cancel_threadsafe(weft_future_token_t tok);
+/* Any thread: give the token's reference back without completing anything.
+ * 0, UV_EINVAL, UV_ENOMEM (token still the caller's), WEFT_ECLOSED. */
+WEFT_WARN_UNUSED int weft_future_token_drop(weft_future_token_t tok);
 
 bool weft_future_done(const weft_future_t *f);
 bool weft_future_cancelled(const weft_future_t *f);

@@ -83,6 +83,10 @@ typedef struct weft_loop_stats {
     uint64_t max_lag_ns;         /* longest time a tick spent running ready work */
     uint64_t errors_unretrieved; /* failed tasks/futures released unread */
     uint64_t slow_tasks;         /* times a task ran longer than slow_task_ms */
+    uint64_t tokens_live;        /* future tokens (future.h) made and not yet used */
+    uint64_t tokens_stale;       /* token messages that found their future recycled */
+    uint64_t remote_waits;       /* this loop's waits on other loops' futures not yet
+                                  * answered */
 } weft_loop_stats_t;
 
 typedef void (*weft_cb_fn)(void *arg);

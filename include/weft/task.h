@@ -104,15 +104,25 @@ WEFT_WARN_UNUSED int weft_sleep(uint64_t ms);
 /* Wait until f is done; returns its outcome as weft_future_result(). If the
  * awaiting task is cancelled, the future is cancelled too and UV_ECANCELED is
  * returned (for a task: once it has finished). WEFT_EDEADLK when a task
- * awaits itself, UV_EINVAL for NULL. f may belong to another loop: the
- * awaiting task still resumes on its own loop. */
+ * awaits itself, UV_EINVAL for NULL, WEFT_EWRONGLOOP when f belongs to
+ * another loop: a future of another loop is awaited through a token
+ * (weft_await_token below), because a bare pointer cannot tell whether its
+ * slot still holds the same future. */
 WEFT_WARN_UNUSED int weft_await(weft_future_t *f, void **result);
 /* As weft_await but gives up after timeout_ms (0 = do not wait) with
- * UV_ETIMEDOUT, leaving f untouched (not cancelled). For a future of another
- * loop, 0 returns UV_ETIMEDOUT without looking (its state cannot be read
- * from this thread), and each wait that times out leaves a small waiter
- * record on the owner loop until the future completes. */
+ * UV_ETIMEDOUT, leaving f untouched (not cancelled). */
 WEFT_WARN_UNUSED int weft_await_timeout(weft_future_t *f, uint64_t timeout_ms, void **result);
+/* Await the future named by a token (weft/future.h), of any loop: the task
+ * resumes on its own loop. Uses the token up on every return except
+ * WEFT_ENOTASK and UV_EINVAL (an empty or stale token). For another loop's
+ * future, cancellation (or a scope deadline) withdraws the wait and cancels
+ * the future there, as for a local await; the _timeout form's own timeout
+ * only withdraws the wait; 0 returns UV_ETIMEDOUT without looking (that
+ * future's state cannot be read from here). A wait that the owner loop can
+ * no longer answer (it closed) returns WEFT_ECLOSED. */
+WEFT_WARN_UNUSED int weft_await_token(weft_future_token_t tok, void **result);
+WEFT_WARN_UNUSED int weft_await_token_timeout(weft_future_token_t tok, uint64_t timeout_ms,
+                                              void **result);
 /* weft_await(weft_task_future(t), result). */
 WEFT_WARN_UNUSED int weft_await_task(weft_task_t *t, void **result);
 

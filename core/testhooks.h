@@ -1,0 +1,24 @@
+/*
+ * core/testhooks.h - hooks that tests set to make a race window wide and
+ * deterministic (internal; NULL in production, where each costs one
+ * predictable branch on a global).
+ *
+ * A test sets a hook before it starts the threads that race and clears it
+ * after joining them; the hooks are plain globals, read without
+ * synchronisation by design (set before the threads exist).
+ */
+#ifndef WEFT_CORE_TESTHOOKS_H
+#define WEFT_CORE_TESTHOOKS_H
+
+/* core/loop.c, weft__post: after the message is published, before the
+ * consumer is woken (uv_async_send) and before the post leaves the loop's
+ * gate - the window in which a loop could be closed and freed under a
+ * poster if weft_loop_close did not wait for posters. */
+extern void (*weft__test_post_hook)(void);
+
+/* loops/tsfuture.c, ts_complete: after the outcome is recorded and the lock
+ * released, before the awaiters' futures are completed - the window in
+ * which an awaiter may give up and its loop reuse the future's slot. */
+extern void (*weft__test_ts_complete_hook)(void);
+
+#endif /* WEFT_CORE_TESTHOOKS_H */
