@@ -93,10 +93,10 @@ bool weft_pool_cancelled(void);
  * WEFT_ECLOSED; afterwards the pool must not be named at all, so submits
  * from other threads must have stopped before shutdown returns.
  *
- * Close a loop that used the pool only after shutdown has returned: a pool
- * thread may still be inside the wake-up of its last post to that loop when
- * the loop has already received it (the inbox cannot wait for in-flight
- * posts). */
+ * A loop that used the pool may be closed (and freed) as soon as its jobs
+ * are back, while the pool lives on: weft_loop_close() waits for posts still
+ * in flight to it (a pool thread inside the wake-up of its last post), so
+ * "one long-lived pool, one weft_run per request" is fine. */
 int weft_pool_shutdown(weft_pool_t *pool);
 
 /* Counters, cumulative except queued. completed: jobs that ran to the end

@@ -1,0 +1,356 @@
+/*
+ * tests/crossloop_test.c - futures and waits that cross loops and threads:
+ * tokens, the answers to remote waits, and the loop's door (weft_loop_close
+ * waiting for posts in flight).
+ *
+ * Most cases run two loops on the test's own thread, one tick at a time
+ * (tick(): a stop callback, then weft_loop_run), so the order in which the
+ * messages between them are handled is fixed and each race of the issue is
+ * replayed exactly instead of being made likely. Loops live on the heap, so
+ * that ASan reports any touch of a loop after it was closed and freed.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+#include <weft/weft.h>
+
+#include "plain_test.h"
+#include "check.h"
+#include "core/testhooks.h"
+
+static void stop_cb(void *arg)
+{
+    weft_loop_stop(arg);
+}
+
+/* One iteration of l: drain its inbox, run what is ready, return. */
+static void tick(weft_loop_t *l)
+{
+    ASSERT_OK(weft_call_soon(l, stop_cb, l, NULL));
+    ASSERT_OK(weft_loop_run(l));
+}
+
+static weft_loop_t *new_loop(void)
+{
+    weft_loop_t *l = aligned_alloc(64, sizeof(*l));
+    cr_assert_not_null(l);
+    weft_loop_opts_t o = {.idle_poll_us = -1};
+    ASSERT_OK(weft_loop_init(l, &o));
+    return l;
+}
+
+static void free_loop(weft_loop_t *l)
+{
+    ASSERT_OK(weft_loop_close(l));
+    free(l);
+}
+
+static uint64_t remote_waits(weft_loop_t *l)
+{
+    weft_loop_stats_t st;
+    weft_loop_stats(l, &st);
+    return st.remote_waits;
+}
+
+static uint64_t tokens_live(weft_loop_t *l)
+{
+    weft_loop_stats_t st;
+    weft_loop_stats(l, &st);
+    return st.tokens_live;
+}
+
+struct awaiter {
+    weft_future_token_t tok;
+    int64_t timeout_ms; /* < 0: no timeout */
+    bool cancel_first;  /* cancel itself before the await */
+    int rc;
+    void *value;
+};
+
+static int await_token_body(void *arg, void **result)
+{
+    (void)result;
+    struct awaiter *a = arg;
+    if (a->cancel_first && weft_task_cancel(weft_task_current()) != 0)
+        return UV_EINVAL;
+    a->rc = a->timeout_ms >= 0
+                ? weft_await_token_timeout(a->tok, (uint64_t)a->timeout_ms, &a->value)
+                : weft_await_token(a->tok, &a->value);
+    return 0;
+}
+
+static int return_seven(void *arg, void **result)
+{
+    (void)arg;
+    *result = weft_int(7);
+    return 0;
+}
+
+static int sleep_long(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    return weft_sleep(600000);
+}
+
+/* Loop A's task waits for task tb of loop B and is cancelled just after B
+ * finished tb and reused tb's slot for a long sleeper. The withdraw that A
+ * sends carries the generation of A's token, taken when tb was tb: the
+ * sleeper is not cancelled. (Before tokens, the cancel re-read the slot's
+ * generation at cancel time - the sleeper's - and cancelled it.) */
+Test(crossloop, a_late_cancel_of_a_remote_wait_leaves_the_slots_new_task_alone,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop(), *b = new_loop();
+    weft_task_t *tb, *ta, *sleeper;
+    struct awaiter aw = {.timeout_ms = -1};
+    ASSERT_OK(weft_spawn(b, return_seven, NULL, &tb));
+    ASSERT_OK(weft_future_token(weft_task_future(tb), &aw.tok));
+    weft_task_t *tb_slot = tb;
+    weft_task_unref(tb);
+    ASSERT_OK(weft_spawn(a, await_token_body, &aw, &ta));
+
+    tick(a); /* ta asks b */
+    cr_expect_eq(remote_waits(a), 1);
+    tick(b); /* b records the wait, runs tb, answers; the token's reference goes */
+    ASSERT_OK(weft_task_cancel(ta)); /* before a has read the answer */
+    ASSERT_OK(weft_spawn(b, sleep_long, NULL, &sleeper));
+    cr_assert_eq(sleeper, tb_slot, "expected b to reuse tb's slot (LIFO free list)");
+    tick(a); /* drops the answer (ta was cancelled), ta withdraws with its token */
+    EXPECT_RC(aw.rc, UV_ECANCELED);
+    cr_expect_eq(weft_task_state(ta), WEFT_TASK_DONE);
+    cr_expect_eq(remote_waits(a), 0, "the answer was counted");
+    tick(b); /* the withdraw: its generation is tb's, not the sleeper's */
+    cr_expect_eq(weft_task_state(sleeper), WEFT_TASK_SUSPENDED,
+                 "a stale cancel reached the slot's new task");
+
+    ASSERT_OK(weft_task_cancel(sleeper));
+    EXPECT_OK(weft_loop_run(b));
+    cr_expect_eq(weft_task_state(sleeper), WEFT_TASK_CANCELLED);
+    weft_task_unref(sleeper);
+    weft_task_unref(ta);
+    EXPECT_OK(weft_loop_run(a));
+    free_loop(a);
+    free_loop(b);
+}
+
+/* A's task waits for a future of B with a timeout, gives up, and A is
+ * closed and freed before B's future completes. A cannot close while B may
+ * still answer (UV_EBUSY); once the withdraw is acknowledged it can, and
+ * B's later completion posts nothing to the freed loop (ASan would report
+ * it). The timeout only withdraws the wait: B's future stays pending. */
+Test(crossloop, a_waiters_loop_closed_and_freed_before_the_owner_completes_is_never_touched,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop(), *b = new_loop();
+    weft_future_t *f;
+    weft_task_t *ta;
+    struct awaiter aw = {.timeout_ms = 1};
+    ASSERT_OK(weft_future_new(b, &f));
+    ASSERT_OK(weft_future_token(f, &aw.tok));
+    ASSERT_OK(weft_spawn(a, await_token_body, &aw, &ta));
+    tick(a); /* ask */
+    tick(b); /* record */
+    /* Tick a until ta's 1 ms timeout has fired and ta has withdrawn. */
+    for (int i = 0; i < 100000 && weft_task_state(ta) != WEFT_TASK_DONE; i++) {
+        tick(a);
+        usleep(100);
+    }
+    cr_assert_eq(weft_task_state(ta), WEFT_TASK_DONE);
+    EXPECT_RC(aw.rc, UV_ETIMEDOUT);
+    weft_task_unref(ta);
+    cr_expect_eq(remote_waits(a), 1);
+    EXPECT_RC(weft_loop_close(a), UV_EBUSY); /* b may still post to a */
+    tick(b);                                 /* the withdraw: acknowledged */
+    cr_expect_not(weft_future_done(f), "a timeout must not cancel the future");
+    tick(a); /* the acknowledgement */
+    cr_expect_eq(remote_waits(a), 0);
+    free_loop(a);
+
+    ASSERT_OK(weft_future_set_result(f, weft_int(1)));
+    EXPECT_OK(weft_loop_run(b)); /* nothing of b's points at a any more */
+    weft_future_unref(f);
+    cr_expect_eq(tokens_live(b), 0);
+    free_loop(b);
+}
+
+/* The owner completes its future and releases it before the waiter's
+ * request arrives: the token kept the future, so the waiter gets the
+ * outcome (not UV_EINVAL). */
+Test(crossloop, a_remote_await_of_a_done_future_released_before_the_request_gets_its_outcome,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop(), *b = new_loop();
+    weft_future_t *f;
+    struct awaiter aw = {.timeout_ms = -1};
+    ASSERT_OK(weft_future_new(b, &f));
+    ASSERT_OK(weft_future_token(f, &aw.tok));
+    ASSERT_OK(weft_spawn(a, await_token_body, &aw, NULL));
+    tick(a); /* the request is in b's inbox */
+    ASSERT_OK(weft_future_set_result(f, weft_int(42)));
+    weft_future_unref(f); /* only the token holds f now */
+    tick(b);              /* the request finds f done: the outcome goes back */
+    cr_expect_eq(tokens_live(b), 0);
+    tick(a);
+    EXPECT_OK(aw.rc);
+    cr_expect_eq(weft_to_int(aw.value), 42);
+    EXPECT_OK(weft_loop_run(a));
+    free_loop(a);
+    free_loop(b);
+}
+
+/* A loop that closes while other loops' tasks still wait for one of its
+ * futures answers them with WEFT_ECLOSED instead of leaving them waiting. */
+Test(crossloop, closing_the_owner_answers_its_remote_waiters_with_eclosed,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop(), *b = new_loop();
+    weft_future_t *f;
+    struct awaiter aw = {.timeout_ms = -1};
+    ASSERT_OK(weft_future_new(b, &f));
+    ASSERT_OK(weft_future_token(f, &aw.tok));
+    ASSERT_OK(weft_spawn(a, await_token_body, &aw, NULL));
+    tick(a);
+    tick(b); /* recorded: the record holds the token's reference */
+    weft_future_unref(f);
+    free_loop(b); /* answers the record */
+    tick(a);
+    EXPECT_RC(aw.rc, WEFT_ECLOSED);
+    cr_expect_eq(remote_waits(a), 0);
+    EXPECT_OK(weft_loop_run(a));
+    free_loop(a);
+}
+
+/* Cancelling the waiter cancels the remote future too (as a local await
+ * does), and the owner acknowledges the withdraw. */
+Test(crossloop, cancelling_a_remote_waiter_cancels_the_remote_future, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop(), *b = new_loop();
+    weft_future_t *f;
+    weft_task_t *ta;
+    struct awaiter aw = {.timeout_ms = -1};
+    ASSERT_OK(weft_future_new(b, &f));
+    ASSERT_OK(weft_future_token(f, &aw.tok));
+    ASSERT_OK(weft_spawn(a, await_token_body, &aw, &ta));
+    tick(a);
+    tick(b);
+    ASSERT_OK(weft_task_cancel(ta));
+    tick(a); /* withdraw, with cancel */
+    EXPECT_RC(aw.rc, UV_ECANCELED);
+    EXPECT_RC(weft_loop_close(a), UV_EBUSY);
+    tick(b);
+    cr_expect(weft_future_cancelled(f));
+    tick(a);
+    cr_expect_eq(remote_waits(a), 0);
+    weft_task_unref(ta);
+    weft_future_unref(f);
+    EXPECT_OK(weft_loop_run(a));
+    EXPECT_OK(weft_loop_run(b));
+    cr_expect_eq(tokens_live(b), 0);
+    free_loop(a);
+    free_loop(b);
+}
+
+/* A token that is not sent (timeout 0, a pending cancel) is given back;
+ * outside a task it is refused and stays the caller's. */
+Test(crossloop, an_await_token_that_does_not_wait_gives_the_token_back, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop(), *b = new_loop();
+    weft_future_t *f;
+    weft_future_token_t t1, t2;
+    ASSERT_OK(weft_future_new(b, &f));
+    ASSERT_OK(weft_future_token(f, &t1));
+    ASSERT_OK(weft_future_token(f, &t2));
+    cr_expect_eq(tokens_live(b), 2);
+    EXPECT_RC(weft_await_token(t1, NULL), WEFT_ENOTASK);
+    EXPECT_RC(weft_await_token((weft_future_token_t){0}, NULL), UV_EINVAL);
+    struct awaiter zero = {.tok = t1, .timeout_ms = 0};
+    struct awaiter cancelled = {.tok = t2, .timeout_ms = -1, .cancel_first = true};
+    ASSERT_OK(weft_spawn(a, await_token_body, &zero, NULL));
+    ASSERT_OK(weft_spawn(a, await_token_body, &cancelled, NULL));
+    tick(a);
+    EXPECT_RC(zero.rc, UV_ETIMEDOUT);
+    EXPECT_RC(cancelled.rc, UV_ECANCELED);
+    cr_expect_eq(remote_waits(a), 0, "nothing was asked");
+    tick(b); /* the two drops */
+    cr_expect_eq(tokens_live(b), 0);
+    cr_expect_not(weft_future_done(f));
+    weft_future_unref(f);
+    EXPECT_OK(weft_loop_run(a));
+    free_loop(a);
+    free_loop(b);
+}
+
+/* weft_loop_stop before weft_loop_run is not lost: the run does one tick. */
+static int yield_many(void *arg, void **result)
+{
+    (void)result;
+    int *n = arg;
+    for (int i = 0; i < 1000; i++) {
+        int rc = weft_yield();
+        if (rc != 0)
+            return rc;
+        (*n)++;
+    }
+    return 0;
+}
+
+Test(crossloop, a_stop_before_run_ends_the_next_run_after_one_tick, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop();
+    int n = 0;
+    ASSERT_OK(weft_spawn(a, yield_many, &n, NULL));
+    weft_loop_stop(a);
+    EXPECT_OK(weft_loop_run(a));
+    cr_expect_lt(n, 1000, "the stop before run was lost");
+    EXPECT_OK(weft_loop_run(a)); /* consumed: this run goes to the end */
+    cr_expect_eq(n, 1000);
+    free_loop(a);
+}
+
+/* ---- the door: many short-lived loops against one long-lived pool -------- */
+
+/* Pool threads post a job's outcome to its loop. The hook makes every post
+ * linger between publishing the message and waking the loop; without the
+ * door the loop could receive the message by polling, finish, be closed and
+ * freed by weft_run while the pool thread is still in there. */
+static void linger(void)
+{
+    for (volatile int i = 0; i < 2000; i++) {
+    }
+}
+
+static int job_return_arg(void *arg, void **result)
+{
+    *result = arg;
+    return 0;
+}
+
+static weft_pool_t *g_pool;
+
+static int one_request(void *arg, void **result)
+{
+    weft_future_t *f;
+    int rc = weft_to_thread(g_pool, job_return_arg, arg, &f);
+    if (rc != 0)
+        return rc;
+    rc = weft_await(f, result);
+    weft_future_unref(f);
+    return rc;
+}
+
+Test(crossloop, ten_thousand_weft_runs_against_one_pool_never_touch_a_freed_loop,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_pool_opts_t po = {.threads = 2};
+    ASSERT_OK(weft_pool_new(&po, &g_pool));
+    weft__test_post_hook = linger;
+    int bad = 0;
+    for (intptr_t i = 0; i < 10000; i++) {
+        void *r = NULL;
+        int rc = weft_run(one_request, weft_int(i), &r);
+        if (rc != 0 || weft_to_int(r) != i)
+            bad++;
+    }
+    weft__test_post_hook = NULL;
+    cr_expect_eq(bad, 0);
+    cr_expect_geq(weft_pool_shutdown(g_pool), 0);
+}
