@@ -645,7 +645,7 @@ static void dump_task(FILE *out, const struct weft_task *t)
     const struct weft_task *child = weft__inline_child(t);
     if (child != NULL)
         snprintf(what, sizeof(what), "task %" PRIu64 " (inline)", child->id);
-    else if (t->awaiting != NULL && t->awaiting->is_task)
+    else if (t->awaiting != NULL && !t->remote_wait && t->awaiting->is_task)
         snprintf(what, sizeof(what), "task %" PRIu64,
                  ((const struct weft_task *)(const void *)t->awaiting)->id);
     else if (t->awaiting != NULL)

@@ -176,7 +176,10 @@ static inline bool weft__task_live(const struct weft_task *t)
 /* A child started inline by t runs on t's own stack (see task.c). */
 static inline struct weft_task *weft__inline_child(const struct weft_task *t)
 {
-    if (t->state != WEFT_TASK_SUSPENDED || t->awaiting == NULL || !t->awaiting->is_task)
+    /* A remote wait's future belongs to another loop, which may have closed
+     * and freed it: never read it from here. */
+    if (t->state != WEFT_TASK_SUSPENDED || t->awaiting == NULL || t->remote_wait ||
+        !t->awaiting->is_task)
         return NULL;
     struct weft_task *c = (struct weft_task *)t->awaiting;
     return c->stk != NULL && c->stk == t->stk ? c : NULL;

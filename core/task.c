@@ -423,6 +423,7 @@ void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, ui
         t->queued)
         return;                    /* stale, or already woken by its timeout or a cancel */
     t->remote_wait = false;        /* answered: nothing to withdraw */
+    t->awaiting = NULL;            /* the other loop's: may be gone (closed) */
     t->fut.err = (int)(intptr_t)c; /* parked: t itself is pending */
     t->fut.result = (void *)d;
     weft__task_wake(t, 0);
