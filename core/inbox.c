@@ -221,10 +221,9 @@ bool weft__inbox_nonempty(struct weft__inbox *q)
 
 bool weft__inbox_prepare_sleep(struct weft__inbox *q)
 {
-    /* RMWs, not stores: see inbox.h and weft__loop_wake_if_sleeping. */
-    (void)__atomic_exchange_n(&q->sleeping, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&q->sleeping, 1, __ATOMIC_SEQ_CST);
     if (weft__inbox_nonempty(q)) {
-        (void)__atomic_exchange_n(&q->sleeping, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&q->sleeping, 0, __ATOMIC_SEQ_CST);
         return false;
     }
     return true;
@@ -232,5 +231,5 @@ bool weft__inbox_prepare_sleep(struct weft__inbox *q)
 
 void weft__inbox_end_sleep(struct weft__inbox *q)
 {
-    (void)__atomic_exchange_n(&q->sleeping, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&q->sleeping, 0, __ATOMIC_RELAXED);
 }

@@ -20,8 +20,7 @@
  * there until the consumer has taken the list, so each producer's messages stay in order.
  *
  * Wake-up protocol ("wake only the sleeping"): the consumer announces sleep
- * by an exchange sleeping = 1 (seq_cst; every write of the flag is an RMW,
- * which the runtime's mesh relies on, see weft__loop_wake_if_sleeping) and then re-reading the ring
+ * by storing sleeping = 1 (seq_cst) and then re-reading the ring
  * tail and the overflow flag (seq_cst) - the only place the consumer reads the tail; a producer,
  * after its seq_cst CAS on the tail (or its seq_cst store of the overflow flag), loads sleeping
  * (seq_cst). In the single total order of seq_cst operations either the consumer's re-read sees the

@@ -341,13 +341,11 @@ void weft__loop_set_ext(struct weft__loop *l, void (*drain)(void *), bool (*pend
 
 void weft__loop_wake_if_sleeping(struct weft__loop *l)
 {
-    /* A read-modify-write of the flag itself, not a fence and a load: every
-     * write of `sleeping` is an RMW (inbox.c), so if this RMW comes first in
-     * the flag's modification order, the consumer's announcement (an RMW
-     * too) reads from its release sequence and sees our message; if the
-     * announcement comes first, we read 1. TSan models RMWs, so it checks
-     * this protocol as it runs in production. */
-    if (!__atomic_fetch_add(&l->inbox.sleeping, 0, __ATOMIC_SEQ_CST))
+    /* A fence and a plain load, not an RMW of the flag: an RMW would take
+     * the flag's line from the consumer (whose idle poll reads that line)
+     * on every wake check. */
+    weft__fence_seq_cst();
+    if (!__atomic_load_n(&l->inbox.sleeping, __ATOMIC_RELAXED))
         return;
     int one = 1;
     if (__atomic_compare_exchange_n(&l->inbox.sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
@@ -522,8 +520,7 @@ static void block(struct weft__loop *l)
     if (!weft__inbox_prepare_sleep(&l->inbox))
         return;
     if (l->ext.pending != NULL) {
-        /* The announcement above was an RMW of `sleeping`: see
-         * weft__loop_wake_if_sleeping for why no fence is needed here. */
+        weft__fence_seq_cst(); /* see weft__loop_wake_if_sleeping */
         if (l->ext.pending(l->ext.arg)) {
             weft__inbox_end_sleep(&l->inbox);
             return;

@@ -262,6 +262,22 @@ static inline weft_loop_t *weft__pub(struct weft__loop *l)
 
 extern __thread struct weft__loop *weft__tls_loop;
 
+/* A full (seq_cst) fence, the same instruction in every build. gcc warns
+ * (-Wtsan) that ThreadSanitizer does not model fences; it does not need to:
+ * the slots and rings are ordered by release/acquire pairs, which TSan
+ * checks, and the fences only order the sleep announcement against the
+ * producers' flag load (lost wake-ups, which no race detector sees). An
+ * earlier TSan build replaced the fence with an RMW of one global dummy,
+ * which gave TSan happens-before edges between unrelated threads that
+ * production does not have, and so could hide real races. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wtsan"
+static inline void weft__fence_seq_cst(void)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+#pragma GCC diagnostic pop
+
 /* Small hot helpers, inline so that every file's fast path has them. */
 static inline void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn)
 {

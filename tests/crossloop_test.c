@@ -78,6 +78,19 @@ static int await_token_body(void *arg, void **result)
     return 0;
 }
 
+/* A's task (returned, referenced) waits through aw for a new future *f of
+ * B: it has asked, and B has recorded the wait. */
+static weft_task_t *wait_on_b(weft_loop_t *a, weft_loop_t *b, weft_future_t **f, struct awaiter *aw)
+{
+    weft_task_t *t;
+    ASSERT_OK(weft_future_new(b, f));
+    ASSERT_OK(weft_future_token(*f, &aw->tok));
+    ASSERT_OK(weft_spawn(a, await_token_body, aw, &t));
+    tick(a); /* ask */
+    tick(b); /* record: the record holds the token's reference */
+    return t;
+}
+
 static int return_seven(void *arg, void **result)
 {
     (void)arg;
@@ -142,13 +155,8 @@ Test(crossloop, a_waiters_loop_closed_and_freed_before_the_owner_completes_is_ne
 {
     weft_loop_t *a = new_loop(), *b = new_loop();
     weft_future_t *f;
-    weft_task_t *ta;
     struct awaiter aw = {.timeout_ms = 1};
-    ASSERT_OK(weft_future_new(b, &f));
-    ASSERT_OK(weft_future_token(f, &aw.tok));
-    ASSERT_OK(weft_spawn(a, await_token_body, &aw, &ta));
-    tick(a); /* ask */
-    tick(b); /* record */
+    weft_task_t *ta = wait_on_b(a, b, &f, &aw);
     /* Tick a until ta's 1 ms timeout has fired and ta has withdrawn. */
     for (int i = 0; i < 100000 && weft_task_state(ta) != WEFT_TASK_DONE; i++) {
         tick(a);
@@ -205,11 +213,7 @@ Test(crossloop, closing_the_owner_answers_its_remote_waiters_with_eclosed,
     weft_loop_t *a = new_loop(), *b = new_loop();
     weft_future_t *f;
     struct awaiter aw = {.timeout_ms = -1};
-    ASSERT_OK(weft_future_new(b, &f));
-    ASSERT_OK(weft_future_token(f, &aw.tok));
-    ASSERT_OK(weft_spawn(a, await_token_body, &aw, NULL));
-    tick(a);
-    tick(b); /* recorded: the record holds the token's reference */
+    weft_task_unref(wait_on_b(a, b, &f, &aw));
     weft_future_unref(f);
     free_loop(b); /* answers the record */
     tick(a);
@@ -225,13 +229,8 @@ Test(crossloop, cancelling_a_remote_waiter_cancels_the_remote_future, .timeout =
 {
     weft_loop_t *a = new_loop(), *b = new_loop();
     weft_future_t *f;
-    weft_task_t *ta;
     struct awaiter aw = {.timeout_ms = -1};
-    ASSERT_OK(weft_future_new(b, &f));
-    ASSERT_OK(weft_future_token(f, &aw.tok));
-    ASSERT_OK(weft_spawn(a, await_token_body, &aw, &ta));
-    tick(a);
-    tick(b);
+    weft_task_t *ta = wait_on_b(a, b, &f, &aw);
     ASSERT_OK(weft_task_cancel(ta));
     tick(a); /* withdraw, with cancel */
     EXPECT_RC(aw.rc, UV_ECANCELED);
