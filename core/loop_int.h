@@ -434,6 +434,12 @@ void weft__hook_remove(struct weft__handle *h);
  * current suspension with `code`, as weft_task.h's cancellation rules say. */
 int weft__task_interrupt(struct weft_task *t, int code);
 
+/* gen.c: t is a generator's body. Its consumer, which awaits it, is not
+ * cancelled on its own when a cancel passes into the body: as in asyncio,
+ * where the generator runs in the consumer's task, a body that catches the
+ * cancel catches it for both. */
+bool weft__gen_body(const struct weft_task *t);
+
 /* timeout.c: mark every scope of the chain whose own deadline is <= now
  * as expired. */
 void weft__scope_mark(struct weft_timeout *s, uint64_t now);

@@ -535,9 +535,15 @@ int weft__task_interrupt(struct weft_task *t, int code)
     }
     struct weft_task *child = weft__inline_child(t);
     if (child != NULL) {
+        /* Passed on; t resumes when the child is done and its await
+         * returns the code, whatever the child's outcome (task.h). A child
+         * that already finished (its hooks run) leaves only that. */
         if (timeout)
             t->timed_out = true;
-        return weft_task_cancel(child) == WEFT_EDONE ? WEFT_EDONE : 0;
+        else
+            t->cancel_pending = true;
+        (void)weft_task_cancel(child);
+        return 0;
     }
     struct weft_future *f = t->awaiting;
     if (f != NULL && t->remote_wait) {
@@ -547,10 +553,17 @@ int weft__task_interrupt(struct weft_task *t, int code)
         return 0;
     }
     if (f != NULL && f->is_task) {
-        /* As asyncio: pass the cancel on, resume when the child is done. */
-        if (weft_task_cancel((weft_task_t *)f) == 0) {
+        /* As asyncio: pass the cancel on, resume when the child is done.
+         * Unlike asyncio, the await then returns UV_ECANCELED even if the
+         * child caught the cancel and finished (task.h): suspend() delivers
+         * the pending cancel when the child's completion wakes t. A
+         * generator's consumer is the exception (weft__gen_body). */
+        struct weft_task *c = (struct weft_task *)f;
+        if (weft_task_cancel(c) == 0) {
             if (timeout)
                 t->timed_out = true;
+            else if (!weft__gen_body(c))
+                t->cancel_pending = true;
             return 0;
         }
     } else if (f != NULL) {
@@ -792,7 +805,15 @@ static int await_inline(struct weft__loop *l, struct weft_task *t, struct weft_t
     t->state = WEFT_TASK_RUNNING;
     t->awaiting = NULL;
     c->stk = NULL;
-    int rc = weft__future_outcome(&c->fut, result);
+    int rc;
+    if (t->cancel_pending && !t->nocancel) {
+        /* Cancelled while the child ran (weft__task_interrupt passed it on):
+         * UV_ECANCELED, even if the child caught it and finished. */
+        t->cancel_pending = false;
+        rc = UV_ECANCELED;
+    } else {
+        rc = weft__future_outcome(&c->fut, result);
+    }
     weft_future_unref(&c->fut); /* the loop's reference */
     return rc;
 }

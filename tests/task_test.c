@@ -574,6 +574,90 @@ Test(task, cancel_a_parent_awaiting_an_inline_child_cancels_the_child_and_waits_
     check_parent_cancel(0);
 }
 
+/* A child that catches the cancel its awaiting parent passed on and then
+ * finishes normally (with a result): the parent's await still returns
+ * UV_ECANCELED once the child is done, with no result (task.h). */
+static weft_task_t *g_absorb_parent;
+static weft_task_t *g_absorb_child;
+static int g_absorb_awaiting;
+static int g_absorb_sleep_rc = 1;
+static int g_absorb_await_rc = 1;
+static void *g_absorb_value;
+
+static int absorbing_child_body(void *arg, void **result)
+{
+    (void)arg;
+    g_absorb_sleep_rc = weft_sleep(HOUR_MS);
+    *result = weft_int(5);
+    return 0; /* the cancel is caught and dropped */
+}
+
+static int absorb_parent_body(void *arg, void **result)
+{
+    (void)result;
+    int rc = weft_spawn(NULL, absorbing_child_body, NULL, &g_absorb_child);
+    if (rc != 0) {
+        return rc;
+    }
+    if (weft_to_int(arg) != 0 && (rc = weft_yield()) != 0) { /* start the child first */
+        return rc;
+    }
+    g_absorb_awaiting = 1;
+    g_absorb_await_rc = weft_await_task(g_absorb_child, &g_absorb_value);
+    return g_absorb_await_rc;
+}
+
+static int cancel_absorb_parent_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    for (int i = 0; i < 1000 && !(g_absorb_awaiting && g_absorb_child != NULL &&
+                                  weft_task_state(g_absorb_child) == WEFT_TASK_SUSPENDED);
+         i++) {
+        int rc = weft_yield();
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    g_cancel_rc = weft_task_cancel(g_absorb_parent);
+    return 0;
+}
+
+static void check_child_absorbs_cancel(int start_child_first)
+{
+    weft_loop_t loop;
+    g_absorb_child = NULL;
+    g_absorb_awaiting = 0;
+    g_absorb_sleep_rc = g_absorb_await_rc = g_cancel_rc = 1;
+    g_absorb_value = weft_int(-1);
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn_ex(&loop, absorb_parent_body, weft_int(start_child_first), &big_stack,
+                            &g_absorb_parent));
+    ASSERT_OK(weft_spawn(&loop, cancel_absorb_parent_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    EXPECT_RC(g_absorb_sleep_rc, UV_ECANCELED);
+    EXPECT_STATE(g_absorb_child, WEFT_TASK_DONE);
+    EXPECT_RC(g_absorb_await_rc, UV_ECANCELED);
+    cr_expect_null(g_absorb_value, "the cancelled await gave the child's result");
+    EXPECT_STATE(g_absorb_parent, WEFT_TASK_CANCELLED);
+    weft_task_unref(g_absorb_child);
+    weft_task_unref(g_absorb_parent);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+Test(task, a_cancelled_parent_whose_started_child_absorbs_the_cancel_still_gets_ecanceled,
+     .timeout = TEST_TIMEOUT_S)
+{
+    check_child_absorbs_cancel(1);
+}
+
+Test(task, a_cancelled_parent_whose_inline_child_absorbs_the_cancel_still_gets_ecanceled,
+     .timeout = TEST_TIMEOUT_S)
+{
+    check_child_absorbs_cancel(0);
+}
+
 /* --- yield and sleep ------------------------------------------------------ */
 
 static char g_log[64];
