@@ -125,7 +125,8 @@ struct weft_future {
     bool retrieved; /* someone read the outcome (warnings) */
 };
 
-/* 64-byte aligned and 184 bytes of fields: exactly three cache lines. */
+/* 64-byte aligned: exactly three cache lines. The fields fill all 192
+ * bytes; the only padding left is inside fut (1 byte) and rn (7 bytes). */
 struct weft_task {
     _Alignas(64) struct weft_future fut; /* a task is a future (first member) */
     struct weft__rnode rn;               /* ready queue or a future's waiter list */
@@ -152,6 +153,8 @@ struct weft_task {
     bool nocancel;              /* in a wait that cancels and deadlines do not end
                                  * (clean-up waits); a cancel stays pending */
     bool timed_out;             /* a deadline scope interrupted this suspension */
+    uint8_t cancels;            /* cancel requests not withdrawn (weft_task_cancelling);
+                                 * saturates at UINT8_MAX, which then sticks */
     struct weft_timeout *scope; /* innermost deadline scope, or NULL */
 };
 

@@ -368,6 +368,7 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     t->wake_code = 0;
     t->state = WEFT_TASK_CREATED;
     t->cancel_pending = false;
+    t->cancels = 0;
     t->remote_wait = false;
     t->tm_timeout = false;
     t->nocancel = false;
@@ -503,6 +504,8 @@ int weft_task_cancel(weft_task_t *t)
         return WEFT_EDONE;
     if (l->running && weft__tls_loop != l)
         return WEFT_EWRONGLOOP;
+    if (t->cancels < UINT8_MAX)
+        t->cancels++;
     switch (t->state) {
     case WEFT_TASK_CREATED:
         if (t->queued) {
@@ -519,6 +522,28 @@ int weft_task_cancel(weft_task_t *t)
         break;
     }
     return weft__task_interrupt(t, UV_ECANCELED); /* SUSPENDED */
+}
+
+int weft_task_cancelling(const weft_task_t *t)
+{
+    return t != NULL ? t->cancels : UV_EINVAL;
+}
+
+int weft_task_uncancel(weft_task_t *t)
+{
+    if (t == NULL)
+        return UV_EINVAL;
+    struct weft__loop *l = t->fut.loop;
+    if (l->running && weft__tls_loop != l)
+        return WEFT_EWRONGLOOP;
+    /* A saturated count no longer knows how many requests it stands for:
+     * it stays (a cancel is never withdrawn by mistake). */
+    if (t->cancels > 0 && t->cancels < UINT8_MAX) {
+        t->cancels--;
+        if (t->cancels == 0 && weft__task_live(t))
+            t->cancel_pending = false; /* every request withdrawn: nothing to deliver */
+    }
+    return t->cancels;
 }
 
 int weft__task_interrupt(struct weft_task *t, int code)

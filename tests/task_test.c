@@ -438,6 +438,88 @@ Test(task, self_cancel_while_running_makes_the_next_suspension_return_ecanceled,
     EXPECT_OK(weft_loop_close(&loop));
 }
 
+/* Counted requests (asyncio's cancelling/uncancel): each cancel counts,
+ * delivery does not lower the count, uncancel does, and withdrawing the
+ * last request drops a cancel not delivered yet. */
+static int g_count_rc[16];
+
+static int count_cancels_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_task_t *me = weft_task_current();
+    int *r = g_count_rc;
+    *r++ = weft_task_cancelling(me);                             /* 0 */
+    *r++ = weft_task_cancel(me) + weft_task_cancel(me);          /* 0 */
+    *r++ = weft_task_cancelling(me);                             /* 2 */
+    *r++ = weft_task_uncancel(me);                               /* 1 */
+    *r++ = weft_yield();                                         /* ECANCELED: one left */
+    *r++ = weft_task_cancelling(me);                             /* 1: delivered, still counted */
+    *r++ = weft_yield();                                         /* 0: consumed */
+    *r++ = weft_task_cancel(me);                                 /* 0 */
+    *r++ = weft_task_uncancel(me) * 10 + weft_task_uncancel(me); /* 1, 0 */
+    *r++ = weft_yield();                                         /* 0: withdrawn before delivery */
+    *r++ = weft_task_uncancel(me) * 10 + weft_task_cancelling(me); /* 0 stays 0 */
+    return 0;
+}
+
+static int sleep_and_count_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    g_sleep_rc = weft_sleep(HOUR_MS);
+    g_after_rc = weft_sleep(1);
+    return 0;
+}
+
+static int cancel_victim_twice_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = yield_until_suspended(g_victim);
+    g_cancel_rc = weft_task_cancel(g_victim) + weft_task_cancel(g_victim);
+    return rc;
+}
+
+Test(task, cancel_requests_are_counted_delivery_keeps_the_count_and_uncancel_withdraws,
+     .timeout = TEST_TIMEOUT_S)
+{
+    static const int want[] = {0, 0, 2, 1, UV_ECANCELED, 1, 0, 0, 10, 0, 0};
+    weft_loop_t loop;
+    weft_task_t *t;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, count_cancels_body, NULL, &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_expect_eq(g_count_rc[i], want[i], "step %zu: %d (%s), want %d", i, g_count_rc[i],
+                     weft_err_name(g_count_rc[i]), want[i]);
+    }
+    EXPECT_STATE(t, WEFT_TASK_DONE);
+    /* A finished task: cancel does nothing and does not count. */
+    EXPECT_RC(weft_task_cancel(t), WEFT_EDONE);
+    EXPECT_OK(weft_task_cancelling(t));
+    weft_task_unref(t);
+
+    /* Two cancels of a sleeping task before it runs again: delivered once,
+     * counted twice, still readable after it finished. */
+    ASSERT_OK(weft_spawn(&loop, sleep_and_count_body, NULL, &g_victim));
+    ASSERT_OK(weft_spawn(&loop, cancel_victim_twice_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    EXPECT_RC(g_sleep_rc, UV_ECANCELED);
+    EXPECT_OK(g_after_rc);
+    EXPECT_STATE(g_victim, WEFT_TASK_DONE);
+    EXPECT_RC(weft_task_cancelling(g_victim), 2);
+    weft_task_unref(g_victim);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+Test(task, cancelling_and_uncancel_of_null_are_einval, .timeout = TEST_TIMEOUT_S)
+{
+    EXPECT_RC(weft_task_cancelling(NULL), UV_EINVAL);
+    EXPECT_RC(weft_task_uncancel(NULL), UV_EINVAL);
+}
+
 Test(task, cancel_a_finished_task_returns_edone_and_null_returns_einval, .timeout = TEST_TIMEOUT_S)
 {
     weft_loop_t loop;

@@ -24,12 +24,15 @@
  * Cancellation: weft_task_cancel() makes the task's current (or next)
  * suspension return UV_ECANCELED and cancels the future it awaits; a CREATED
  * task never runs. The request is consumed when delivered, so the task may
- * go on and suspend again. Awaiting a task waits for it to finish even when
- * the awaiter is cancelled (as in asyncio: the cancel is passed on to the
- * awaited task), and the awaiter then resumes with UV_ECANCELED once that
- * one is done - even if it caught the cancel and finished normally, where
- * asyncio would hand over its result: a cancel is never swallowed by the
- * task it was passed on to.
+ * go on and suspend again. Requests are also counted, as asyncio counts
+ * them (Task.cancelling/uncancel): delivering does not lower the count,
+ * weft_task_uncancel() does. Code that cancels a task and later catches
+ * that cancel in the same task withdraws its own request, and if others
+ * remain passes UV_ECANCELED on (task groups do: group.h). Awaiting a task waits for it to finish
+ * even when the awaiter is cancelled (as in asyncio: the cancel is passed on to the awaited task),
+ * and the awaiter then resumes with UV_ECANCELED once that one is done - even if it caught the
+ * cancel and finished normally, where asyncio would hand over its result: a cancel is never
+ * swallowed by the task it was passed on to.
  */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
@@ -86,8 +89,21 @@ const char *weft_task_state_name(weft_task_state_t s);
 weft_future_t *weft_task_future(weft_task_t *t);
 
 /* Request cancellation. 0 if requested; WEFT_EDONE if the task already
- * finished (nothing done); UV_EINVAL for NULL. */
+ * finished (nothing done); UV_EINVAL for NULL. Each request counts once
+ * (weft_task_cancelling). */
 int weft_task_cancel(weft_task_t *t);
+/* The number of cancel requests made of t and not withdrawn (asyncio's
+ * Task.cancelling()): the weft_task_cancel calls that returned 0, less the
+ * requests weft_task_uncancel withdrew. Delivering a cancel does not lower
+ * it; it stays readable after the task finished. Counts up to 255, where it
+ * sticks. UV_EINVAL for NULL. */
+int weft_task_cancelling(const weft_task_t *t);
+/* Withdraw one cancel request (asyncio's Task.uncancel()) and return the
+ * number left; at 0 it does nothing and returns 0. When the last one is
+ * withdrawn from a live task, a cancel not delivered yet is dropped. A
+ * count stuck at 255 is not lowered. UV_EINVAL for NULL, WEFT_EWRONGLOOP
+ * from another loop's thread while t's loop runs. */
+int weft_task_uncancel(weft_task_t *t);
 /* Outcome of a finished task: as weft_future_result(). */
 int weft_task_result(const weft_task_t *t, void **result);
 const char *weft_task_message(const weft_task_t *t);
