@@ -144,7 +144,10 @@ struct weft_task {
     uint32_t wait_seq;          /* per-suspension number (remote wake-ups) */
     uint8_t state;              /* weft_task_state_t */
     bool queued;                /* in the ready queue */
-    bool cancel_pending;        /* deliver UV_ECANCELED at the next suspension */
+    bool cancel_pending : 1;    /* deliver UV_ECANCELED at the next suspension */
+    bool cancel_msg : 1;        /* fut.msg is the cancel's reason (weft_task_cancel_msg),
+                                 * the outcome's message only if the task ends
+                                 * cancelled */
     bool remote_wait;           /* waiting on another loop's future; the reply is
                                  * parked in fut.result/fut.err, unused while the
                                  * task itself is pending */

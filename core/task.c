@@ -299,6 +299,13 @@ static void finish(struct weft__loop *l, struct weft_task *t, int rc, void *res)
     }
     t->awaiting = NULL;
     t->cancel_pending = false;
+    if (t->cancel_msg) { /* a cancel's reason: the message of a cancelled end only */
+        t->cancel_msg = false;
+        if (rc != UV_ECANCELED) {
+            weft__free(t->fut.msg);
+            t->fut.msg = NULL;
+        }
+    }
     t->scope = NULL; /* scopes left open by the body end with it */
     l->st.tasks_finished++;
     l->st.tasks_live--;
@@ -368,6 +375,7 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     t->wake_code = 0;
     t->state = WEFT_TASK_CREATED;
     t->cancel_pending = false;
+    t->cancel_msg = false;
     t->cancels = 0;
     t->remote_wait = false;
     t->tm_timeout = false;
@@ -479,7 +487,7 @@ int weft_task_result(const weft_task_t *t, void **result)
 
 const char *weft_task_message(const weft_task_t *t)
 {
-    return t != NULL ? t->fut.msg : NULL;
+    return t != NULL && !t->cancel_msg ? t->fut.msg : NULL; /* a reason: not an outcome yet */
 }
 
 int weft_fail(int code, const char *message)
@@ -490,12 +498,39 @@ int weft_fail(int code, const char *message)
         if (m != NULL) {
             weft__free(t->fut.msg);
             t->fut.msg = m;
+            t->cancel_msg = false;
         }
     }
     return code;
 }
 
+/* The reason of t's pending cancel, or NULL. */
+static const char *cancel_reason(const struct weft_task *t)
+{
+    return t->cancel_msg ? t->fut.msg : NULL;
+}
+
+/* Keep a copy of msg as t's cancel reason, in fut.msg: the latest reason
+ * replaces an earlier one, but the task's own message (weft_fail) stays. A
+ * reason that cannot be copied is dropped; the cancel still goes on. */
+static void set_cancel_reason(struct weft_task *t, const char *msg)
+{
+    if (msg == NULL || (t->fut.msg != NULL && !t->cancel_msg))
+        return;
+    char *m = weft__strdup(msg);
+    if (m == NULL)
+        return;
+    weft__free(t->fut.msg);
+    t->fut.msg = m;
+    t->cancel_msg = true;
+}
+
 int weft_task_cancel(weft_task_t *t)
+{
+    return weft_task_cancel_msg(t, NULL);
+}
+
+int weft_task_cancel_msg(weft_task_t *t, const char *msg)
 {
     if (t == NULL)
         return UV_EINVAL;
@@ -506,6 +541,7 @@ int weft_task_cancel(weft_task_t *t)
         return WEFT_EWRONGLOOP;
     if (t->cancels < UINT8_MAX)
         t->cancels++;
+    set_cancel_reason(t, msg);
     switch (t->state) {
     case WEFT_TASK_CREATED:
         if (t->queued) {
@@ -540,8 +576,14 @@ int weft_task_uncancel(weft_task_t *t)
      * it stays (a cancel is never withdrawn by mistake). */
     if (t->cancels > 0 && t->cancels < UINT8_MAX) {
         t->cancels--;
-        if (t->cancels == 0 && weft__task_live(t))
+        if (t->cancels == 0 && weft__task_live(t)) {
             t->cancel_pending = false; /* every request withdrawn: nothing to deliver */
+            if (t->cancel_msg) {
+                weft__free(t->fut.msg);
+                t->fut.msg = NULL;
+                t->cancel_msg = false;
+            }
+        }
     }
     return t->cancels;
 }
@@ -567,7 +609,7 @@ int weft__task_interrupt(struct weft_task *t, int code)
             t->timed_out = true;
         else
             t->cancel_pending = true;
-        (void)weft_task_cancel(child);
+        (void)weft_task_cancel_msg(child, timeout ? NULL : cancel_reason(t));
         return 0;
     }
     struct weft_future *f = t->awaiting;
@@ -584,7 +626,7 @@ int weft__task_interrupt(struct weft_task *t, int code)
          * the pending cancel when the child's completion wakes t. A
          * generator's consumer is the exception (weft__gen_body). */
         struct weft_task *c = (struct weft_task *)f;
-        if (weft_task_cancel(c) == 0) {
+        if (weft_task_cancel_msg(c, timeout ? NULL : cancel_reason(t)) == 0) {
             if (timeout)
                 t->timed_out = true;
             else if (!weft__gen_body(c))
@@ -595,7 +637,9 @@ int weft__task_interrupt(struct weft_task *t, int code)
         /* Completing f wakes t, whose await then reports the code. */
         if (timeout)
             t->timed_out = true;
-        weft__future_complete(f, WEFT__F_CANCELLED, NULL, UV_ECANCELED, NULL);
+        const char *why = timeout ? NULL : cancel_reason(t);
+        weft__future_complete(f, WEFT__F_CANCELLED, NULL, UV_ECANCELED,
+                              why != NULL ? weft__strdup(why) : NULL);
         return 0;
     }
     weft__task_wake(t, code);

@@ -520,6 +520,186 @@ Test(task, cancelling_and_uncancel_of_null_are_einval, .timeout = TEST_TIMEOUT_S
     EXPECT_RC(weft_task_uncancel(NULL), UV_EINVAL);
 }
 
+/* A cancel's reason (asyncio's Task.cancel(msg)): copied, the latest one
+ * wins, reported by weft_task_message once the task ended cancelled, passed
+ * on to what the task awaits, dropped if the task ends otherwise. */
+static const char *g_msg_while_live = "unset";
+
+/* Sleeps an hour; arg != 0: catches the cancel and finishes DONE. */
+static int sleep_then_end_body(void *arg, void **result)
+{
+    (void)result;
+    int rc = weft_sleep(HOUR_MS);
+    g_msg_while_live = weft_task_message(weft_task_current());
+    return weft_to_int(arg) != 0 ? 0 : rc;
+}
+
+static int cancel_victim_with_reasons_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    char why[16];
+    int rc = yield_until_suspended(g_victim);
+    strcpy(why, "first");
+    g_cancel_rc = weft_task_cancel_msg(g_victim, why);
+    strcpy(why, "shutdown");
+    g_cancel_rc += weft_task_cancel_msg(g_victim, why);
+    strcpy(why, "overwritten");
+    return rc;
+}
+
+static void check_cancel_reason(int catch_it, const char *want)
+{
+    weft_loop_t loop;
+    g_msg_while_live = "unset";
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, sleep_then_end_body, weft_int(catch_it), &g_victim));
+    ASSERT_OK(weft_spawn(&loop, cancel_victim_with_reasons_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    cr_expect_null(g_msg_while_live, "the reason showed before the task ended");
+    EXPECT_STATE(g_victim, catch_it ? WEFT_TASK_DONE : WEFT_TASK_CANCELLED);
+    if (want == NULL) {
+        cr_expect_null(weft_task_message(g_victim));
+    } else {
+        cr_expect_str_eq(weft_task_message(g_victim) ? weft_task_message(g_victim) : "(null)",
+                         want);
+    }
+    weft_task_unref(g_victim);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+Test(task, cancel_msg_is_the_message_of_a_task_that_ends_cancelled, .timeout = TEST_TIMEOUT_S)
+{
+    check_cancel_reason(0, "shutdown");
+}
+
+Test(task, cancel_msg_is_dropped_when_the_task_catches_the_cancel_and_finishes,
+     .timeout = TEST_TIMEOUT_S)
+{
+    check_cancel_reason(1, NULL);
+}
+
+static int g_reason_rc[4];
+static const char *g_reason_msg[2];
+
+static int reasons_of_my_own_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_task_t *me = weft_task_current();
+    /* Withdrawn: the reason goes with the last request. */
+    g_reason_rc[0] = weft_task_cancel_msg(me, "withdrawn");
+    g_reason_rc[1] = weft_task_uncancel(me);
+    g_reason_msg[0] = weft_task_message(me);
+    /* The task's own message (weft_fail) stays. */
+    (void)weft_fail(UV_EIO, "own");
+    g_reason_rc[2] = weft_task_cancel_msg(me, "reason");
+    g_reason_rc[3] = weft_yield();
+    g_reason_msg[1] = weft_task_message(me);
+    return UV_ECANCELED;
+}
+
+Test(task, cancel_msg_goes_with_uncancel_and_leaves_a_weft_fail_message, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_task_t *t;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, reasons_of_my_own_body, NULL, &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_reason_rc[0]);
+    EXPECT_OK(g_reason_rc[1]);
+    cr_expect_null(g_reason_msg[0]);
+    EXPECT_OK(g_reason_rc[2]);
+    EXPECT_RC(g_reason_rc[3], UV_ECANCELED);
+    cr_expect_str_eq(g_reason_msg[1] ? g_reason_msg[1] : "(null)", "own");
+    EXPECT_STATE(t, WEFT_TASK_CANCELLED);
+    cr_expect_str_eq(weft_task_message(t) ? weft_task_message(t) : "(null)", "own");
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+/* The reason travels with the cancel: to an awaited future, and to an
+ * awaited task (started, or inline). A task cancelled before it ran ends
+ * with it too. */
+static int await_child_body(void *arg, void **result)
+{
+    (void)result;
+    return weft_await_task(arg, NULL);
+}
+
+static weft_task_t *g_reason_child;
+
+static int spawn_and_await_sleeper_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = weft_spawn(NULL, sleep_then_end_body, weft_int(0), &g_reason_child);
+    return rc != 0 ? rc : weft_await_task(g_reason_child, NULL); /* starts it inline */
+}
+
+static int cancel_with_reason_when_suspended_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = yield_until_suspended(g_victim);
+    g_cancel_rc = weft_task_cancel_msg(g_victim, "stop");
+    return rc;
+}
+
+Test(task, cancel_msg_is_passed_on_to_the_awaited_future_and_task, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_future_t *f;
+    weft_task_t *child, *created;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    /* A future. */
+    ASSERT_OK(weft_future_new(&loop, &f));
+    ASSERT_OK(weft_spawn(&loop, await_body, f, &g_victim));
+    ASSERT_OK(weft_spawn(&loop, cancel_with_reason_when_suspended_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    cr_expect(weft_future_cancelled(f));
+    cr_expect_str_eq(weft_future_message(f) ? weft_future_message(f) : "(null)", "stop");
+    cr_expect_str_eq(weft_task_message(g_victim) ? weft_task_message(g_victim) : "(null)", "stop");
+    weft_task_unref(g_victim);
+    weft_future_unref(f);
+    /* A task, started before its awaiter runs, then one it starts inline. */
+    for (int inl = 0; inl < 2; inl++) {
+        g_reason_child = NULL;
+        if (inl) {
+            ASSERT_OK(
+                weft_spawn_ex(&loop, spawn_and_await_sleeper_body, NULL, &big_stack, &g_victim));
+        } else {
+            ASSERT_OK(weft_spawn(&loop, sleep_then_end_body, weft_int(0), &g_reason_child));
+            ASSERT_OK(weft_spawn(&loop, await_child_body, g_reason_child, &g_victim));
+        }
+        ASSERT_OK(weft_spawn(&loop, cancel_with_reason_when_suspended_body, NULL, NULL));
+        EXPECT_OK(weft_loop_run(&loop));
+        EXPECT_OK(g_cancel_rc);
+        child = g_reason_child;
+        cr_assert_not_null(child);
+        EXPECT_STATE(child, WEFT_TASK_CANCELLED);
+        EXPECT_STATE(g_victim, WEFT_TASK_CANCELLED);
+        cr_expect_str_eq(weft_task_message(child) ? weft_task_message(child) : "(null)", "stop");
+        cr_expect_str_eq(weft_task_message(g_victim) ? weft_task_message(g_victim) : "(null)",
+                         "stop");
+        weft_task_unref(child);
+        weft_task_unref(g_victim);
+    }
+    /* Not started yet: it ends at once, with the reason. */
+    ASSERT_OK(weft_spawn(&loop, sleep_then_end_body, weft_int(0), &created));
+    EXPECT_OK(weft_task_cancel_msg(created, "early"));
+    EXPECT_STATE(created, WEFT_TASK_CANCELLED);
+    cr_expect_str_eq(weft_task_message(created) ? weft_task_message(created) : "(null)", "early");
+    EXPECT_RC(weft_task_cancel_msg(created, "late"), WEFT_EDONE);
+    cr_expect_str_eq(weft_task_message(created) ? weft_task_message(created) : "(null)", "early");
+    EXPECT_RC(weft_task_cancel_msg(NULL, "x"), UV_EINVAL);
+    weft_task_unref(created);
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
 Test(task, cancel_a_finished_task_returns_edone_and_null_returns_einval, .timeout = TEST_TIMEOUT_S)
 {
     weft_loop_t loop;

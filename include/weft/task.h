@@ -92,6 +92,16 @@ weft_future_t *weft_task_future(weft_task_t *t);
  * finished (nothing done); UV_EINVAL for NULL. Each request counts once
  * (weft_task_cancelling). */
 int weft_task_cancel(weft_task_t *t);
+/* weft_task_cancel with a reason, asyncio's Task.cancel(msg): msg (copied;
+ * NULL = none) becomes the task's message (weft_task_message) if it ends
+ * cancelled, as CancelledError(msg) would say; the reason is passed on with
+ * the cancel to what the task awaits (a task, or a future: its
+ * weft_future_message). The latest reason replaces an earlier one; a
+ * message the task gave itself (weft_fail) stays. A task that ends any
+ * other way, or whose requests are all withdrawn (weft_task_uncancel),
+ * drops the reason. If it cannot be copied (no memory), the cancel is made
+ * without it. Returns as weft_task_cancel. */
+int weft_task_cancel_msg(weft_task_t *t, const char *msg);
 /* The number of cancel requests made of t and not withdrawn (asyncio's
  * Task.cancelling()): the weft_task_cancel calls that returned 0, less the
  * requests weft_task_uncancel withdrew. Delivering a cancel does not lower
@@ -106,6 +116,9 @@ int weft_task_cancelling(const weft_task_t *t);
 int weft_task_uncancel(weft_task_t *t);
 /* Outcome of a finished task: as weft_future_result(). */
 int weft_task_result(const weft_task_t *t, void **result);
+/* The outcome's message: weft_fail's, or for a task that ended cancelled
+ * the cancel's reason (weft_task_cancel_msg); NULL if none, and NULL for
+ * a reason while the task has not ended. */
 const char *weft_task_message(const weft_task_t *t);
 
 /* Give a failure message to the current task's outcome (copied); the body
