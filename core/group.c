@@ -168,10 +168,13 @@ int weft_group_wait(weft_group_t *g)
      * cancel of the owner that arrived with it (delivered as one, or still
      * pending) is not: it is what wait reports. */
     int rc;
-    if (withdraw_owner_cancel(s)) {
+    bool others = withdraw_owner_cancel(s);
+    if (others && t->nocancel == 0) {
         t->cancel_pending = false; /* delivered by this return */
         rc = UV_ECANCELED;
     } else {
+        if (others)
+            t->cancel_pending = true; /* in a no-cancel region: after it */
         rc = s->live > 0 ? weft__pre_suspend(t) : 0;
     }
     while (rc == 0 && s->live > 0) {

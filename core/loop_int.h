@@ -153,8 +153,10 @@ struct weft_task {
                                  * task itself is pending */
     bool tm_timeout;            /* the call's own timer expiry is UV_ETIMEDOUT (not a
                                  * finished sleep) */
-    bool nocancel;              /* in a wait that cancels and deadlines do not end
-                                 * (clean-up waits); a cancel stays pending */
+    uint8_t nocancel;           /* > 0: cancels and deadlines do not end its
+                                 * suspensions (a cancel stays pending): one per
+                                 * clean-up wait (weft__park) and per open
+                                 * weft_nocancel_begin region */
     bool timed_out;             /* a deadline scope interrupted this suspension */
     uint8_t cancels;            /* cancel requests not withdrawn (weft_task_cancelling);
                                  * saturates at UINT8_MAX, which then sticks */

@@ -261,7 +261,9 @@ to_scheduler:
  * scopes whose deadline passed (weft_timeout_end reports them). */
 static inline void scope_woke(struct weft_task *t, int code)
 {
-    if (__builtin_expect(t->scope != NULL, 0) && (code == UV_ETIMEDOUT || t->timed_out))
+    /* In a no-cancel region an UV_ETIMEDOUT is the call's own timeout. */
+    if (__builtin_expect(t->scope != NULL, 0) && (code == UV_ETIMEDOUT || t->timed_out) &&
+        t->nocancel == 0)
         weft__scope_mark(t->scope, uv_hrtime());
 }
 
@@ -379,7 +381,7 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     t->cancels = 0;
     t->remote_wait = false;
     t->tm_timeout = false;
-    t->nocancel = false;
+    t->nocancel = 0;
     t->timed_out = false;
     t->scope = NULL;
     t->queued = true;
@@ -656,9 +658,12 @@ static struct weft_task *running_task(struct weft__loop **lp)
 }
 
 /* A pending cancellation is delivered at the next suspension point, and a
- * passed scope deadline ends every suspension inside the scope. */
+ * passed scope deadline ends every suspension inside the scope - except in
+ * a no-cancel region, where both wait for the first suspension after it. */
 int weft__pre_suspend_slow(struct weft_task *t)
 {
+    if (t->nocancel != 0)
+        return 0;
     if (t->cancel_pending) {
         t->cancel_pending = false;
         return UV_ECANCELED;
@@ -673,10 +678,11 @@ int weft__pre_suspend_slow(struct weft_task *t)
     return 0;
 }
 
-/* The timer deadline of a wait: the earlier of its own and the scope's. */
+/* The timer deadline of a wait: the earlier of its own and the scope's (in
+ * a no-cancel region: its own). */
 static uint64_t wait_deadline(const struct weft_task *t, uint64_t own)
 {
-    if (t->scope != NULL && t->scope->weft__eff < own)
+    if (t->scope != NULL && t->nocancel == 0 && t->scope->weft__eff < own)
         return t->scope->weft__eff;
     return own;
 }
@@ -698,10 +704,10 @@ static int arm_wait(struct weft__loop *l, struct weft_task *t, uint64_t own, boo
 int weft__park(struct weft__loop *l, struct weft_task *t, uint64_t deadline_ns, bool nocancel)
 {
     if (!nocancel && arm_wait(l, t, deadline_ns, true) != 0)
-        return UV_ENOMEM; /* clean-up waits (nocancel) ignore deadlines */
-    t->nocancel = nocancel;
+        return UV_ENOMEM;    /* clean-up waits (nocancel) ignore deadlines */
+    t->nocancel += nocancel; /* on top of the task's own regions, if any */
     int rc = suspend(l, t);
-    t->nocancel = false;
+    t->nocancel -= nocancel;
     weft__timer_disarm(l, &t->tm);
     return rc;
 }
@@ -819,6 +825,34 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
     }
     scope_woke(t, rc);
     return rc;
+}
+
+/* No-cancel regions share t->nocancel with the clean-up waits (weft__park):
+ * both mean "cancels and deadlines do not end this task's suspensions". A
+ * clean-up wait adds one while it waits, so regions stop one short of the
+ * counter's end. */
+int weft_nocancel_begin(void)
+{
+    struct weft__loop *l;
+    struct weft_task *t = running_task(&l);
+    if (t == NULL)
+        return WEFT_ENOTASK;
+    if (t->nocancel >= UINT8_MAX - 1)
+        return UV_EOVERFLOW;
+    t->nocancel++;
+    return 0;
+}
+
+int weft_nocancel_end(void)
+{
+    struct weft__loop *l;
+    struct weft_task *t = running_task(&l);
+    if (t == NULL)
+        return WEFT_ENOTASK;
+    if (t->nocancel == 0)
+        return UV_EINVAL; /* no region to end */
+    t->nocancel--;
+    return 0;
 }
 
 int weft_yield(void)

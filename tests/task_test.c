@@ -700,6 +700,119 @@ Test(task, cancel_msg_is_passed_on_to_the_awaited_future_and_task, .timeout = TE
     EXPECT_OK(weft_loop_close(&loop));
 }
 
+/* --- no-cancel regions --------------------------------------------------- */
+
+/* A cancel that arrives in the region (while asleep) or before it (still
+ * pending) waits: nothing in the region returns UV_ECANCELED, nor is what
+ * the task awaits cancelled; the first suspension after the outermost end
+ * gets it. */
+static int g_nc_rc[12];
+static weft_future_t *g_nc_future;
+
+static int nocancel_region_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int *r = g_nc_rc;
+    *r++ = weft_nocancel_begin();
+    *r++ = weft_sleep(20); /* cancelled meanwhile: sleeps on */
+    *r++ = weft_yield();
+    *r++ = weft_nocancel_begin();                    /* nested */
+    *r++ = weft_await_timeout(g_nc_future, 1, NULL); /* its own timeout still works */
+    *r++ = weft_nocancel_end();
+    *r++ = weft_yield(); /* still in the outer region */
+    *r++ = weft_nocancel_end();
+    *r++ = weft_yield(); /* now */
+    *r++ = weft_yield(); /* delivered once */
+    *r++ = weft_task_cancelling(weft_task_current());
+    return 0;
+}
+
+Test(task, a_nocancel_region_defers_a_cancel_to_the_first_suspension_after_it,
+     .timeout = TEST_TIMEOUT_S)
+{
+    static const int want[] = {0, 0, 0, 0, UV_ETIMEDOUT, 0, 0, 0, UV_ECANCELED, 0, 1};
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_future_new(&loop, &g_nc_future));
+    ASSERT_OK(weft_spawn(&loop, nocancel_region_body, NULL, &g_victim));
+    ASSERT_OK(weft_spawn(&loop, cancel_victim_when_suspended_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_expect_eq(g_nc_rc[i], want[i], "step %zu: %d (%s), want %d", i, g_nc_rc[i],
+                     weft_err_name(g_nc_rc[i]), want[i]);
+    }
+    cr_expect_not(weft_future_done(g_nc_future), "the region's await cancelled its future");
+    EXPECT_STATE(g_victim, WEFT_TASK_DONE);
+    weft_task_unref(g_victim);
+    weft_future_unref(g_nc_future);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+/* Deadlines of timeout scopes do not end suspensions in the region either;
+ * the passed deadline shows at the first suspension after it. A cancel
+ * made while running, before the region, waits too. */
+static int nocancel_deadline_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_timeout_t tmo;
+    int *r = g_nc_rc;
+    *r++ = weft_task_cancel(weft_task_current());
+    *r++ = weft_timeout_begin_at(&tmo, weft_loop_now_ns()); /* passed already */
+    *r++ = weft_nocancel_begin();
+    *r++ = weft_yield();
+    *r++ = weft_sleep(1);
+    *r++ = weft_nocancel_end();
+    *r++ = weft_yield(); /* the cancel first */
+    *r++ = weft_yield(); /* then the deadline */
+    *r++ = weft_timeout_end(&tmo);
+    return 0;
+}
+
+Test(task, timeout_deadlines_wait_for_the_end_of_a_nocancel_region_too, .timeout = TEST_TIMEOUT_S)
+{
+    static const int want[] = {0, 0, 0, 0, 0, 0, UV_ECANCELED, UV_ETIMEDOUT, UV_ETIMEDOUT};
+    weft_loop_t loop;
+    weft_task_t *t;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, nocancel_deadline_body, NULL, &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_expect_eq(g_nc_rc[i], want[i], "step %zu: %d (%s), want %d", i, g_nc_rc[i],
+                     weft_err_name(g_nc_rc[i]), want[i]);
+    }
+    EXPECT_STATE(t, WEFT_TASK_DONE);
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+static int g_nc_misuse[2];
+
+static int nocancel_misuse_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    g_nc_misuse[0] = weft_nocancel_end(); /* no region open */
+    g_nc_misuse[1] = weft_yield();        /* nothing changed */
+    return 0;
+}
+
+Test(task, nocancel_end_without_begin_is_einval_and_outside_a_task_enotask,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    EXPECT_RC(weft_nocancel_begin(), WEFT_ENOTASK);
+    EXPECT_RC(weft_nocancel_end(), WEFT_ENOTASK);
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, nocancel_misuse_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_RC(g_nc_misuse[0], UV_EINVAL);
+    EXPECT_OK(g_nc_misuse[1]);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
 Test(task, cancel_a_finished_task_returns_edone_and_null_returns_einval, .timeout = TEST_TIMEOUT_S)
 {
     weft_loop_t loop;

@@ -23,16 +23,18 @@
  *
  * Cancellation: weft_task_cancel() makes the task's current (or next)
  * suspension return UV_ECANCELED and cancels the future it awaits; a CREATED
- * task never runs. The request is consumed when delivered, so the task may
- * go on and suspend again. Requests are also counted, as asyncio counts
- * them (Task.cancelling/uncancel): delivering does not lower the count,
- * weft_task_uncancel() does. Code that cancels a task and later catches
- * that cancel in the same task withdraws its own request, and if others
- * remain passes UV_ECANCELED on (task groups do: group.h). Awaiting a task waits for it to finish
- * even when the awaiter is cancelled (as in asyncio: the cancel is passed on to the awaited task),
- * and the awaiter then resumes with UV_ECANCELED once that one is done - even if it caught the
- * cancel and finished normally, where asyncio would hand over its result: a cancel is never
- * swallowed by the task it was passed on to.
+ * task never runs. The request is consumed when delivered, so the task may go
+ * on and suspend again; a no-cancel region (weft_nocancel_begin) holds it back
+ * until the region ends. Requests are also counted, as asyncio counts them
+ * (Task.cancelling/uncancel): delivering does not lower the count,
+ * weft_task_uncancel() does. Code that cancels a task and later catches that
+ * cancel in the same task withdraws its own request, and if others remain
+ * passes UV_ECANCELED on (task groups do: group.h). Awaiting a task waits for
+ * it to finish even when the awaiter is cancelled (as in asyncio: the cancel
+ * is passed on to the awaited task), and the awaiter then resumes with
+ * UV_ECANCELED once that one is done - even if it caught the cancel and
+ * finished normally, where asyncio would hand over its result: a cancel is
+ * never swallowed by the task it was passed on to.
  */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
@@ -148,6 +150,23 @@ WEFT_WARN_UNUSED int weft_await(weft_future_t *f, void **result);
 WEFT_WARN_UNUSED int weft_await_timeout(weft_future_t *f, uint64_t timeout_ms, void **result);
 /* weft_await(weft_task_future(t), result). */
 WEFT_WARN_UNUSED int weft_await_task(weft_task_t *t, void **result);
+
+/* No-cancel regions: a shield for the running task's own code (clean-up
+ * that must run to its end), where weft_shield() guards one future. Between
+ * weft_nocancel_begin() and weft_nocancel_end(), no suspension of the task
+ * is ended by a cancel: cancels stay pending (and counted) and are
+ * delivered at its first suspension after the region, and what the task
+ * awaits is not cancelled. Nor do deadlines of timeout scopes end them, the
+ * scopes begun inside the region included: bound a wait in the region with
+ * the call's own timeout (weft_sleep, weft_await_timeout, a primitive's
+ * timeout_ms), which still works. A deadline that passed shows at the first
+ * suspension after the region, as everywhere (timeout.h). Regions nest; the
+ * outermost end ends the region. In a task only (WEFT_ENOTASK otherwise).
+ * begin: 0, or UV_EOVERFLOW past 254 levels. end: 0, or UV_EINVAL if no
+ * region of the running task is open. A region left open ends with the
+ * task. */
+WEFT_WARN_UNUSED int weft_nocancel_begin(void);
+int weft_nocancel_end(void);
 
 /* asyncio.run: init a loop, spawn main(arg), run until it finishes, cancel
  * and drain what is left, close the loop. Returns main's outcome (its
