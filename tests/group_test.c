@@ -401,6 +401,48 @@ Test(group, spawning_into_a_failed_group_returns_ecanceled_and_starts_nothing,
     run_main(failed_group_main, NULL);
 }
 
+/* The owner is cancelled while it waits and a child fails as it is
+ * cancelled: the cancel outranks the failure (a cancel is delivered once;
+ * reported as the failure it would be lost), which stays readable. */
+static int g_outrank[4];
+
+TASK_FN(outranked_owner_body)
+{
+    weft_group_t g;
+    g_outrank[0] = NOT_SET;
+    T_OK(weft_group_init(&g));
+    T_OK(weft_group_spawn(&g, cancelled_then_fails_body, &g_outrank[0], NULL));
+    g_outrank[1] = weft_group_wait(&g);
+    g_outrank[2] = weft_group_error(&g);
+    T_OK(weft_group_close(&g));
+    return g_outrank[1];
+}
+
+TASK_FN(outrank_main)
+{
+    weft_task_t *owner = NULL;
+    T_OK(weft_spawn(NULL, outranked_owner_body, NULL, &owner));
+    if (owner == NULL) {
+        return 0;
+    }
+    for (int i = 0; i < 1000 && weft_task_state(owner) != WEFT_TASK_SUSPENDED; i++) {
+        T_OK(weft_yield());
+    }
+    T_OK(weft_task_cancel(owner));
+    T_RC(weft_await_task(owner, NULL), UV_ECANCELED);
+    weft_task_unref(owner);
+    return 0;
+}
+
+Test(group, a_cancel_of_the_waiting_owner_outranks_a_child_failure_which_stays_readable,
+     .timeout = TEST_TIMEOUT_S)
+{
+    run_main(outrank_main, NULL);
+    EXPECT_RC(g_outrank[0], UV_ECANCELED);
+    EXPECT_RC(g_outrank[1], UV_ECANCELED);
+    EXPECT_RC(g_outrank[2], UV_EPIPE);
+}
+
 /* --- owner cancelled while waiting ------------------------------------------ */
 
 typedef struct cancel_ctx {
