@@ -125,8 +125,8 @@ struct weft_future {
     bool retrieved; /* someone read the outcome (warnings) */
 };
 
-/* 64-byte aligned: exactly three cache lines. The fields fill all 192
- * bytes; the only padding left is inside fut (1 byte) and rn (7 bytes). */
+/* 64-byte aligned, 192 bytes of fields: exactly three cache lines, none
+ * spare. */
 struct weft_task {
     _Alignas(64) struct weft_future fut; /* a task is a future (first member) */
     struct weft__rnode rn;               /* ready queue or a future's waiter list */

@@ -34,7 +34,8 @@
  * is passed on to the awaited task), and the awaiter then resumes with
  * UV_ECANCELED once that one is done - even if it caught the cancel and
  * finished normally, where asyncio would hand over its result: a cancel is
- * never swallowed by the task it was passed on to.
+ * never swallowed by the task it was passed on to (*result is then NULL and
+ * the task's outcome stays unread).
  */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
@@ -137,8 +138,7 @@ WEFT_WARN_UNUSED int weft_yield(void);
 WEFT_WARN_UNUSED int weft_sleep(uint64_t ms);
 /* Wait until f is done; returns its outcome as weft_future_result(). If the
  * awaiting task is cancelled, the future is cancelled too and UV_ECANCELED is
- * returned (for a task: once it has finished, whatever its outcome; *result
- * is then NULL and the task's outcome stays unread). WEFT_EDEADLK when a task
+ * returned (for a task: once it has finished). WEFT_EDEADLK when a task
  * awaits itself, UV_EINVAL for NULL. f may belong to another loop: the
  * awaiting task still resumes on its own loop. */
 WEFT_WARN_UNUSED int weft_await(weft_future_t *f, void **result);
