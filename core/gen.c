@@ -87,6 +87,11 @@ static int gen_body(void *arg, void **result)
     return rc;
 }
 
+bool weft__gen_body(const struct weft_task *t)
+{
+    return t->fn == gen_body;
+}
+
 int weft__gen_new(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_opts_t *opts,
                   weft_gen_t **out, const char *file, int line)
 {

@@ -24,8 +24,19 @@ struct weft__group {
     int error;           /* first failure, or 0 */
     size_t first_failed; /* index of that child */
     bool waiting;
-    bool owner_cancelled; /* the group cancelled its owner */
+    bool owner_cancelled; /* the group made one cancel request of its owner */
 };
+
+/* Withdraw the one cancel request the group made of its owner, if it made
+ * one (asyncio's TaskGroup uncancels its parent). Returns true if other
+ * requests remain: those are not the group's to withdraw. */
+static bool withdraw_owner_cancel(struct weft__group *s)
+{
+    if (!s->owner_cancelled)
+        return false;
+    s->owner_cancelled = false;
+    return weft_task_uncancel(s->owner) > 0;
+}
 
 /* The state of an open group, or NULL. */
 static struct weft__group *S(const weft_group_t *g)
@@ -56,10 +67,8 @@ static void child_done(struct weft__handle *h, struct weft_future *f)
             s->first_failed = idx;
             cancel_children(s);
             weft_task_t *o = s->owner;
-            if (!s->waiting && weft__task_live(o) && o->state != WEFT_TASK_CREATED) {
-                s->owner_cancelled = true;
-                weft_task_cancel(o);
-            }
+            if (!s->waiting && weft__task_live(o) && o->state != WEFT_TASK_CREATED)
+                s->owner_cancelled = weft_task_cancel(o) == 0; /* one request, ours */
         }
     }
     if (s->live == 0 && s->waiting)
@@ -154,13 +163,20 @@ int weft_group_wait(weft_group_t *g)
         return WEFT_ENOTASK;
     if (t != s->owner)
         return UV_EPERM;
-    if (s->owner_cancelled) {
-        /* The group cancelled us because a child failed: that is reported
-         * here as the child's error, not as a cancel (asyncio uncancels). */
-        s->owner_cancelled = false;
-        t->cancel_pending = false;
+    /* The group's own cancel of the owner (a child failed) is reported here
+     * as the child's error, not as a cancel: it is withdrawn. Another
+     * cancel of the owner that arrived with it (delivered as one, or still
+     * pending) is not: it is what wait reports. */
+    int rc;
+    bool others = withdraw_owner_cancel(s);
+    if (others && t->nocancel == 0) {
+        t->cancel_pending = false; /* delivered by this return */
+        rc = UV_ECANCELED;
+    } else {
+        if (others)
+            t->cancel_pending = true; /* in a no-cancel region: after it */
+        rc = s->live > 0 ? weft__pre_suspend(t) : 0;
     }
-    int rc = s->live > 0 ? weft__pre_suspend(t) : 0;
     while (rc == 0 && s->live > 0) {
         s->waiting = true;
         rc = weft__park(l, t, UINT64_MAX, false);
@@ -170,6 +186,10 @@ int weft_group_wait(weft_group_t *g)
         cancel_children(s);
         drain(s, l, t);
     }
+    /* A cancel of the owner outranks a child's failure (still readable with
+     * weft_group_error): a cancel reported as a failure would be lost. */
+    if (rc == UV_ECANCELED)
+        return rc;
     if (s->error != 0)
         return s->error;
     return rc;
@@ -219,9 +239,13 @@ int weft_group_leave(weft_group_t *g)
         if (rc == 0)
             rc = s->error != 0 ? s->error : UV_ECANCELED;
     }
-    if (s->owner_cancelled) {
-        s->owner_cancelled = false;
-        s->owner->cancel_pending = false;
+    if (withdraw_owner_cancel(s)) {
+        /* Others cancelled the owner too: not withdrawn. As any cancel that
+         * reaches leave, it is left pending (often nobody reads leave's
+         * code: WEFT_GROUP), and reported. */
+        if (weft__task_live(s->owner))
+            s->owner->cancel_pending = true;
+        rc = UV_ECANCELED;
     }
     int c = weft_group_close(g);
     return rc != 0 ? rc : c;

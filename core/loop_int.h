@@ -146,15 +146,22 @@ struct weft_task {
     uint32_t wait_seq;          /* per-suspension number (remote wake-ups) */
     uint8_t state;              /* weft_task_state_t */
     bool queued;                /* in the ready queue */
-    bool cancel_pending;        /* deliver UV_ECANCELED at the next suspension */
+    bool cancel_pending : 1;    /* deliver UV_ECANCELED at the next suspension */
+    bool cancel_msg : 1;        /* fut.msg is the cancel's reason (weft_task_cancel_msg),
+                                 * the outcome's message only if the task ends
+                                 * cancelled */
     bool remote_wait;           /* waiting on another loop's future; the reply is
                                  * parked in fut.result/fut.err, unused while the
                                  * task itself is pending */
     bool tm_timeout;            /* the call's own timer expiry is UV_ETIMEDOUT (not a
                                  * finished sleep) */
-    bool nocancel;              /* in a wait that cancels and deadlines do not end
-                                 * (clean-up waits); a cancel stays pending */
+    uint8_t nocancel;           /* > 0: cancels and deadlines do not end its
+                                 * suspensions (a cancel stays pending): one per
+                                 * clean-up wait (weft__park) and per open
+                                 * weft_nocancel_begin region */
     bool timed_out;             /* a deadline scope interrupted this suspension */
+    uint8_t cancels;            /* cancel requests not withdrawn (weft_task_cancelling);
+                                 * saturates at UINT8_MAX, which then sticks */
     struct weft_timeout *scope; /* innermost deadline scope, or NULL */
 };
 
@@ -453,6 +460,12 @@ void weft__hook_remove(struct weft__handle *h);
 /* A task is cancelled (weft_task_cancel) or its deadline passed: end its
  * current suspension with `code`, as weft_task.h's cancellation rules say. */
 int weft__task_interrupt(struct weft_task *t, int code);
+
+/* gen.c: t is a generator's body. Its consumer, which awaits it, is not
+ * cancelled on its own when a cancel passes into the body: as in asyncio,
+ * where the generator runs in the consumer's task, a body that catches the
+ * cancel catches it for both. */
+bool weft__gen_body(const struct weft_task *t);
 
 /* timeout.c: mark every scope of the chain whose own deadline is <= now
  * as expired. */

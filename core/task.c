@@ -261,7 +261,9 @@ to_scheduler:
  * scopes whose deadline passed (weft_timeout_end reports them). */
 static inline void scope_woke(struct weft_task *t, int code)
 {
-    if (__builtin_expect(t->scope != NULL, 0) && (code == UV_ETIMEDOUT || t->timed_out))
+    /* In a no-cancel region an UV_ETIMEDOUT is the call's own timeout. */
+    if (__builtin_expect(t->scope != NULL, 0) && (code == UV_ETIMEDOUT || t->timed_out) &&
+        t->nocancel == 0)
         weft__scope_mark(t->scope, uv_hrtime());
 }
 
@@ -299,6 +301,13 @@ static void finish(struct weft__loop *l, struct weft_task *t, int rc, void *res)
     }
     t->awaiting = NULL;
     t->cancel_pending = false;
+    if (t->cancel_msg) { /* a cancel's reason: the message of a cancelled end only */
+        t->cancel_msg = false;
+        if (rc != UV_ECANCELED) {
+            weft__free(t->fut.msg);
+            t->fut.msg = NULL;
+        }
+    }
     t->scope = NULL; /* scopes left open by the body end with it */
     l->st.tasks_finished++;
     l->st.tasks_live--;
@@ -368,9 +377,11 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     t->wake_code = 0;
     t->state = WEFT_TASK_CREATED;
     t->cancel_pending = false;
+    t->cancel_msg = false;
+    t->cancels = 0;
     t->remote_wait = false;
     t->tm_timeout = false;
-    t->nocancel = false;
+    t->nocancel = 0;
     t->timed_out = false;
     t->scope = NULL;
     t->queued = true;
@@ -483,7 +494,7 @@ int weft_task_result(const weft_task_t *t, void **result)
 
 const char *weft_task_message(const weft_task_t *t)
 {
-    return t != NULL ? t->fut.msg : NULL;
+    return t != NULL && !t->cancel_msg ? t->fut.msg : NULL; /* a reason: not an outcome yet */
 }
 
 int weft_fail(int code, const char *message)
@@ -494,12 +505,39 @@ int weft_fail(int code, const char *message)
         if (m != NULL) {
             weft__free(t->fut.msg);
             t->fut.msg = m;
+            t->cancel_msg = false;
         }
     }
     return code;
 }
 
+/* The reason of t's pending cancel, or NULL. */
+static const char *cancel_reason(const struct weft_task *t)
+{
+    return t->cancel_msg ? t->fut.msg : NULL;
+}
+
+/* Keep a copy of msg as t's cancel reason, in fut.msg: the latest reason
+ * replaces an earlier one, but the task's own message (weft_fail) stays. A
+ * reason that cannot be copied is dropped; the cancel still goes on. */
+static void set_cancel_reason(struct weft_task *t, const char *msg)
+{
+    if (msg == NULL || (t->fut.msg != NULL && !t->cancel_msg))
+        return;
+    char *m = weft__strdup(msg);
+    if (m == NULL)
+        return;
+    weft__free(t->fut.msg);
+    t->fut.msg = m;
+    t->cancel_msg = true;
+}
+
 int weft_task_cancel(weft_task_t *t)
+{
+    return weft_task_cancel_msg(t, NULL);
+}
+
+int weft_task_cancel_msg(weft_task_t *t, const char *msg)
 {
     if (t == NULL)
         return UV_EINVAL;
@@ -508,6 +546,9 @@ int weft_task_cancel(weft_task_t *t)
         return WEFT_EDONE;
     if (l->running && weft__tls_loop != l)
         return WEFT_EWRONGLOOP;
+    if (t->cancels < UINT8_MAX)
+        t->cancels++;
+    set_cancel_reason(t, msg);
     switch (t->state) {
     case WEFT_TASK_CREATED:
         if (t->queued) {
@@ -526,6 +567,34 @@ int weft_task_cancel(weft_task_t *t)
     return weft__task_interrupt(t, UV_ECANCELED); /* SUSPENDED */
 }
 
+int weft_task_cancelling(const weft_task_t *t)
+{
+    return t != NULL ? t->cancels : UV_EINVAL;
+}
+
+int weft_task_uncancel(weft_task_t *t)
+{
+    if (t == NULL)
+        return UV_EINVAL;
+    struct weft__loop *l = t->fut.loop;
+    if (l->running && weft__tls_loop != l)
+        return WEFT_EWRONGLOOP;
+    /* A saturated count no longer knows how many requests it stands for:
+     * it stays (a cancel is never withdrawn by mistake). */
+    if (t->cancels > 0 && t->cancels < UINT8_MAX) {
+        t->cancels--;
+        if (t->cancels == 0 && weft__task_live(t)) {
+            t->cancel_pending = false; /* every request withdrawn: nothing to deliver */
+            if (t->cancel_msg) {
+                weft__free(t->fut.msg);
+                t->fut.msg = NULL;
+                t->cancel_msg = false;
+            }
+        }
+    }
+    return t->cancels;
+}
+
 int weft__task_interrupt(struct weft_task *t, int code)
 {
     WEFT_ASSERT(t->state == WEFT_TASK_SUSPENDED);
@@ -540,9 +609,15 @@ int weft__task_interrupt(struct weft_task *t, int code)
     }
     struct weft_task *child = weft__inline_child(t);
     if (child != NULL) {
+        /* Passed on; t resumes when the child is done and its await
+         * returns the code, whatever the child's outcome (task.h). A child
+         * that already finished (its hooks run) leaves only that. */
         if (timeout)
             t->timed_out = true;
-        return weft_task_cancel(child) == WEFT_EDONE ? WEFT_EDONE : 0;
+        else
+            t->cancel_pending = true;
+        (void)weft_task_cancel_msg(child, timeout ? NULL : cancel_reason(t));
+        return 0;
     }
     struct weft_future *f = t->awaiting;
     if (f != NULL && t->remote_wait) {
@@ -555,17 +630,26 @@ int weft__task_interrupt(struct weft_task *t, int code)
         return 0;
     }
     if (f != NULL && f->is_task) {
-        /* As asyncio: pass the cancel on, resume when the child is done. */
-        if (weft_task_cancel((weft_task_t *)f) == 0) {
+        /* As asyncio: pass the cancel on, resume when the child is done.
+         * Unlike asyncio, the await then returns UV_ECANCELED even if the
+         * child caught the cancel and finished (task.h): suspend() delivers
+         * the pending cancel when the child's completion wakes t. A
+         * generator's consumer is the exception (weft__gen_body). */
+        struct weft_task *c = (struct weft_task *)f;
+        if (weft_task_cancel_msg(c, timeout ? NULL : cancel_reason(t)) == 0) {
             if (timeout)
                 t->timed_out = true;
+            else if (!weft__gen_body(c))
+                t->cancel_pending = true;
             return 0;
         }
     } else if (f != NULL) {
         /* Completing f wakes t, whose await then reports the code. */
         if (timeout)
             t->timed_out = true;
-        weft__future_complete(f, WEFT__F_CANCELLED, NULL, UV_ECANCELED, NULL);
+        const char *why = timeout ? NULL : cancel_reason(t);
+        weft__future_complete(f, WEFT__F_CANCELLED, NULL, UV_ECANCELED,
+                              why != NULL ? weft__strdup(why) : NULL);
         return 0;
     }
     weft__task_wake(t, code);
@@ -582,9 +666,12 @@ static struct weft_task *running_task(struct weft__loop **lp)
 }
 
 /* A pending cancellation is delivered at the next suspension point, and a
- * passed scope deadline ends every suspension inside the scope. */
+ * passed scope deadline ends every suspension inside the scope - except in
+ * a no-cancel region, where both wait for the first suspension after it. */
 int weft__pre_suspend_slow(struct weft_task *t)
 {
+    if (t->nocancel != 0)
+        return 0;
     if (t->cancel_pending) {
         t->cancel_pending = false;
         return UV_ECANCELED;
@@ -599,10 +686,11 @@ int weft__pre_suspend_slow(struct weft_task *t)
     return 0;
 }
 
-/* The timer deadline of a wait: the earlier of its own and the scope's. */
+/* The timer deadline of a wait: the earlier of its own and the scope's (in
+ * a no-cancel region: its own). */
 static uint64_t wait_deadline(const struct weft_task *t, uint64_t own)
 {
-    if (t->scope != NULL && t->scope->weft__eff < own)
+    if (t->scope != NULL && t->nocancel == 0 && t->scope->weft__eff < own)
         return t->scope->weft__eff;
     return own;
 }
@@ -624,10 +712,10 @@ static int arm_wait(struct weft__loop *l, struct weft_task *t, uint64_t own, boo
 int weft__park(struct weft__loop *l, struct weft_task *t, uint64_t deadline_ns, bool nocancel)
 {
     if (!nocancel && arm_wait(l, t, deadline_ns, true) != 0)
-        return UV_ENOMEM; /* clean-up waits (nocancel) ignore deadlines */
-    t->nocancel = nocancel;
+        return UV_ENOMEM;    /* clean-up waits (nocancel) ignore deadlines */
+    t->nocancel += nocancel; /* on top of the task's own regions, if any */
     int rc = suspend(l, t);
-    t->nocancel = false;
+    t->nocancel -= nocancel;
     weft__timer_disarm(l, &t->tm);
     return rc;
 }
@@ -747,6 +835,34 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
     return rc;
 }
 
+/* No-cancel regions share t->nocancel with the clean-up waits (weft__park):
+ * both mean "cancels and deadlines do not end this task's suspensions". A
+ * clean-up wait adds one while it waits, so regions stop one short of the
+ * counter's end. */
+int weft_nocancel_begin(void)
+{
+    struct weft__loop *l;
+    struct weft_task *t = running_task(&l);
+    if (t == NULL)
+        return WEFT_ENOTASK;
+    if (t->nocancel >= UINT8_MAX - 1)
+        return UV_EOVERFLOW;
+    t->nocancel++;
+    return 0;
+}
+
+int weft_nocancel_end(void)
+{
+    struct weft__loop *l;
+    struct weft_task *t = running_task(&l);
+    if (t == NULL)
+        return WEFT_ENOTASK;
+    if (t->nocancel == 0)
+        return UV_EINVAL; /* no region to end */
+    t->nocancel--;
+    return 0;
+}
+
 int weft_yield(void)
 {
     struct weft__loop *l;
@@ -800,7 +916,15 @@ static int await_inline(struct weft__loop *l, struct weft_task *t, struct weft_t
     t->state = WEFT_TASK_RUNNING;
     t->awaiting = NULL;
     c->stk = NULL;
-    int rc = weft__future_outcome(&c->fut, result);
+    int rc;
+    if (t->cancel_pending && !t->nocancel) {
+        /* Cancelled while the child ran (weft__task_interrupt passed it on):
+         * UV_ECANCELED, even if the child caught it and finished. */
+        t->cancel_pending = false;
+        rc = UV_ECANCELED;
+    } else {
+        rc = weft__future_outcome(&c->fut, result);
+    }
     weft_future_unref(&c->fut); /* the loop's reference */
     return rc;
 }

@@ -314,6 +314,69 @@ Test(group, an_owner_cancel_still_pending_when_it_reaches_wait_is_withdrawn,
     run_main(pending_cancel_main, NULL);
 }
 
+/* An external cancel of the owner and the group's own (a child failed) in
+ * the same turn, while the owner is in the ready queue (route 0, 2) or
+ * asleep (route 1): the owner sees one UV_ECANCELED. The group withdraws only
+ * the request it made, so the external one is not lost: wait (or leave,
+ * route 2) returns UV_ECANCELED and the owner, which returns that, ends
+ * cancelled. The child's failure stays readable. */
+TASK_FN(cancel_owner_now_body)
+{
+    return weft_task_cancel(arg);
+}
+
+typedef struct merged_ctx {
+    int suspend_rc, group_rc, error, after_rc;
+} merged_ctx_t;
+
+static merged_ctx_t g_mc[3];
+
+TASK_FN(merged_cancel_owner_body)
+{
+    intptr_t route = weft_to_int(arg);
+    merged_ctx_t *m = &g_mc[route];
+    weft_group_t g;
+    T_OK(weft_group_init(&g));
+    T_OK(weft_group_spawn(&g, fail_now_body, weft_int(UV_EIO), NULL));
+    T_OK(weft_spawn(NULL, cancel_owner_now_body, weft_task_current(), NULL));
+    m->suspend_rc = route == 1 ? weft_sleep(SHORT_MS) : weft_yield();
+    if (route == 2) {
+        m->error = weft_group_error(&g);
+        m->group_rc = weft_group_leave(&g);
+        m->after_rc = weft_yield(); /* leave keeps a caller's cancel pending */
+        return m->group_rc;
+    }
+    m->group_rc = weft_group_wait(&g);
+    m->error = weft_group_error(&g);
+    T_OK(weft_group_close(&g));
+    return m->group_rc;
+}
+
+TASK_FN(merged_cancel_main)
+{
+    for (intptr_t route = 0; route < 3; route++) {
+        weft_task_t *owner = NULL;
+        g_mc[route] = (merged_ctx_t){NOT_SET, NOT_SET, NOT_SET, NOT_SET};
+        T_OK(weft_spawn(NULL, merged_cancel_owner_body, weft_int(route), &owner));
+        T_RC(weft_await_task(owner, NULL), UV_ECANCELED);
+        T_EQ(weft_task_state(owner), WEFT_TASK_CANCELLED);
+        weft_task_unref(owner);
+        T_RC(g_mc[route].suspend_rc, UV_ECANCELED);
+        T_RC(g_mc[route].group_rc, UV_ECANCELED);
+        T_RC(g_mc[route].error, UV_EIO);
+        if (route == 2) {
+            T_RC(g_mc[route].after_rc, UV_ECANCELED);
+        }
+    }
+    return 0;
+}
+
+Test(group, an_external_cancel_merged_with_the_group_cancel_of_the_owner_is_not_withdrawn,
+     .timeout = TEST_TIMEOUT_S)
+{
+    run_main(merged_cancel_main, NULL);
+}
+
 TASK_FN(failed_group_main)
 {
     weft_group_t g;
@@ -336,6 +399,48 @@ Test(group, spawning_into_a_failed_group_returns_ecanceled_and_starts_nothing,
      .timeout = TEST_TIMEOUT_S)
 {
     run_main(failed_group_main, NULL);
+}
+
+/* The owner is cancelled while it waits and a child fails as it is
+ * cancelled: the cancel outranks the failure (a cancel is delivered once;
+ * reported as the failure it would be lost), which stays readable. */
+static int g_outrank[4];
+
+TASK_FN(outranked_owner_body)
+{
+    weft_group_t g;
+    g_outrank[0] = NOT_SET;
+    T_OK(weft_group_init(&g));
+    T_OK(weft_group_spawn(&g, cancelled_then_fails_body, &g_outrank[0], NULL));
+    g_outrank[1] = weft_group_wait(&g);
+    g_outrank[2] = weft_group_error(&g);
+    T_OK(weft_group_close(&g));
+    return g_outrank[1];
+}
+
+TASK_FN(outrank_main)
+{
+    weft_task_t *owner = NULL;
+    T_OK(weft_spawn(NULL, outranked_owner_body, NULL, &owner));
+    if (owner == NULL) {
+        return 0;
+    }
+    for (int i = 0; i < 1000 && weft_task_state(owner) != WEFT_TASK_SUSPENDED; i++) {
+        T_OK(weft_yield());
+    }
+    T_OK(weft_task_cancel(owner));
+    T_RC(weft_await_task(owner, NULL), UV_ECANCELED);
+    weft_task_unref(owner);
+    return 0;
+}
+
+Test(group, a_cancel_of_the_waiting_owner_outranks_a_child_failure_which_stays_readable,
+     .timeout = TEST_TIMEOUT_S)
+{
+    run_main(outrank_main, NULL);
+    EXPECT_RC(g_outrank[0], UV_ECANCELED);
+    EXPECT_RC(g_outrank[1], UV_ECANCELED);
+    EXPECT_RC(g_outrank[2], UV_EPIPE);
 }
 
 /* --- owner cancelled while waiting ------------------------------------------ */

@@ -438,6 +438,381 @@ Test(task, self_cancel_while_running_makes_the_next_suspension_return_ecanceled,
     EXPECT_OK(weft_loop_close(&loop));
 }
 
+/* Counted requests (asyncio's cancelling/uncancel): each cancel counts,
+ * delivery does not lower the count, uncancel does, and withdrawing the
+ * last request drops a cancel not delivered yet. */
+static int g_count_rc[16];
+
+static int count_cancels_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_task_t *me = weft_task_current();
+    int *r = g_count_rc;
+    *r++ = weft_task_cancelling(me);                             /* 0 */
+    *r++ = weft_task_cancel(me) + weft_task_cancel(me);          /* 0 */
+    *r++ = weft_task_cancelling(me);                             /* 2 */
+    *r++ = weft_task_uncancel(me);                               /* 1 */
+    *r++ = weft_yield();                                         /* ECANCELED: one left */
+    *r++ = weft_task_cancelling(me);                             /* 1: delivered, still counted */
+    *r++ = weft_yield();                                         /* 0: consumed */
+    *r++ = weft_task_cancel(me);                                 /* 0 */
+    *r++ = weft_task_uncancel(me) * 10 + weft_task_uncancel(me); /* 1, 0 */
+    *r++ = weft_yield();                                         /* 0: withdrawn before delivery */
+    *r++ = weft_task_uncancel(me) * 10 + weft_task_cancelling(me); /* 0 stays 0 */
+    return 0;
+}
+
+static int sleep_and_count_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    g_sleep_rc = weft_sleep(HOUR_MS);
+    g_after_rc = weft_sleep(1);
+    return 0;
+}
+
+static int cancel_victim_twice_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = yield_until_suspended(g_victim);
+    g_cancel_rc = weft_task_cancel(g_victim) + weft_task_cancel(g_victim);
+    return rc;
+}
+
+Test(task, cancel_requests_are_counted_delivery_keeps_the_count_and_uncancel_withdraws,
+     .timeout = TEST_TIMEOUT_S)
+{
+    static const int want[] = {0, 0, 2, 1, UV_ECANCELED, 1, 0, 0, 10, 0, 0};
+    weft_loop_t loop;
+    weft_task_t *t;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, count_cancels_body, NULL, &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_expect_eq(g_count_rc[i], want[i], "step %zu: %d (%s), want %d", i, g_count_rc[i],
+                     weft_err_name(g_count_rc[i]), want[i]);
+    }
+    EXPECT_STATE(t, WEFT_TASK_DONE);
+    /* A finished task: cancel does nothing and does not count. */
+    EXPECT_RC(weft_task_cancel(t), WEFT_EDONE);
+    EXPECT_OK(weft_task_cancelling(t));
+    weft_task_unref(t);
+
+    /* Two cancels of a sleeping task before it runs again: delivered once,
+     * counted twice, still readable after it finished. */
+    ASSERT_OK(weft_spawn(&loop, sleep_and_count_body, NULL, &g_victim));
+    ASSERT_OK(weft_spawn(&loop, cancel_victim_twice_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    EXPECT_RC(g_sleep_rc, UV_ECANCELED);
+    EXPECT_OK(g_after_rc);
+    EXPECT_STATE(g_victim, WEFT_TASK_DONE);
+    EXPECT_RC(weft_task_cancelling(g_victim), 2);
+    weft_task_unref(g_victim);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+Test(task, cancelling_and_uncancel_of_null_are_einval, .timeout = TEST_TIMEOUT_S)
+{
+    EXPECT_RC(weft_task_cancelling(NULL), UV_EINVAL);
+    EXPECT_RC(weft_task_uncancel(NULL), UV_EINVAL);
+}
+
+/* A cancel's reason (asyncio's Task.cancel(msg)): copied, the latest one
+ * wins, reported by weft_task_message once the task ended cancelled, passed
+ * on to what the task awaits, dropped if the task ends otherwise. */
+static const char *g_msg_while_live = "unset";
+
+/* Sleeps an hour; arg != 0: catches the cancel and finishes DONE. */
+static int sleep_then_end_body(void *arg, void **result)
+{
+    (void)result;
+    int rc = weft_sleep(HOUR_MS);
+    g_msg_while_live = weft_task_message(weft_task_current());
+    return weft_to_int(arg) != 0 ? 0 : rc;
+}
+
+static int cancel_victim_with_reasons_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    char why[16];
+    int rc = yield_until_suspended(g_victim);
+    strcpy(why, "first");
+    g_cancel_rc = weft_task_cancel_msg(g_victim, why);
+    strcpy(why, "shutdown");
+    g_cancel_rc += weft_task_cancel_msg(g_victim, why);
+    strcpy(why, "overwritten");
+    return rc;
+}
+
+static void check_cancel_reason(int catch_it, const char *want)
+{
+    weft_loop_t loop;
+    g_msg_while_live = "unset";
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, sleep_then_end_body, weft_int(catch_it), &g_victim));
+    ASSERT_OK(weft_spawn(&loop, cancel_victim_with_reasons_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    cr_expect_null(g_msg_while_live, "the reason showed before the task ended");
+    EXPECT_STATE(g_victim, catch_it ? WEFT_TASK_DONE : WEFT_TASK_CANCELLED);
+    if (want == NULL) {
+        cr_expect_null(weft_task_message(g_victim));
+    } else {
+        cr_expect_str_eq(weft_task_message(g_victim) ? weft_task_message(g_victim) : "(null)",
+                         want);
+    }
+    weft_task_unref(g_victim);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+Test(task, cancel_msg_is_the_message_of_a_task_that_ends_cancelled, .timeout = TEST_TIMEOUT_S)
+{
+    check_cancel_reason(0, "shutdown");
+}
+
+Test(task, cancel_msg_is_dropped_when_the_task_catches_the_cancel_and_finishes,
+     .timeout = TEST_TIMEOUT_S)
+{
+    check_cancel_reason(1, NULL);
+}
+
+static int g_reason_rc[4];
+static const char *g_reason_msg[2];
+
+static int reasons_of_my_own_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_task_t *me = weft_task_current();
+    /* Withdrawn: the reason goes with the last request. */
+    g_reason_rc[0] = weft_task_cancel_msg(me, "withdrawn");
+    g_reason_rc[1] = weft_task_uncancel(me);
+    g_reason_msg[0] = weft_task_message(me);
+    /* The task's own message (weft_fail) stays. */
+    (void)weft_fail(UV_EIO, "own");
+    g_reason_rc[2] = weft_task_cancel_msg(me, "reason");
+    g_reason_rc[3] = weft_yield();
+    g_reason_msg[1] = weft_task_message(me);
+    return UV_ECANCELED;
+}
+
+Test(task, cancel_msg_goes_with_uncancel_and_leaves_a_weft_fail_message, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_task_t *t;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, reasons_of_my_own_body, NULL, &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_reason_rc[0]);
+    EXPECT_OK(g_reason_rc[1]);
+    cr_expect_null(g_reason_msg[0]);
+    EXPECT_OK(g_reason_rc[2]);
+    EXPECT_RC(g_reason_rc[3], UV_ECANCELED);
+    cr_expect_str_eq(g_reason_msg[1] ? g_reason_msg[1] : "(null)", "own");
+    EXPECT_STATE(t, WEFT_TASK_CANCELLED);
+    cr_expect_str_eq(weft_task_message(t) ? weft_task_message(t) : "(null)", "own");
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+/* The reason travels with the cancel: to an awaited future, and to an
+ * awaited task (started, or inline). A task cancelled before it ran ends
+ * with it too. */
+static int await_child_body(void *arg, void **result)
+{
+    (void)result;
+    return weft_await_task(arg, NULL);
+}
+
+static weft_task_t *g_reason_child;
+
+static int spawn_and_await_sleeper_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = weft_spawn(NULL, sleep_then_end_body, weft_int(0), &g_reason_child);
+    return rc != 0 ? rc : weft_await_task(g_reason_child, NULL); /* starts it inline */
+}
+
+static int cancel_with_reason_when_suspended_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = yield_until_suspended(g_victim);
+    g_cancel_rc = weft_task_cancel_msg(g_victim, "stop");
+    return rc;
+}
+
+Test(task, cancel_msg_is_passed_on_to_the_awaited_future_and_task, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_future_t *f;
+    weft_task_t *child, *created;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    /* A future. */
+    ASSERT_OK(weft_future_new(&loop, &f));
+    ASSERT_OK(weft_spawn(&loop, await_body, f, &g_victim));
+    ASSERT_OK(weft_spawn(&loop, cancel_with_reason_when_suspended_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    cr_expect(weft_future_cancelled(f));
+    cr_expect_str_eq(weft_future_message(f) ? weft_future_message(f) : "(null)", "stop");
+    cr_expect_str_eq(weft_task_message(g_victim) ? weft_task_message(g_victim) : "(null)", "stop");
+    weft_task_unref(g_victim);
+    weft_future_unref(f);
+    /* A task, started before its awaiter runs, then one it starts inline. */
+    for (int inl = 0; inl < 2; inl++) {
+        g_reason_child = NULL;
+        if (inl) {
+            ASSERT_OK(
+                weft_spawn_ex(&loop, spawn_and_await_sleeper_body, NULL, &big_stack, &g_victim));
+        } else {
+            ASSERT_OK(weft_spawn(&loop, sleep_then_end_body, weft_int(0), &g_reason_child));
+            ASSERT_OK(weft_spawn(&loop, await_child_body, g_reason_child, &g_victim));
+        }
+        ASSERT_OK(weft_spawn(&loop, cancel_with_reason_when_suspended_body, NULL, NULL));
+        EXPECT_OK(weft_loop_run(&loop));
+        EXPECT_OK(g_cancel_rc);
+        child = g_reason_child;
+        cr_assert_not_null(child);
+        EXPECT_STATE(child, WEFT_TASK_CANCELLED);
+        EXPECT_STATE(g_victim, WEFT_TASK_CANCELLED);
+        cr_expect_str_eq(weft_task_message(child) ? weft_task_message(child) : "(null)", "stop");
+        cr_expect_str_eq(weft_task_message(g_victim) ? weft_task_message(g_victim) : "(null)",
+                         "stop");
+        weft_task_unref(child);
+        weft_task_unref(g_victim);
+    }
+    /* Not started yet: it ends at once, with the reason. */
+    ASSERT_OK(weft_spawn(&loop, sleep_then_end_body, weft_int(0), &created));
+    EXPECT_OK(weft_task_cancel_msg(created, "early"));
+    EXPECT_STATE(created, WEFT_TASK_CANCELLED);
+    cr_expect_str_eq(weft_task_message(created) ? weft_task_message(created) : "(null)", "early");
+    EXPECT_RC(weft_task_cancel_msg(created, "late"), WEFT_EDONE);
+    cr_expect_str_eq(weft_task_message(created) ? weft_task_message(created) : "(null)", "early");
+    EXPECT_RC(weft_task_cancel_msg(NULL, "x"), UV_EINVAL);
+    weft_task_unref(created);
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+/* --- no-cancel regions --------------------------------------------------- */
+
+/* A cancel that arrives in the region (while asleep) or before it (still
+ * pending) waits: nothing in the region returns UV_ECANCELED, nor is what
+ * the task awaits cancelled; the first suspension after the outermost end
+ * gets it. */
+static int g_nc_rc[12];
+static weft_future_t *g_nc_future;
+
+static int nocancel_region_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int *r = g_nc_rc;
+    *r++ = weft_nocancel_begin();
+    *r++ = weft_sleep(20); /* cancelled meanwhile: sleeps on */
+    *r++ = weft_yield();
+    *r++ = weft_nocancel_begin();                    /* nested */
+    *r++ = weft_await_timeout(g_nc_future, 1, NULL); /* its own timeout still works */
+    *r++ = weft_nocancel_end();
+    *r++ = weft_yield(); /* still in the outer region */
+    *r++ = weft_nocancel_end();
+    *r++ = weft_yield(); /* now */
+    *r++ = weft_yield(); /* delivered once */
+    *r++ = weft_task_cancelling(weft_task_current());
+    return 0;
+}
+
+Test(task, a_nocancel_region_defers_a_cancel_to_the_first_suspension_after_it,
+     .timeout = TEST_TIMEOUT_S)
+{
+    static const int want[] = {0, 0, 0, 0, UV_ETIMEDOUT, 0, 0, 0, UV_ECANCELED, 0, 1};
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_future_new(&loop, &g_nc_future));
+    ASSERT_OK(weft_spawn(&loop, nocancel_region_body, NULL, &g_victim));
+    ASSERT_OK(weft_spawn(&loop, cancel_victim_when_suspended_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_expect_eq(g_nc_rc[i], want[i], "step %zu: %d (%s), want %d", i, g_nc_rc[i],
+                     weft_err_name(g_nc_rc[i]), want[i]);
+    }
+    cr_expect_not(weft_future_done(g_nc_future), "the region's await cancelled its future");
+    EXPECT_STATE(g_victim, WEFT_TASK_DONE);
+    weft_task_unref(g_victim);
+    weft_future_unref(g_nc_future);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+/* Deadlines of timeout scopes do not end suspensions in the region either;
+ * the passed deadline shows at the first suspension after it. A cancel
+ * made while running, before the region, waits too. */
+static int nocancel_deadline_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_timeout_t tmo;
+    int *r = g_nc_rc;
+    *r++ = weft_task_cancel(weft_task_current());
+    *r++ = weft_timeout_begin_at(&tmo, weft_loop_now_ns()); /* passed already */
+    *r++ = weft_nocancel_begin();
+    *r++ = weft_yield();
+    *r++ = weft_sleep(1);
+    *r++ = weft_nocancel_end();
+    *r++ = weft_yield(); /* the cancel first */
+    *r++ = weft_yield(); /* then the deadline */
+    *r++ = weft_timeout_end(&tmo);
+    return 0;
+}
+
+Test(task, timeout_deadlines_wait_for_the_end_of_a_nocancel_region_too, .timeout = TEST_TIMEOUT_S)
+{
+    static const int want[] = {0, 0, 0, 0, 0, 0, UV_ECANCELED, UV_ETIMEDOUT, UV_ETIMEDOUT};
+    weft_loop_t loop;
+    weft_task_t *t;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, nocancel_deadline_body, NULL, &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_expect_eq(g_nc_rc[i], want[i], "step %zu: %d (%s), want %d", i, g_nc_rc[i],
+                     weft_err_name(g_nc_rc[i]), want[i]);
+    }
+    EXPECT_STATE(t, WEFT_TASK_DONE);
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+static int g_nc_misuse[2];
+
+static int nocancel_misuse_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    g_nc_misuse[0] = weft_nocancel_end(); /* no region open */
+    g_nc_misuse[1] = weft_yield();        /* nothing changed */
+    return 0;
+}
+
+Test(task, nocancel_end_without_begin_is_einval_and_outside_a_task_enotask,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    EXPECT_RC(weft_nocancel_begin(), WEFT_ENOTASK);
+    EXPECT_RC(weft_nocancel_end(), WEFT_ENOTASK);
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, nocancel_misuse_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_RC(g_nc_misuse[0], UV_EINVAL);
+    EXPECT_OK(g_nc_misuse[1]);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
 Test(task, cancel_a_finished_task_returns_edone_and_null_returns_einval, .timeout = TEST_TIMEOUT_S)
 {
     weft_loop_t loop;
@@ -572,6 +947,90 @@ Test(task, cancel_a_parent_awaiting_an_inline_child_cancels_the_child_and_waits_
      .timeout = TEST_TIMEOUT_S)
 {
     check_parent_cancel(0);
+}
+
+/* A child that catches the cancel its awaiting parent passed on and then
+ * finishes normally (with a result): the parent's await still returns
+ * UV_ECANCELED once the child is done, with no result (task.h). */
+static weft_task_t *g_absorb_parent;
+static weft_task_t *g_absorb_child;
+static int g_absorb_awaiting;
+static int g_absorb_sleep_rc = 1;
+static int g_absorb_await_rc = 1;
+static void *g_absorb_value;
+
+static int absorbing_child_body(void *arg, void **result)
+{
+    (void)arg;
+    g_absorb_sleep_rc = weft_sleep(HOUR_MS);
+    *result = weft_int(5);
+    return 0; /* the cancel is caught and dropped */
+}
+
+static int absorb_parent_body(void *arg, void **result)
+{
+    (void)result;
+    int rc = weft_spawn(NULL, absorbing_child_body, NULL, &g_absorb_child);
+    if (rc != 0) {
+        return rc;
+    }
+    if (weft_to_int(arg) != 0 && (rc = weft_yield()) != 0) { /* start the child first */
+        return rc;
+    }
+    g_absorb_awaiting = 1;
+    g_absorb_await_rc = weft_await_task(g_absorb_child, &g_absorb_value);
+    return g_absorb_await_rc;
+}
+
+static int cancel_absorb_parent_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    for (int i = 0; i < 1000 && !(g_absorb_awaiting && g_absorb_child != NULL &&
+                                  weft_task_state(g_absorb_child) == WEFT_TASK_SUSPENDED);
+         i++) {
+        int rc = weft_yield();
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    g_cancel_rc = weft_task_cancel(g_absorb_parent);
+    return 0;
+}
+
+static void check_child_absorbs_cancel(int start_child_first)
+{
+    weft_loop_t loop;
+    g_absorb_child = NULL;
+    g_absorb_awaiting = 0;
+    g_absorb_sleep_rc = g_absorb_await_rc = g_cancel_rc = 1;
+    g_absorb_value = weft_int(-1);
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn_ex(&loop, absorb_parent_body, weft_int(start_child_first), &big_stack,
+                            &g_absorb_parent));
+    ASSERT_OK(weft_spawn(&loop, cancel_absorb_parent_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(g_cancel_rc);
+    EXPECT_RC(g_absorb_sleep_rc, UV_ECANCELED);
+    EXPECT_STATE(g_absorb_child, WEFT_TASK_DONE);
+    EXPECT_RC(g_absorb_await_rc, UV_ECANCELED);
+    cr_expect_null(g_absorb_value, "the cancelled await gave the child's result");
+    EXPECT_STATE(g_absorb_parent, WEFT_TASK_CANCELLED);
+    weft_task_unref(g_absorb_child);
+    weft_task_unref(g_absorb_parent);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+Test(task, a_cancelled_parent_whose_started_child_absorbs_the_cancel_still_gets_ecanceled,
+     .timeout = TEST_TIMEOUT_S)
+{
+    check_child_absorbs_cancel(1);
+}
+
+Test(task, a_cancelled_parent_whose_inline_child_absorbs_the_cancel_still_gets_ecanceled,
+     .timeout = TEST_TIMEOUT_S)
+{
+    check_child_absorbs_cancel(0);
 }
 
 /* --- yield and sleep ------------------------------------------------------ */

@@ -37,7 +37,10 @@
  * - Only one consumer at a time: next/send/throw while another task waits
  *   on the generator is UV_EBUSY; from the body's own task, WEFT_EDEADLK.
  * - Cancelling the consumer while the body runs cancels the body's current
- *   suspension (the cancel propagates, as through `await anext(g)`).
+ *   suspension (the cancel propagates, as through `await anext(g)`). A body
+ *   that catches it and goes on catches it for the consumer too, as in
+ *   asyncio, where the generator runs in the consumer's task (awaiting a
+ *   task differs: task.h).
  */
 #ifndef WEFT_GEN_H
 #define WEFT_GEN_H

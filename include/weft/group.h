@@ -14,13 +14,18 @@
  * - The first child to fail (with a code other than UV_ECANCELED) makes the
  *   group fail: every other child is cancelled, and so is the owner, unless
  *   it is already in weft_group_wait (the owner's cancel is withdrawn when it
- *   reaches weft_group_wait, as asyncio uncancels the parent). Spawning into a
- *   failed group returns UV_ECANCELED and starts nothing.
+ *   reaches weft_group_wait, as asyncio uncancels the parent). The group
+ *   withdraws only the one request it made (weft_task_uncancel): if the
+ *   owner was cancelled by someone else too - even in the same turn, so that
+ *   it saw one UV_ECANCELED for both - wait and leave return UV_ECANCELED.
+ *   Spawning into a failed group returns UV_ECANCELED and starts nothing.
  * - weft_group_wait() returns once every child has finished: 0, or the first
  *   failure's code. The others' outcomes stay readable through
  *   weft_group_task() until close. If the owner is cancelled while waiting,
  *   every child is cancelled and waited for, and wait returns UV_ECANCELED
- *   (UV_ETIMEDOUT when it was its timeout scope that expired).
+ *   (UV_ETIMEDOUT when it was its timeout scope that expired). A cancel of
+ *   the owner outranks a child's failure: wait returns UV_ECANCELED and the
+ *   failure stays readable (weft_group_error, weft_group_failed_index).
  * - A group cannot be left with live children: weft_group_close() returns
  *   UV_EBUSY (and changes nothing) until they have all finished.
  * - Children's failures are counted as retrieved (the group reports them).

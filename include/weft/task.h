@@ -23,10 +23,19 @@
  *
  * Cancellation: weft_task_cancel() makes the task's current (or next)
  * suspension return UV_ECANCELED and cancels the future it awaits; a CREATED
- * task never runs. The request is consumed when delivered, so the task may
- * go on and suspend again. Awaiting a task waits for it to finish even when
- * the awaiter is cancelled (as in asyncio: the cancel is passed on to the
- * awaited task and the awaiter resumes when that one is done).
+ * task never runs. The request is consumed when delivered, so the task may go
+ * on and suspend again; a no-cancel region (weft_nocancel_begin) holds it back
+ * until the region ends. Requests are also counted, as asyncio counts them
+ * (Task.cancelling/uncancel): delivering does not lower the count,
+ * weft_task_uncancel() does. Code that cancels a task and later catches that
+ * cancel in the same task withdraws its own request, and if others remain
+ * passes UV_ECANCELED on (task groups do: group.h). Awaiting a task waits for
+ * it to finish even when the awaiter is cancelled (as in asyncio: the cancel
+ * is passed on to the awaited task), and the awaiter then resumes with
+ * UV_ECANCELED once that one is done - even if it caught the cancel and
+ * finished normally, where asyncio would hand over its result: a cancel is
+ * never swallowed by the task it was passed on to (*result is then NULL and
+ * the task's outcome stays unread).
  */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
@@ -83,10 +92,36 @@ const char *weft_task_state_name(weft_task_state_t s);
 weft_future_t *weft_task_future(weft_task_t *t);
 
 /* Request cancellation. 0 if requested; WEFT_EDONE if the task already
- * finished (nothing done); UV_EINVAL for NULL. */
+ * finished (nothing done); UV_EINVAL for NULL. Each request counts once
+ * (weft_task_cancelling). */
 int weft_task_cancel(weft_task_t *t);
+/* weft_task_cancel with a reason, asyncio's Task.cancel(msg): msg (copied;
+ * NULL = none) becomes the task's message (weft_task_message) if it ends
+ * cancelled, as CancelledError(msg) would say; the reason is passed on with
+ * the cancel to what the task awaits (a task, or a future: its
+ * weft_future_message). The latest reason replaces an earlier one; a
+ * message the task gave itself (weft_fail) stays. A task that ends any
+ * other way, or whose requests are all withdrawn (weft_task_uncancel),
+ * drops the reason. If it cannot be copied (no memory), the cancel is made
+ * without it. Returns as weft_task_cancel. */
+int weft_task_cancel_msg(weft_task_t *t, const char *msg);
+/* The number of cancel requests made of t and not withdrawn (asyncio's
+ * Task.cancelling()): the weft_task_cancel calls that returned 0, less the
+ * requests weft_task_uncancel withdrew. Delivering a cancel does not lower
+ * it; it stays readable after the task finished. Counts up to 255, where it
+ * sticks. UV_EINVAL for NULL. */
+int weft_task_cancelling(const weft_task_t *t);
+/* Withdraw one cancel request (asyncio's Task.uncancel()) and return the
+ * number left; at 0 it does nothing and returns 0. When the last one is
+ * withdrawn from a live task, a cancel not delivered yet is dropped. A
+ * count stuck at 255 is not lowered. UV_EINVAL for NULL, WEFT_EWRONGLOOP
+ * from another loop's thread while t's loop runs. */
+int weft_task_uncancel(weft_task_t *t);
 /* Outcome of a finished task: as weft_future_result(). */
 int weft_task_result(const weft_task_t *t, void **result);
+/* The outcome's message: weft_fail's, or for a task that ended cancelled
+ * the cancel's reason (weft_task_cancel_msg); NULL if none, and NULL for
+ * a reason while the task has not ended. */
 const char *weft_task_message(const weft_task_t *t);
 
 /* Give a failure message to the current task's outcome (copied); the body
@@ -125,6 +160,23 @@ WEFT_WARN_UNUSED int weft_await_token_timeout(weft_future_token_t tok, uint64_t 
                                               void **result);
 /* weft_await(weft_task_future(t), result). */
 WEFT_WARN_UNUSED int weft_await_task(weft_task_t *t, void **result);
+
+/* No-cancel regions: a shield for the running task's own code (clean-up
+ * that must run to its end), where weft_shield() guards one future. Between
+ * weft_nocancel_begin() and weft_nocancel_end(), no suspension of the task
+ * is ended by a cancel: cancels stay pending (and counted) and are
+ * delivered at its first suspension after the region, and what the task
+ * awaits is not cancelled. Nor do deadlines of timeout scopes end them, the
+ * scopes begun inside the region included: bound a wait in the region with
+ * the call's own timeout (weft_sleep, weft_await_timeout, a primitive's
+ * timeout_ms), which still works. A deadline that passed shows at the first
+ * suspension after the region, as everywhere (timeout.h). Regions nest; the
+ * outermost end ends the region. In a task only (WEFT_ENOTASK otherwise).
+ * begin: 0, or UV_EOVERFLOW past 254 levels. end: 0, or UV_EINVAL if no
+ * region of the running task is open. A region left open ends with the
+ * task. */
+WEFT_WARN_UNUSED int weft_nocancel_begin(void);
+int weft_nocancel_end(void);
 
 /* asyncio.run: init a loop, spawn main(arg), run until it finishes, cancel
  * and drain what is left, close the loop. Returns main's outcome (its
