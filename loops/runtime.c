@@ -65,6 +65,7 @@ struct rt_loop {
     _Alignas(64) weft_loop_t loop;
     weft_runtime_t *rt;
     unsigned idx;
+    int cpu; /* where the thread pins itself (weft_cpu_id(idx) at the start) */
     pthread_t th;
     uv_async_t keep;
     struct mesh_ring *out;      /* out[j]: ring from this loop to loop j */
@@ -574,14 +575,16 @@ static void keep_cb(uv_async_t *h)
     (void)h;
 }
 
-static void pin(unsigned idx)
+/* Pin the calling loop thread to CPU `cpu` (best effort: a CPU beyond
+ * glibc's fixed set, or a mask changed since the start, leaves it floating
+ * within what it inherited). */
+static void pin(int cpu)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1)
+    if (cpu < 0 || cpu >= CPU_SETSIZE)
         return;
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(idx % (unsigned)cores, &set);
+    CPU_SET(cpu, &set);
     (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
@@ -605,7 +608,7 @@ static void *loop_thread(void *arg)
     struct rt_loop *self = arg;
     weft_runtime_t *rt = self->rt;
     if (rt->pin)
-        pin(self->idx);
+        pin(self->cpu);
     if (rt->arenas)
         own_arena();
     int rc = weft_loop_init(&self->loop, &rt->opts.loop);
@@ -676,10 +679,8 @@ int weft_runtime_start(const weft_runtime_opts_t *opts, weft_runtime_t **out)
         return UV_EINVAL;
     *out = NULL;
     weft_runtime_opts_t o = opts != NULL ? *opts : (weft_runtime_opts_t){0};
-    if (o.loops == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        o.loops = c > 0 ? (unsigned)c : 1;
-    }
+    if (o.loops == 0)
+        o.loops = weft_cpu_count();
     if (o.ring_size == 0)
         o.ring_size = 1024;
     if (o.loops > 1024 || o.ring_size < 2 || (o.ring_size & (o.ring_size - 1)) != 0 ||
@@ -701,6 +702,9 @@ int weft_runtime_start(const weft_runtime_opts_t *opts, weft_runtime_t **out)
         struct rt_loop *x = &rt->loops[i];
         x->rt = rt;
         x->idx = i;
+        /* Read here, on the starting thread, whose mask the loop threads
+         * inherit: a loop that pinned itself first cannot shrink it. */
+        x->cpu = rt->pin ? weft_cpu_id(i) : -1;
         weft__list_init(&x->live_subs);
         x->out = weft__calloc(rt->n, sizeof(struct mesh_ring));
         x->inflight = weft__calloc(rt->n, sizeof(uint32_t));

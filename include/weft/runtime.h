@@ -31,8 +31,8 @@ extern "C" {
 typedef struct weft_runtime weft_runtime_t;
 
 typedef struct weft_runtime_opts {
-    unsigned loops;        /* 0 = number of online CPUs */
-    bool no_pinning;       /* do not pin loop i to CPU i % cores */
+    unsigned loops;        /* 0 = weft_cpu_count() */
+    bool no_pinning;       /* do not pin loop i to weft_cpu_id(i) */
     bool no_arenas;        /* do not give each loop its own jemalloc arena */
     unsigned ring_size;    /* slots per mesh ring, a power of two; 0 = 1024 */
     unsigned max_inflight; /* per (source, target) pair: submits in flight
@@ -44,6 +44,15 @@ typedef struct weft_runtime_opts {
      * the eventfd costs 4-11 us here). */
     weft_loop_opts_t loop;
 } weft_runtime_opts_t;
+
+/* The number of CPUs the calling thread may run on: its affinity mask, which
+ * taskset and a cgroup cpuset restrict (not the machine's online CPUs, which
+ * a container may not be allowed to use). At least 1. The default number of
+ * runtime loops and of pool threads, read when they start. */
+unsigned weft_cpu_count(void);
+/* The id of the i-th of those CPUs, counting from 0 and wrapping around
+ * (i modulo weft_cpu_count()): where runtime loop i is pinned. >= 0. */
+int weft_cpu_id(unsigned i);
 
 /* Start the loops (each runs until weft_runtime_stop). opts may be NULL.
  * 0, UV_EINVAL, UV_ENOMEM, or a thread-creation error. */
