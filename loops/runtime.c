@@ -2,12 +2,13 @@
  * loops/runtime.c - N loops on N pinned threads, the mesh of rings between
  * them, submit_to, and spawn_threadsafe (weft/runtime.h).
  *
- * Each loop thread: pin itself, take its own jemalloc arena, init its loop,
- * install the mesh as the loop's extra message source (core's ext hooks:
- * drain every iteration, a pending check before sleeping), keep the loop
- * alive with a referenced uv_async handle, run. Stopping posts a callback to
- * every loop that cancels its tasks and closes that handle; the loop then
- * runs until its work is gone and returns.
+ * Each loop thread: pin itself, take a jemalloc arena of its own (reused
+ * from loops that ended), init its loop, install the mesh as the loop's
+ * extra message source (core's ext hooks: drain every iteration, a pending
+ * check before sleeping), keep the loop alive with a referenced uv_async
+ * handle, run. Stopping posts a callback to every loop that cancels its
+ * tasks and closes that handle; the loop then runs until its work is gone
+ * and returns.
  *
  * Wake-up ordering (the rule DESIGN.md calls "wake only the sleeping"):
  *   producer: write a slot, its sequence number last (release); then, once
@@ -588,19 +589,69 @@ static void pin(int cpu)
     (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
+/* Arenas of loops that have ended, for the next loops to take. jemalloc
+ * cannot give an arena back: arena.<i>.destroy discards every allocation
+ * still in it, and a loop's memory outlives its thread (the runtime frees
+ * rings and records after the join, a task's result may be freed anywhere).
+ * So an arena, once made, lives as long as the process, and a process that
+ * starts and stops runtimes reuses the ones it has instead of making N new
+ * ones each time (which grew arenas.narenas, and the metadata of each, by N
+ * per start). One loop uses an arena at a time; the pool is process-wide,
+ * behind a mutex, touched once per loop start and end. */
+static pthread_mutex_t arenas_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned *arenas_free; /* indices, arenas_nfree of arenas_cap used */
+static unsigned arenas_nfree, arenas_cap;
+
+/* An arena for a starting loop: a free one, else a new one. 0 or UV_ENOMEM. */
+static int arena_take(unsigned *arena)
+{
+    pthread_mutex_lock(&arenas_mu);
+    bool reused = arenas_nfree > 0;
+    if (reused)
+        *arena = arenas_free[--arenas_nfree];
+    pthread_mutex_unlock(&arenas_mu);
+    size_t sz = sizeof(*arena);
+    if (reused || mallctl("arenas.create", arena, &sz, NULL, 0) == 0)
+        return 0;
+    return UV_ENOMEM;
+}
+
+/* Back to the pool. If the list cannot grow, the arena is only not reused
+ * (it stays valid, with whatever it still holds). */
+static void arena_give_back(unsigned arena)
+{
+    pthread_mutex_lock(&arenas_mu);
+    if (arenas_nfree == arenas_cap) {
+        unsigned cap = arenas_cap != 0 ? 2 * arenas_cap : 16;
+        unsigned *a = weft__realloc(arenas_free, cap * sizeof(*a));
+        if (a != NULL) {
+            arenas_free = a;
+            arenas_cap = cap;
+        }
+    }
+    if (arenas_nfree < arenas_cap)
+        arenas_free[arenas_nfree++] = arena;
+    pthread_mutex_unlock(&arenas_mu);
+}
+
 /* Give this thread a jemalloc arena of its own, so a loop's allocations
- * stay in memory its core touched (best effort). */
-static void own_arena(void)
+ * stay in memory its core touched (best effort). Returns the arena to give
+ * back when the loop ends, or -1. */
+static int own_arena(void)
 {
 #if defined(__SANITIZE_THREAD__)
     /* TSan reports jemalloc's internal trylock in arenas.create as a double
      * lock (a false positive of its mutex interceptors): no own arenas. */
-    return;
+    return -1;
 #endif
     unsigned arena;
-    size_t sz = sizeof(arena);
-    if (mallctl("arenas.create", &arena, &sz, NULL, 0) == 0)
-        (void)mallctl("thread.arena", NULL, NULL, &arena, sizeof(arena));
+    if (arena_take(&arena) != 0)
+        return -1;
+    if (mallctl("thread.arena", NULL, NULL, &arena, sizeof(arena)) != 0) {
+        arena_give_back(arena);
+        return -1;
+    }
+    return (int)arena;
 }
 
 static void *loop_thread(void *arg)
@@ -609,8 +660,7 @@ static void *loop_thread(void *arg)
     weft_runtime_t *rt = self->rt;
     if (rt->pin)
         pin(self->cpu);
-    if (rt->arenas)
-        own_arena();
+    int arena = rt->arenas ? own_arena() : -1;
     int rc = weft_loop_init(&self->loop, &rt->opts.loop);
     if (rc == 0) {
         rc = uv_async_init(weft_loop_uv(&self->loop), &self->keep, keep_cb);
@@ -629,8 +679,11 @@ static void *loop_thread(void *arg)
         pthread_cond_wait(&rt->cv, &rt->mu);
     int start_rc = rt->start_rc;
     pthread_mutex_unlock(&rt->mu);
-    if (rc != 0)
+    if (rc != 0) {
+        if (arena >= 0)
+            arena_give_back((unsigned)arena);
         return NULL;
+    }
     if (start_rc != 0) {
         uv_close((uv_handle_t *)&self->keep, NULL);
     } else {
@@ -646,6 +699,11 @@ static void *loop_thread(void *arg)
         (void)rrc;
     }
     tls_rt_loop = NULL;
+    /* The thread ends here: a later loop may take the arena even before
+     * this thread's exit unbinds it (sharing an arena is safe, only slower,
+     * and only for that moment). */
+    if (arena >= 0)
+        arena_give_back((unsigned)arena);
     return NULL;
 }
 

@@ -5,8 +5,8 @@
  * busy loop's future, weft_spawn_threadsafe from plain threads and from
  * tasks, cancellation, ring overflow with a stalled receiver (and call_on
  * order), max_inflight, stopping with work in flight, weft_runtime_run,
- * bad input, and the topology (loop count and pinning from the affinity
- * mask).
+ * bad input, the topology (loop count and pinning from the affinity mask),
+ * and the reuse of jemalloc arenas across runtimes.
  *
  * Built twice (tests/BUILD, weft_test(tsan = True)): as a Criterion test and,
  * through tests/plain_test.h, as a plain program that runs under TSan. So it
@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jemalloc/jemalloc.h>
 #include <weft/runtime.h>
 #include <weft/weft.h>
 
@@ -1298,4 +1299,74 @@ Test(runtime, loop_count_and_pinning_follow_the_allowed_cpus, .timeout = TEST_TI
     cr_expect_eq(count, 1);
     cr_expect_eq(loops, 1);
     cr_expect_eq(weft_cpu_count(), (unsigned)n);
+}
+
+/* ---- jemalloc arenas -------------------------------------------------------- */
+
+#ifndef __SANITIZE_THREAD__
+static unsigned narenas(void)
+{
+    unsigned n = 0;
+    size_t sz = sizeof(n);
+    cr_assert_eq(mallctl("arenas.narenas", &n, &sz, NULL, 0), 0);
+    return n;
+}
+
+/* On a loop: the arena its thread allocates from, into *arg. */
+static int loop_arena(void *arg, void **result)
+{
+    (void)result;
+    size_t sz = sizeof(unsigned);
+    return mallctl("thread.arena", arg, &sz, NULL, 0) == 0 ? 0 : UV_EIO;
+}
+
+/* The arenas of rt's loops, appended to seen[*n]; each must be one made for
+ * loops (past jemalloc's own, `base`) and not already in seen. */
+static void expect_own_arenas(weft_runtime_t *rt, unsigned base, unsigned *seen, unsigned *n)
+{
+    for (unsigned i = 0; i < weft_runtime_count(rt); i++) {
+        unsigned a = 0;
+        EXPECT_OK(run_on(rt, i, loop_arena, &a, NULL, WAIT_MS));
+        cr_expect_geq(a, base, "loop %u allocates from jemalloc's arena %u", i, a);
+        for (unsigned k = 0; k < *n; k++)
+            cr_expect_neq(seen[k], a, "loop %u shares arena %u with another loop", i, a);
+        seen[(*n)++] = a;
+    }
+}
+#endif
+
+/* Arenas made for loops are kept for later runtimes instead of made anew on
+ * every start (jemalloc cannot destroy an arena whose memory may still be in
+ * use): after a first start of two runtimes at once (5 loops, 5 distinct
+ * arenas), 50 more starts of up to 5 loops, alone or two at once, make no
+ * new arena, and loops running at the same time never share one. */
+Test(runtime, arenas_are_reused_by_later_runtimes, .timeout = TEST_TIMEOUT_S)
+{
+#ifdef __SANITIZE_THREAD__
+    cr_skip("no per-loop arenas under TSan (see NO_ARENAS)");
+#else
+    unsigned base = narenas(), seen[5], n = 0;
+    weft_runtime_t *a = start_rt(OPTS(.loops = 2, .no_pinning = true));
+    weft_runtime_t *b = start_rt(OPTS(.loops = 3, .no_pinning = true));
+    expect_own_arenas(a, base, seen, &n);
+    expect_own_arenas(b, base, seen, &n);
+    cr_expect_eq(stop_rt(a), 0);
+    cr_expect_eq(stop_rt(b), 0);
+    unsigned first = narenas();
+    cr_expect_eq(first, base + 5);
+    for (unsigned i = 0; i < 50; i++) {
+        n = 0;
+        a = start_rt(OPTS(.loops = 1 + i % 5, .no_pinning = true));
+        b = i % 2 == 0 && i % 5 < 3 ? start_rt(OPTS(.loops = 2, .no_pinning = true)) : NULL;
+        if (i % 10 == 0) {
+            expect_own_arenas(a, base, seen, &n);
+            if (b != NULL)
+                expect_own_arenas(b, base, seen, &n);
+        }
+        cr_expect_eq(stop_rt(a), 0);
+        if (b != NULL)
+            cr_expect_eq(stop_rt(b), 0);
+        cr_assert_eq(narenas(), first, "start %u made a new arena", i + 1);
+    }
+#endif
 }
