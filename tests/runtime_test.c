@@ -1370,3 +1370,29 @@ Test(runtime, arenas_are_reused_by_later_runtimes, .timeout = TEST_TIMEOUT_S)
     }
 #endif
 }
+
+/* ---- mesh memory ------------------------------------------------------------ */
+
+/* Rings are made by the first message of their pair, not at the start: a
+ * 32-loop runtime allocates much less than its 992 rings would take. Bytes
+ * as jemalloc counts them, so not under the sanitizers (their allocator
+ * replaces jemalloc's malloc, and the count would not move). Messages over
+ * new rings, to loops asleep and awake, are the rest of this file. */
+Test(runtime, rings_are_made_by_the_first_message_not_at_the_start, .timeout = TEST_TIMEOUT_S)
+{
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    cr_skip("the sanitizer's allocator hides jemalloc's byte count");
+#else
+    const unsigned n = 32, slots = 1024;
+    const size_t mesh = (size_t)n * (n - 1) * slots * 64; /* 62 MiB */
+    uint64_t epoch = 1;
+    size_t a0 = 0, a1 = 0, sz = sizeof(epoch), asz = sizeof(a0);
+    cr_assert_eq(mallctl("epoch", &epoch, &sz, &epoch, sz), 0);
+    cr_assert_eq(mallctl("stats.allocated", &a0, &asz, NULL, 0), 0);
+    weft_runtime_t *rt = start_rt(OPTS(.loops = n, .no_pinning = true, .ring_size = slots));
+    cr_assert_eq(mallctl("epoch", &epoch, &sz, &epoch, sz), 0);
+    cr_assert_eq(mallctl("stats.allocated", &a1, &asz, NULL, 0), 0);
+    cr_expect_eq(stop_rt(rt), 0);
+    cr_expect_lt(a1 - a0, mesh / 4, "the start allocated %zu bytes", a1 - a0);
+#endif
+}

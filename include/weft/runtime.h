@@ -6,7 +6,8 @@
  * Ownership stays per loop (weft/loop.h): tasks and futures belong to one
  * loop and are touched only on its thread. Loops talk by message only:
  * - between runtime loops, over an N x N mesh of single-producer
- *   single-consumer rings, one per ordered pair of loops, published in
+ *   single-consumer rings, one per ordered pair of loops (made when the
+ *   first message goes from one to the other), published in
  *   batches (a loop publishes what its tasks sent when its tick ends, and
  *   drains its incoming rings every iteration);
  * - from any other thread, through the target loop's MPSC inbox.
