@@ -122,7 +122,11 @@ static void ring_free(struct mesh_ring *r)
  * message sent; no_pinning, 2-CPU VM) 0.9 MiB at 2 loops, 19.8 MiB at 16,
  * 1062 MiB at 128; made on first use, 0.7, 4.7 and 40.9 MiB (the loops
  * themselves), growing with the pairs that talk: after every loop sent one
- * message to every other loop, 1.4, 23.7 and 1063 MiB.
+ * message to every other loop, 1.4, 23.7 and 1063 MiB. A default ring size
+ * shrinking with the loop count would bound that worst case (128 slots at
+ * 128 loops: 195 MiB), but it was measured to slow the all-to-all shards
+ * example from 1.9 s to 5.6 s at 72 loops on 2 CPUs (full rings spill to
+ * the overflow list), so the size stays the caller's (ring_size).
  *
  * Publication: the sender initialises the ring and stores it into the
  * receiver's in[] with release; the receiver loads in[] with acquire in

@@ -35,7 +35,12 @@ typedef struct weft_runtime_opts {
     unsigned loops;        /* 0 = weft_cpu_count() */
     bool no_pinning;       /* do not pin loop i to weft_cpu_id(i) */
     bool no_arenas;        /* do not give each loop its own jemalloc arena */
-    unsigned ring_size;    /* slots per mesh ring, a power of two; 0 = 1024 */
+    unsigned ring_size;    /* slots per mesh ring, a power of two; 0 = 1024.
+                            * A ring takes ring_size x 64 bytes, made by the
+                            * first message of its pair: where all N loops
+                            * talk to each other, N x (N - 1) rings (1 GiB at
+                            * 128 loops and 1024 slots) - lower it there if
+                            * memory matters more than bursts */
     unsigned max_inflight; /* per (source, target) pair: submits in flight
                             * before submitters wait (Seastar's
                             * smp_service_group); 0 = no limit */
