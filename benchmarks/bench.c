@@ -66,6 +66,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <weft/runtime.h>
+
 #include "benchmarks/bench_list.h"
 
 enum {
@@ -373,7 +375,7 @@ static void describe_machine(machine_t *m)
     char line[256];
     time_t now = time(NULL);
 
-    m->nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    m->nproc = weft_cpu_count(); /* what the loops may use, not every online CPU */
     snprintf(m->cpu, sizeof m->cpu, "unknown CPU");
     FILE *f = fopen("/proc/cpuinfo", "r");
     while (f != NULL && fgets(line, sizeof line, f) != NULL) {

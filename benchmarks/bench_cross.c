@@ -3,8 +3,9 @@
  * (limit_pingpong, limit_stream) measured in the same run as weft's
  * pingpong_cross and stream_cross, skynetN, and the SCALING tables.
  *
- * All of them start their own runtime (own_loop in bench_list.h). Loops are
- * pinned to CPUs 0 and 1; the probes pin their two threads the same way.
+ * All of them start their own runtime (own_loop in bench_list.h). Loops 0
+ * and 1 are pinned to the first two CPUs the process may use (weft_cpu_id);
+ * the probes pin their two threads the same way.
  * The VM flips between fast and slow cross-core states every few seconds
  * (DESIGN.md), so compare weft's numbers with the probe's from the same run.
  */
@@ -19,13 +20,38 @@
 #include "benchmarks/bench.h"
 #include "benchmarks/bench_list.h"
 
+/* Pin the calling thread to CPU `cpu` (best effort). */
 static void pin_self(int cpu)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(cpu % (cores > 0 ? (int)cores : 1), &set);
+    CPU_SET(cpu, &set);
     (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/* A probe's two threads: the CPUs of runtime loops 0 and 1, read before the
+ * probe pins its first thread (whose mask then holds one CPU, and the second
+ * thread would inherit that), and the caller's own mask, put back when the
+ * probe ends so that later workloads in this process (--no-fork) still see
+ * every allowed CPU. */
+static struct {
+    int cpu0, cpu1;
+    cpu_set_t saved;
+} g_probe;
+
+static void probe_begin(void)
+{
+    g_probe.cpu0 = weft_cpu_id(0);
+    g_probe.cpu1 = weft_cpu_id(1);
+    if (pthread_getaffinity_np(pthread_self(), sizeof(g_probe.saved), &g_probe.saved) != 0)
+        CPU_ZERO(&g_probe.saved);
+    pin_self(g_probe.cpu0);
+}
+
+static void probe_end(void)
+{
+    if (CPU_COUNT(&g_probe.saved) > 0)
+        (void)pthread_setaffinity_np(pthread_self(), sizeof(g_probe.saved), &g_probe.saved);
 }
 
 static inline void cpu_relax(void)
@@ -52,7 +78,7 @@ static struct {
 static void *pong_thread(void *arg)
 {
     (void)arg;
-    pin_self(1);
+    pin_self(g_probe.cpu1);
     for (uint64_t i = 1; i <= PP_ROUNDS; i++) {
         while (__atomic_load_n(&g_line.ball, __ATOMIC_ACQUIRE) != 2 * i - 1)
             cpu_relax();
@@ -66,9 +92,11 @@ int bench_limit_pingpong(weft_loop_t *loop, double *value)
     (void)loop;
     pthread_t th;
     g_line.ball = 0;
-    pin_self(0);
-    if (pthread_create(&th, NULL, pong_thread, NULL) != 0)
+    probe_begin();
+    if (pthread_create(&th, NULL, pong_thread, NULL) != 0) {
+        probe_end();
         return bench_fail("pthread_create failed");
+    }
     uint64_t t0 = bench_now_ns();
     for (uint64_t i = 1; i <= PP_ROUNDS; i++) {
         __atomic_store_n(&g_line.ball, 2 * i - 1, __ATOMIC_RELEASE);
@@ -77,6 +105,7 @@ int bench_limit_pingpong(weft_loop_t *loop, double *value)
     }
     uint64_t ns = bench_now_ns() - t0;
     pthread_join(th, NULL);
+    probe_end();
     *value = (double)ns / PP_ROUNDS;
     return 0;
 }
@@ -101,7 +130,7 @@ static struct {
 static void *stream_consumer(void *arg)
 {
     (void)arg;
-    pin_self(1);
+    pin_self(g_probe.cpu1);
     uint64_t sum = 0;
     uint32_t h = 0;
     for (uint64_t got = 0; got < STREAM_N;) {
@@ -124,9 +153,11 @@ int bench_limit_stream(weft_loop_t *loop, double *value)
     (void)loop;
     pthread_t th;
     memset(&g_ring, 0, sizeof(g_ring));
-    pin_self(0);
-    if (pthread_create(&th, NULL, stream_consumer, NULL) != 0)
+    probe_begin();
+    if (pthread_create(&th, NULL, stream_consumer, NULL) != 0) {
+        probe_end();
         return bench_fail("pthread_create failed");
+    }
     uint64_t t0 = bench_now_ns();
     uint32_t t = 0;
     for (uint64_t i = 0; i < STREAM_N; i++) {
@@ -138,6 +169,7 @@ int bench_limit_stream(weft_loop_t *loop, double *value)
     }
     pthread_join(th, NULL);
     uint64_t ns = bench_now_ns() - t0;
+    probe_end();
     const uint64_t want = (uint64_t)STREAM_N * (STREAM_N - 1) / 2;
     if (g_ring.sum != want)
         return bench_fail("sum %llu, expected %llu", (unsigned long long)g_ring.sum,
@@ -372,8 +404,7 @@ static int skynet_on(unsigned loops, double *ms)
 int bench_skynetN(weft_loop_t *loop, double *value)
 {
     (void)loop;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return skynet_on(cores > 0 ? (unsigned)cores : 1, value);
+    return skynet_on(weft_cpu_count(), value);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -391,7 +422,7 @@ enum {
 
 typedef struct shard_state {
     uint64_t counts[SHARD_KEYS]; /* key k is touched only by loop k % n */
-    unsigned seen[64];           /* [j]: senders finished, seen by loop j */
+    unsigned *seen;              /* [j] of n: senders finished, seen by loop j */
     unsigned done_loops;         /* atomic: loops that saw every sender */
     unsigned n;
     weft_future_t *all_done;     /* on loop 0 */
@@ -450,8 +481,7 @@ static int shard_main(void *arg, void **result)
         return rc;
     }
     uint64_t t0 = bench_now_ns();
-    int errs[64];
-    rc = weft_submit_to_all(shard_worker, NULL, NULL, errs);
+    rc = weft_submit_to_all(shard_worker, NULL, NULL, NULL);
     if (rc == 0)
         rc = weft_await_timeout(g_shard->all_done, 30000, NULL);
     *ns = bench_now_ns() - t0;
@@ -462,11 +492,13 @@ static int shard_main(void *arg, void **result)
 static int shard_on(unsigned loops, double *ops)
 {
     uint64_t ns = 0;
-    if (loops > 64)
-        return bench_fail("at most 64 loops");
     g_shard = calloc(1, sizeof(*g_shard));
-    if (g_shard == NULL)
+    if (g_shard != NULL)
+        g_shard->seen = calloc(loops, sizeof(*g_shard->seen));
+    if (g_shard == NULL || g_shard->seen == NULL) {
+        free(g_shard);
         return bench_fail("out of memory");
+    }
     g_shard->n = loops;
     weft_runtime_opts_t o = two_loops();
     o.loops = loops;
@@ -474,6 +506,7 @@ static int shard_on(unsigned loops, double *ops)
     uint64_t total = 0;
     for (int k = 0; k < SHARD_KEYS; k++)
         total += g_shard->counts[k];
+    free(g_shard->seen);
     free(g_shard);
     if (rc != 0)
         return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
@@ -512,8 +545,7 @@ int bench_scaling(weft_loop_t *loop, double *value)
     (void)loop;
     static int calls;
     bool print = ++calls == 2;
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned cores = c > 0 ? (unsigned)c : 1;
+    unsigned cores = weft_cpu_count();
     double sky1 = 0, skyN = 0;
     for (unsigned n = 1; n <= cores; n++) {
         double ms, ops;

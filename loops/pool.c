@@ -72,6 +72,7 @@
 #include <unistd.h>
 
 #include <weft/pool.h>
+#include <weft/runtime.h>
 
 #include "core/alloc.h"
 #include "core/list.h"
@@ -458,10 +459,8 @@ int weft_pool_new(const weft_pool_opts_t *opts, weft_pool_t **out)
         return UV_EINVAL;
     *out = NULL;
     unsigned n = opts ? opts->threads : 0;
-    if (n == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        n = c > 0 ? (unsigned)c : 1;
-    }
+    if (n == 0)
+        n = weft_cpu_count(); /* more threads than allowed CPUs would only time-share them */
     if (n > 4096)
         return UV_EINVAL;
     size_t stack = opts ? opts->stack_size : 0;

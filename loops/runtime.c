@@ -2,12 +2,13 @@
  * loops/runtime.c - N loops on N pinned threads, the mesh of rings between
  * them, submit_to, and spawn_threadsafe (weft/runtime.h).
  *
- * Each loop thread: pin itself, take its own jemalloc arena, init its loop,
- * install the mesh as the loop's extra message source (core's ext hooks:
- * drain every iteration, a pending check before sleeping), keep the loop
- * alive with a referenced uv_async handle, run. Stopping posts a callback to
- * every loop that cancels its tasks and closes that handle; the loop then
- * runs until its work is gone and returns.
+ * Each loop thread: pin itself, take a jemalloc arena of its own (reused
+ * from loops that ended), init its loop, install the mesh as the loop's
+ * extra message source (core's ext hooks: drain every iteration, a pending
+ * check before sleeping), keep the loop alive with a referenced uv_async
+ * handle, run. Stopping posts a callback to every loop that cancels its
+ * tasks and closes that handle; the loop then runs until its work is gone
+ * and returns.
  *
  * Wake-up ordering (the rule DESIGN.md calls "wake only the sleeping"):
  *   producer: write a slot, its sequence number last (release); then, once
@@ -65,9 +66,11 @@ struct rt_loop {
     _Alignas(64) weft_loop_t loop;
     weft_runtime_t *rt;
     unsigned idx;
+    int cpu; /* where the thread pins itself (weft_cpu_id(idx) at the start) */
     pthread_t th;
     uv_async_t keep;
-    struct mesh_ring *out;      /* out[j]: ring from this loop to loop j */
+    struct mesh_ring **out;     /* out[j]: ring from this loop to loop j, or NULL */
+    struct mesh_ring **in;      /* in[j]: ring from loop j to this one (atomic; see ring_to) */
     uint32_t *inflight;         /* per target: submits without a reply yet */
     struct weft__list *waiters; /* per target: submitters over the limit */
     struct sub *free_subs;
@@ -81,11 +84,6 @@ struct rt_loop {
 };
 
 static __thread struct rt_loop *tls_rt_loop;
-
-static struct mesh_ring *ring(weft_runtime_t *rt, unsigned from, unsigned to)
-{
-    return &rt->loops[from].out[to];
-}
 
 /* ---- the rings --------------------------------------------------------------- */
 
@@ -113,6 +111,46 @@ static void ring_free(struct mesh_ring *r)
     }
     weft__free(r->slots);
     r->slots = NULL;
+}
+
+/* Producer: the ring to loop `to`, made by the first message that goes there.
+ *
+ * Why lazily: a ring is ring_size 64-byte slots (64 KiB by default) and a
+ * full mesh has N x (N - 1) of them, most of which many programs never use
+ * (a front loop submitting to workers uses 2 x (N - 1)). Made up front, a
+ * whole runtime took (jemalloc's stats.allocated just after the start, no
+ * message sent; no_pinning, 2-CPU VM) 0.9 MiB at 2 loops, 19.8 MiB at 16,
+ * 1062 MiB at 128; made on first use, 0.7, 4.7 and 40.9 MiB (the loops
+ * themselves), growing with the pairs that talk: after every loop sent one
+ * message to every other loop, 1.4, 23.7 and 1063 MiB. A default ring size
+ * shrinking with the loop count would bound that worst case (128 slots at
+ * 128 loops: 195 MiB), but it was measured to slow the all-to-all shards
+ * example from 1.9 s to 5.6 s at 72 loops on 2 CPUs (full rings spill to
+ * the overflow list), so the size stays the caller's (ring_size).
+ *
+ * Publication: the sender initialises the ring and stores it into the
+ * receiver's in[] with release; the receiver loads in[] with acquire in
+ * every drain and in its check before sleeping, so it sees an initialised
+ * ring (zeroed slots: nothing to read yet). The wake-up rule still holds:
+ * the pointer, like the slot, is stored before the sender's fence and
+ * loaded after the receiver's, so either the receiver, about to sleep,
+ * finds both, or the sender finds it asleep and wakes it. The memory is
+ * freed with the runtime. NULL when out of memory. */
+static struct mesh_ring *ring_to(struct rt_loop *self, unsigned to)
+{
+    struct mesh_ring *r = self->out[to];
+    if (__builtin_expect(r != NULL, 1))
+        return r;
+    r = weft__aligned_calloc(64, 1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    if (ring_init(r, self->rt->opts.ring_size) != 0) {
+        weft__free(r);
+        return NULL;
+    }
+    self->out[to] = r;
+    __atomic_store_n(&self->rt->loops[to].in[self->idx], r, __ATOMIC_RELEASE);
+    return r;
 }
 
 /* Producer: room for one more slot? */
@@ -187,14 +225,16 @@ static bool ring_ready(const struct mesh_ring *r)
 
 static void wake(struct rt_loop *self, unsigned to)
 {
-    struct mesh_ring *r = &self->out[to];
+    struct mesh_ring *r = self->out[to];
     r->woken = r->ptail;
     weft__loop_wake_if_sleeping(weft__L(&self->rt->loops[to].loop));
 }
 
 static int send_to(struct rt_loop *self, unsigned to, const struct mesh_msg *m)
 {
-    struct mesh_ring *r = &self->out[to];
+    struct mesh_ring *r = ring_to(self, to);
+    if (r == NULL)
+        return UV_ENOMEM;
     int rc = ring_put(r, m);
     if (rc < 0)
         return rc;
@@ -212,7 +252,9 @@ static void flush(struct rt_loop *self)
     weft_runtime_t *rt = self->rt;
     bool more = false;
     for (unsigned j = 0; j < rt->n; j++) {
-        struct mesh_ring *r = &self->out[j];
+        struct mesh_ring *r = self->out[j];
+        if (r == NULL)
+            continue;
         if (r->ovf_head != NULL) {
             ring_refill(r);
             more |= r->ovf_head != NULL;
@@ -396,9 +438,11 @@ static void mesh_drain(void *arg)
     if (self->stopped && weft__L(&self->loop)->st.tasks_spawned != self->spawned_at_stop)
         cancel_all(self); /* spawned after the stop began (e.g. from the inbox) */
     flush(self);
-    for (unsigned j = 0; j < rt->n; j++)
-        if (j != self->idx)
-            drain_ring(self, ring(rt, j, self->idx));
+    for (unsigned j = 0; j < rt->n; j++) {
+        struct mesh_ring *r = __atomic_load_n(&self->in[j], __ATOMIC_ACQUIRE);
+        if (r != NULL) /* in[idx] stays NULL: a loop sends itself nothing */
+            drain_ring(self, r);
+    }
     flush(self); /* replies of callbacks run just now */
 }
 
@@ -408,8 +452,8 @@ static bool mesh_pending(void *arg)
     weft_runtime_t *rt = self->rt;
     flush(self);
     for (unsigned j = 0; j < rt->n; j++) {
-        struct mesh_ring *r = ring(rt, j, self->idx);
-        if (j != self->idx && ring_ready(r))
+        struct mesh_ring *r = __atomic_load_n(&self->in[j], __ATOMIC_ACQUIRE);
+        if (r != NULL && ring_ready(r))
             return true;
     }
     /* Overflowed messages still to move keep the loop awake - but not once
@@ -507,8 +551,8 @@ static int call_on(weft_loop_t *target, weft_cb_fn cb, void *arg, bool may_queue
         return rc;
     if (to == self)
         return weft_call_soon(target, cb, arg, NULL);
-    struct mesh_ring *r = &self->out[to->idx];
-    if (!may_queue && (r->ovf_head != NULL || !ring_room(r)))
+    struct mesh_ring *r = self->out[to->idx]; /* none yet: it will be empty */
+    if (!may_queue && r != NULL && (r->ovf_head != NULL || !ring_room(r)))
         return UV_EAGAIN;
     struct mesh_msg m = {.kind = MESH_CALL, .src = self->idx, .fut = (void *)cb, .arg = arg};
     return send_to(self, to->idx, &m);
@@ -574,30 +618,82 @@ static void keep_cb(uv_async_t *h)
     (void)h;
 }
 
-static void pin(unsigned idx)
+/* Pin the calling loop thread to CPU `cpu` (best effort: a CPU beyond
+ * glibc's fixed set, or a mask changed since the start, leaves it floating
+ * within what it inherited). */
+static void pin(int cpu)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1)
+    if (cpu < 0 || cpu >= CPU_SETSIZE)
         return;
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(idx % (unsigned)cores, &set);
+    CPU_SET(cpu, &set);
     (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
+/* Arenas of loops that have ended, for the next loops to take. jemalloc
+ * cannot give an arena back: arena.<i>.destroy discards every allocation
+ * still in it, and a loop's memory outlives its thread (the runtime frees
+ * rings and records after the join, a task's result may be freed anywhere).
+ * So an arena, once made, lives as long as the process, and a process that
+ * starts and stops runtimes reuses the ones it has instead of making N new
+ * ones each time (which grew arenas.narenas, and the metadata of each, by N
+ * per start). One loop uses an arena at a time; the pool is process-wide,
+ * behind a mutex, touched once per loop start and end. */
+static pthread_mutex_t arenas_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned *arenas_free; /* indices, arenas_nfree of arenas_cap used */
+static unsigned arenas_nfree, arenas_cap;
+
+/* An arena for a starting loop: a free one, else a new one. 0 or UV_ENOMEM. */
+static int arena_take(unsigned *arena)
+{
+    pthread_mutex_lock(&arenas_mu);
+    bool reused = arenas_nfree > 0;
+    if (reused)
+        *arena = arenas_free[--arenas_nfree];
+    pthread_mutex_unlock(&arenas_mu);
+    size_t sz = sizeof(*arena);
+    if (reused || mallctl("arenas.create", arena, &sz, NULL, 0) == 0)
+        return 0;
+    return UV_ENOMEM;
+}
+
+/* Back to the pool. If the list cannot grow, the arena is only not reused
+ * (it stays valid, with whatever it still holds). */
+static void arena_give_back(unsigned arena)
+{
+    pthread_mutex_lock(&arenas_mu);
+    if (arenas_nfree == arenas_cap) {
+        unsigned cap = arenas_cap != 0 ? 2 * arenas_cap : 16;
+        unsigned *a = weft__realloc(arenas_free, cap * sizeof(*a));
+        if (a != NULL) {
+            arenas_free = a;
+            arenas_cap = cap;
+        }
+    }
+    if (arenas_nfree < arenas_cap)
+        arenas_free[arenas_nfree++] = arena;
+    pthread_mutex_unlock(&arenas_mu);
+}
+
 /* Give this thread a jemalloc arena of its own, so a loop's allocations
- * stay in memory its core touched (best effort). */
-static void own_arena(void)
+ * stay in memory its core touched (best effort). Returns the arena to give
+ * back when the loop ends, or -1. */
+static int own_arena(void)
 {
 #if defined(__SANITIZE_THREAD__)
     /* TSan reports jemalloc's internal trylock in arenas.create as a double
      * lock (a false positive of its mutex interceptors): no own arenas. */
-    return;
+    return -1;
 #endif
     unsigned arena;
-    size_t sz = sizeof(arena);
-    if (mallctl("arenas.create", &arena, &sz, NULL, 0) == 0)
-        (void)mallctl("thread.arena", NULL, NULL, &arena, sizeof(arena));
+    if (arena_take(&arena) != 0)
+        return -1;
+    if (mallctl("thread.arena", NULL, NULL, &arena, sizeof(arena)) != 0) {
+        arena_give_back(arena);
+        return -1;
+    }
+    return (int)arena;
 }
 
 static void *loop_thread(void *arg)
@@ -605,9 +701,8 @@ static void *loop_thread(void *arg)
     struct rt_loop *self = arg;
     weft_runtime_t *rt = self->rt;
     if (rt->pin)
-        pin(self->idx);
-    if (rt->arenas)
-        own_arena();
+        pin(self->cpu);
+    int arena = rt->arenas ? own_arena() : -1;
     int rc = weft_loop_init(&self->loop, &rt->opts.loop);
     if (rc == 0) {
         rc = uv_async_init(weft_loop_uv(&self->loop), &self->keep, keep_cb);
@@ -626,8 +721,11 @@ static void *loop_thread(void *arg)
         pthread_cond_wait(&rt->cv, &rt->mu);
     int start_rc = rt->start_rc;
     pthread_mutex_unlock(&rt->mu);
-    if (rc != 0)
+    if (rc != 0) {
+        if (arena >= 0)
+            arena_give_back((unsigned)arena);
         return NULL;
+    }
     if (start_rc != 0) {
         uv_close((uv_handle_t *)&self->keep, NULL);
     } else {
@@ -643,6 +741,11 @@ static void *loop_thread(void *arg)
         (void)rrc;
     }
     tls_rt_loop = NULL;
+    /* The thread ends here: a later loop may take the arena even before
+     * this thread's exit unbinds it (sharing an arena is safe, only slower,
+     * and only for that moment). */
+    if (arena >= 0)
+        arena_give_back((unsigned)arena);
     return NULL;
 }
 
@@ -651,10 +754,13 @@ static void free_runtime(weft_runtime_t *rt)
     if (rt->loops != NULL) {
         for (unsigned i = 0; i < rt->n; i++) {
             struct rt_loop *x = &rt->loops[i];
-            if (x->out != NULL)
-                for (unsigned j = 0; j < rt->n; j++)
-                    ring_free(&x->out[j]);
+            for (unsigned j = 0; x->out != NULL && j < rt->n; j++) {
+                if (x->out[j] != NULL)
+                    ring_free(x->out[j]);
+                weft__free(x->out[j]);
+            }
             weft__free(x->out);
+            weft__free(x->in);
             weft__free(x->inflight);
             weft__free(x->waiters);
             while (x->all_subs != NULL) {
@@ -676,10 +782,8 @@ int weft_runtime_start(const weft_runtime_opts_t *opts, weft_runtime_t **out)
         return UV_EINVAL;
     *out = NULL;
     weft_runtime_opts_t o = opts != NULL ? *opts : (weft_runtime_opts_t){0};
-    if (o.loops == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        o.loops = c > 0 ? (unsigned)c : 1;
-    }
+    if (o.loops == 0)
+        o.loops = weft_cpu_count();
     if (o.ring_size == 0)
         o.ring_size = 1024;
     if (o.loops > 1024 || o.ring_size < 2 || (o.ring_size & (o.ring_size - 1)) != 0 ||
@@ -701,18 +805,20 @@ int weft_runtime_start(const weft_runtime_opts_t *opts, weft_runtime_t **out)
         struct rt_loop *x = &rt->loops[i];
         x->rt = rt;
         x->idx = i;
+        /* Read here, on the starting thread, whose mask the loop threads
+         * inherit: a loop that pinned itself first cannot shrink it. */
+        x->cpu = rt->pin ? weft_cpu_id(i) : -1;
         weft__list_init(&x->live_subs);
-        x->out = weft__calloc(rt->n, sizeof(struct mesh_ring));
+        x->out = weft__calloc(rt->n, sizeof(*x->out));
+        x->in = weft__calloc(rt->n, sizeof(*x->in));
         x->inflight = weft__calloc(rt->n, sizeof(uint32_t));
         x->waiters = weft__calloc(rt->n, sizeof(struct weft__list));
-        if (x->out == NULL || x->inflight == NULL || x->waiters == NULL) {
+        if (x->out == NULL || x->in == NULL || x->inflight == NULL || x->waiters == NULL) {
             rc = UV_ENOMEM;
             break;
         }
-        for (unsigned j = 0; rc == 0 && j < rt->n; j++) {
+        for (unsigned j = 0; j < rt->n; j++)
             weft__list_init(&x->waiters[j]);
-            rc = j != i ? ring_init(&x->out[j], o.ring_size) : 0;
-        }
     }
     if (rc != 0) {
         free_runtime(rt);

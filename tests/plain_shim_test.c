@@ -70,6 +70,14 @@ Test(plain_shim, disabled_test_does_not_run, .disabled = true)
     cr_assert_fail("a disabled test ran");
 }
 
+/* A skipped test ends at cr_skip and is not a failure, in both builds: the
+ * assertion after it would fail the test if the skip did not unwind. */
+Test(plain_shim, skip_ends_the_test_without_failing)
+{
+    cr_skip("skipped on purpose, %d", 1);
+    cr_assert_fail("ran past cr_skip");
+}
+
 /* Each test runs in a process of its own (Criterion's fork, and the plain
  * runner's), so the earlier test's init and fini left nothing behind here. */
 Test(plain_shim, tests_do_not_share_globals)

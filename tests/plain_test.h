@@ -20,6 +20,9 @@
  *   - cr_assert* stops the test (longjmp back to the runner) and fails it;
  *     cr_expect* fails it and carries on. Both may take Criterion's optional
  *     message: a string literal format plus arguments.
+ *   - cr_skip(...) ends the test there as skipped (printed as [SKIP], counted
+ *     as passed unless an expectation had already failed), from the test's
+ *     own thread only: a test that cannot run where it is (e.g. one CPU).
  *   - A failing cr_expect* may come from any thread. A failing cr_assert* on a
  *     thread other than main's cannot unwind that thread, so it aborts the
  *     whole program (which tools/test.sh counts as a failure).
@@ -83,6 +86,8 @@ WEFT_PLAIN_WEAK pthread_t weft_plain_main_thread_;
 void weft_plain_register_(struct weft_plain_test *t);
 void weft_plain_fail_(bool fatal, const char *file, int line, const char *expr, const char *fmt,
                       ...) __attribute__((format(printf, 5, 6)));
+__attribute__((noreturn)) void weft_plain_skip_(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 bool weft_plain_run_(struct weft_plain_test *volatile t);
 int main(void);
 
@@ -116,6 +121,26 @@ WEFT_PLAIN_WEAK void weft_plain_fail_(bool fatal, const char *file, int line, co
         return;
     if (!pthread_equal(pthread_self(), weft_plain_main_thread_)) {
         fprintf(stderr, "%s:%d: cr_assert failed off the main thread; aborting\n", file, line);
+        abort();
+    }
+    longjmp(weft_plain_jmp_, 1);
+}
+
+/* Same leading space in `fmt` as weft_plain_fail_. A skip unwinds like a
+ * failed cr_assert, but leaves the test's outcome as it was. */
+WEFT_PLAIN_WEAK void weft_plain_skip_(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    flockfile(stderr);
+    fprintf(stderr, "[SKIP] %s:%d:", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    funlockfile(stderr);
+    if (!pthread_equal(pthread_self(), weft_plain_main_thread_)) {
+        fprintf(stderr, "%s:%d: cr_skip off the main thread; aborting\n", file, line);
         abort();
     }
     longjmp(weft_plain_jmp_, 1);
@@ -229,6 +254,8 @@ WEFT_PLAIN_WEAK int main(void)
 #define cr_assert_not_null(p, ...) WEFT_PLAIN_CHECK_(true, (p) != NULL, #p " != NULL", __VA_ARGS__)
 #define cr_expect_null(p, ...)     WEFT_PLAIN_CHECK_(false, (p) == NULL, #p " == NULL", __VA_ARGS__)
 #define cr_expect_not_null(p, ...) WEFT_PLAIN_CHECK_(false, (p) != NULL, #p " != NULL", __VA_ARGS__)
+
+#define cr_skip(...) weft_plain_skip_(__FILE__, __LINE__, " " __VA_ARGS__)
 
 #define cr_assert_str_eq(a, b, ...)       WEFT_PLAIN_STRCMP_(true, a, ==, b, __VA_ARGS__)
 #define cr_assert_str_neq(a, b, ...)      WEFT_PLAIN_STRCMP_(true, a, !=, b, __VA_ARGS__)

@@ -25,6 +25,7 @@
 #include "check.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -767,10 +768,11 @@ Test(pool, bad_arguments_and_calls_off_a_loop_thread_are_refused, .timeout = TES
     weft_pool_stats(NULL, NULL);
     cr_expect_not(weft_pool_cancelled());
 
-    /* Defaults: one thread per online CPU. */
+    /* Defaults: one thread per CPU the process may run on. */
     ASSERT_OK(weft_pool_new(NULL, &pool));
     weft_pool_stats(pool, &ps);
     cr_expect_geq(ps.threads, 1);
+    cr_expect_eq(ps.threads, weft_cpu_count());
 
     /* No loop runs on this thread, nor on a plain thread. */
     EXPECT_RC(weft_to_thread(pool, id_job, NULL, &f), WEFT_EWRONGLOOP);
@@ -1117,4 +1119,32 @@ Test(pool, cancels_racing_with_jobs_on_two_loops_end_every_future_exactly_once,
         EXPECT_OK(weft_loop_run(&s[i].loop));
         EXPECT_OK(weft_loop_close(&s[i].loop));
     }
+}
+
+/* The default thread count follows the affinity mask (taskset, a cgroup
+ * cpuset), not the machine's online CPUs: under a one-CPU mask, one thread. */
+Test(pool, default_thread_count_follows_the_allowed_cpus, .timeout = TEST_TIMEOUT_S)
+{
+    cpu_set_t all, one;
+    ASSERT_RC(sched_getaffinity(0, sizeof(all), &all), 0);
+    if (CPU_COUNT(&all) < 2)
+        cr_skip("only one CPU is allowed: no smaller mask to run under");
+    int first = 0;
+    while (!CPU_ISSET(first, &all))
+        first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    ASSERT_RC(sched_setaffinity(0, sizeof(one), &one), 0);
+    weft_pool_t *pool = NULL;
+    int rc = weft_pool_new(NULL, &pool);
+    weft_pool_stats_t ps = {0};
+    weft_pool_stats(rc == 0 ? pool : NULL, &ps);
+    int src = rc == 0 ? weft_pool_shutdown(pool) : 0;
+    /* Restored before any assert: the rest of the process keeps its mask. */
+    int restored = sched_setaffinity(0, sizeof(all), &all);
+    ASSERT_OK(rc);
+    EXPECT_RC(src, 0);
+    ASSERT_RC(restored, 0);
+    cr_expect_eq(ps.threads, 1);
+    cr_expect_eq((int)weft_cpu_count(), CPU_COUNT(&all));
 }

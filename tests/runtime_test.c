@@ -4,8 +4,9 @@
  * bursts to sleeping loops, all-to-all submits, submit_to_all, awaiting a
  * busy loop's future, weft_spawn_threadsafe from plain threads and from
  * tasks, cancellation, ring overflow with a stalled receiver (and call_on
- * order), max_inflight, stopping with work in flight, weft_runtime_run, and
- * bad input.
+ * order), max_inflight, stopping with work in flight, weft_runtime_run,
+ * bad input, the topology (loop count and pinning from the affinity mask),
+ * and the reuse of jemalloc arenas across runtimes.
  *
  * Built twice (tests/BUILD, weft_test(tsan = True)): as a Criterion test and,
  * through tests/plain_test.h, as a plain program that runs under TSan. So it
@@ -20,7 +21,9 @@
 #include "plain_test.h"
 #include "check.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -29,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jemalloc/jemalloc.h>
 #include <weft/runtime.h>
 #include <weft/weft.h>
 
@@ -192,9 +196,8 @@ Test(runtime, start_and_stop_with_nothing_running, .timeout = TEST_TIMEOUT_S)
 {
     weft_runtime_t *rt = NULL;
     ASSERT_OK(weft_runtime_start(NO_ARENAS ? OPTS() : NULL, &rt));
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned n = weft_runtime_count(rt);
-    cr_assert_eq(n, (unsigned)(cpus > 0 ? cpus : 1));
+    cr_assert_eq(n, weft_cpu_count());
     for (unsigned i = 0; i < n; i++) {
         cr_expect_not_null(weft_runtime_loop(rt, i));
         if (i > 0)
@@ -1213,4 +1216,183 @@ Test(runtime, cancelling_a_submit_cancels_the_remote_task, .timeout = TEST_TIMEO
     }
     cr_expect_eq(stop_rt(rt), 0);
     cr_expect_eq(atomic_load(&g_sleepers_uncancelled), 0);
+}
+
+/* ---- topology: the allowed CPUs ----------------------------------------- */
+
+/* On a loop: that loop thread's affinity mask, into *arg (read by the test
+ * thread after the tsfuture wait, whose mutex orders it). */
+static int loop_mask(void *arg, void **result)
+{
+    (void)result;
+    return sched_getaffinity(0, sizeof(cpu_set_t), arg) == 0 ? 0 : -errno;
+}
+
+/* Every loop of rt runs on exactly CPU want(i). */
+static void expect_loops_on(weft_runtime_t *rt, const int *want, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        cpu_set_t got, one;
+        CPU_ZERO(&got);
+        CPU_ZERO(&one);
+        CPU_SET(want[i], &one);
+        EXPECT_OK(run_on(rt, i, loop_mask, &got, NULL, WAIT_MS));
+        cr_expect(CPU_EQUAL(&got, &one), "loop %u: %d CPUs allowed, want only CPU %d", i,
+                  CPU_COUNT(&got), want[i]);
+    }
+}
+
+/* The loop count and the pinning come from the thread's affinity mask (what
+ * taskset or a cgroup cpuset leave), not from the machine's online CPUs:
+ * restricted to one CPU, the default runtime has one loop, on that CPU, and
+ * more loops wrap onto it; unrestricted, loop i runs on the i-th allowed
+ * CPU, wrapping after the last. The one CPU kept is the last allowed one, so
+ * that pinning to "CPU i" instead of "the i-th allowed CPU" is caught too. */
+Test(runtime, loop_count_and_pinning_follow_the_allowed_cpus, .timeout = TEST_TIMEOUT_S)
+{
+    cpu_set_t all, one;
+    ASSERT_RC(sched_getaffinity(0, sizeof(all), &all), 0);
+    int ids[CPU_SETSIZE], n = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &all))
+            ids[n++] = c;
+    cr_assert_eq(weft_cpu_count(), (unsigned)n);
+    for (int i = 0; i < 2 * n; i++)
+        cr_expect_eq(weft_cpu_id((unsigned)i), ids[i % n]);
+    if (n < 2)
+        cr_skip("only one CPU is allowed: no smaller mask to run under");
+
+    /* Loops pinned, wrapping: n + 1 loops, the last on the first CPU. */
+    int want[CPU_SETSIZE + 1];
+    for (int i = 0; i <= n; i++)
+        want[i] = ids[i % n];
+    weft_runtime_t *rt = start_rt(OPTS(.loops = (unsigned)n + 1));
+    expect_loops_on(rt, want, (unsigned)n + 1);
+    cr_expect_eq(stop_rt(rt), 0);
+
+    /* New threads inherit the mask: the runtime's loops are started from this
+     * one, and so see only what it allows. Restored before any assert. */
+    int last = ids[n - 1];
+    CPU_ZERO(&one);
+    CPU_SET(last, &one);
+    ASSERT_RC(sched_setaffinity(0, sizeof(one), &one), 0);
+    unsigned count = weft_cpu_count();
+    rt = NULL;
+    int rc = weft_runtime_start(OPTS(), &rt);
+    unsigned loops = rc == 0 ? weft_runtime_count(rt) : 0;
+    int lasts[3] = {last, last, last};
+    if (rc == 0) {
+        expect_loops_on(rt, lasts, loops < 3 ? loops : 3);
+        cr_expect_eq(stop_rt(rt), 0);
+    }
+    /* More loops than allowed CPUs: all on the one CPU. */
+    weft_runtime_t *rt3 = NULL;
+    int rc3 = weft_runtime_start(OPTS(.loops = 3), &rt3);
+    if (rc3 == 0) {
+        expect_loops_on(rt3, lasts, 3);
+        cr_expect_eq(stop_rt(rt3), 0);
+    }
+    int restored = sched_setaffinity(0, sizeof(all), &all);
+    ASSERT_OK(rc);
+    ASSERT_OK(rc3);
+    ASSERT_RC(restored, 0);
+    cr_expect_eq(count, 1);
+    cr_expect_eq(loops, 1);
+    cr_expect_eq(weft_cpu_count(), (unsigned)n);
+}
+
+/* ---- jemalloc arenas -------------------------------------------------------- */
+
+#ifndef __SANITIZE_THREAD__
+static unsigned narenas(void)
+{
+    unsigned n = 0;
+    size_t sz = sizeof(n);
+    cr_assert_eq(mallctl("arenas.narenas", &n, &sz, NULL, 0), 0);
+    return n;
+}
+
+/* On a loop: the arena its thread allocates from, into *arg. */
+static int loop_arena(void *arg, void **result)
+{
+    (void)result;
+    size_t sz = sizeof(unsigned);
+    return mallctl("thread.arena", arg, &sz, NULL, 0) == 0 ? 0 : UV_EIO;
+}
+
+/* The arenas of rt's loops, appended to seen[*n]; each must be one made for
+ * loops (past jemalloc's own, `base`) and not already in seen. */
+static void expect_own_arenas(weft_runtime_t *rt, unsigned base, unsigned *seen, unsigned *n)
+{
+    for (unsigned i = 0; i < weft_runtime_count(rt); i++) {
+        unsigned a = 0;
+        EXPECT_OK(run_on(rt, i, loop_arena, &a, NULL, WAIT_MS));
+        cr_expect_geq(a, base, "loop %u allocates from jemalloc's arena %u", i, a);
+        for (unsigned k = 0; k < *n; k++)
+            cr_expect_neq(seen[k], a, "loop %u shares arena %u with another loop", i, a);
+        seen[(*n)++] = a;
+    }
+}
+#endif
+
+/* Arenas made for loops are kept for later runtimes instead of made anew on
+ * every start (jemalloc cannot destroy an arena whose memory may still be in
+ * use): after a first start of two runtimes at once (5 loops, 5 distinct
+ * arenas), 50 more starts of up to 5 loops, alone or two at once, make no
+ * new arena, and loops running at the same time never share one. */
+Test(runtime, arenas_are_reused_by_later_runtimes, .timeout = TEST_TIMEOUT_S)
+{
+#ifdef __SANITIZE_THREAD__
+    cr_skip("no per-loop arenas under TSan (see NO_ARENAS)");
+#else
+    unsigned base = narenas(), seen[5], n = 0;
+    weft_runtime_t *a = start_rt(OPTS(.loops = 2, .no_pinning = true));
+    weft_runtime_t *b = start_rt(OPTS(.loops = 3, .no_pinning = true));
+    expect_own_arenas(a, base, seen, &n);
+    expect_own_arenas(b, base, seen, &n);
+    cr_expect_eq(stop_rt(a), 0);
+    cr_expect_eq(stop_rt(b), 0);
+    unsigned first = narenas();
+    cr_expect_eq(first, base + 5);
+    for (unsigned i = 0; i < 50; i++) {
+        n = 0;
+        a = start_rt(OPTS(.loops = 1 + i % 5, .no_pinning = true));
+        b = i % 2 == 0 && i % 5 < 3 ? start_rt(OPTS(.loops = 2, .no_pinning = true)) : NULL;
+        if (i % 10 == 0) {
+            expect_own_arenas(a, base, seen, &n);
+            if (b != NULL)
+                expect_own_arenas(b, base, seen, &n);
+        }
+        cr_expect_eq(stop_rt(a), 0);
+        if (b != NULL)
+            cr_expect_eq(stop_rt(b), 0);
+        cr_assert_eq(narenas(), first, "start %u made a new arena", i + 1);
+    }
+#endif
+}
+
+/* ---- mesh memory ------------------------------------------------------------ */
+
+/* Rings are made by the first message of their pair, not at the start: a
+ * 32-loop runtime allocates much less than its 992 rings would take. Bytes
+ * as jemalloc counts them, so not under the sanitizers (their allocator
+ * replaces jemalloc's malloc, and the count would not move). Messages over
+ * new rings, to loops asleep and awake, are the rest of this file. */
+Test(runtime, rings_are_made_by_the_first_message_not_at_the_start, .timeout = TEST_TIMEOUT_S)
+{
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    cr_skip("the sanitizer's allocator hides jemalloc's byte count");
+#else
+    const unsigned n = 32, slots = 1024;
+    const size_t mesh = (size_t)n * (n - 1) * slots * 64; /* 62 MiB */
+    uint64_t epoch = 1;
+    size_t a0 = 0, a1 = 0, sz = sizeof(epoch), asz = sizeof(a0);
+    cr_assert_eq(mallctl("epoch", &epoch, &sz, &epoch, sz), 0);
+    cr_assert_eq(mallctl("stats.allocated", &a0, &asz, NULL, 0), 0);
+    weft_runtime_t *rt = start_rt(OPTS(.loops = n, .no_pinning = true, .ring_size = slots));
+    cr_assert_eq(mallctl("epoch", &epoch, &sz, &epoch, sz), 0);
+    cr_assert_eq(mallctl("stats.allocated", &a1, &asz, NULL, 0), 0);
+    cr_expect_eq(stop_rt(rt), 0);
+    cr_expect_lt(a1 - a0, mesh / 4, "the start allocated %zu bytes", a1 - a0);
+#endif
 }

@@ -7,22 +7,24 @@
  * reply); reads go to the owner with weft_submit_to and come back as a
  * future. At the end every loop reports its share (weft_submit_to_all).
  *
- * Run: bazel run //examples/shards   (prints one line per loop; exits 0 if
- * the counts add up)
+ * Run: bazel run //examples/shards [-- LOOPS]   (prints one line per loop;
+ * exits 0 if the counts add up). LOOPS defaults to one per allowed CPU.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <weft/weft.h>
 
 #define KEYS          1024
 #define INCS_PER_LOOP 200000
-#define MAX_LOOPS     64
 
-/* Shard j's table: written only on loop j. */
-static uint64_t g_count[MAX_LOOPS][KEYS];
+/* Shard j's table, g_count[j]: written only on loop j. Sized by the loop
+ * count, which follows the machine (one loop per allowed CPU), so no fixed
+ * bound can be right everywhere. */
+static uint64_t (*g_count)[KEYS];
 static unsigned g_loops;
-/* Done markers, counted on each loop (see finish_cb). */
-static unsigned g_seen[MAX_LOOPS];
+/* Done markers, counted on each loop (see finish_cb): g_seen[j] on loop j. */
+static unsigned *g_seen;
 static weft_future_t *g_all_seen;     /* on loop 0 */
 static weft_future_token_t g_all_tok; /* names it on the other loops */
 static unsigned g_loops_done;         /* atomic */
@@ -87,11 +89,19 @@ static int shard_total(void *arg, void **result)
     return 0;
 }
 
+/* The tables are made here, before any producer starts (submit_to_all
+ * orders the loops' first touches after these writes), and freed by main()
+ * once the runtime has stopped: on an early return, increments may still be
+ * on their way to their loops. */
 static int main_task(void *arg, void **result)
 {
     (void)arg, (void)result;
     weft_runtime_t *rt = weft_runtime_current();
     g_loops = weft_runtime_count(rt);
+    g_count = calloc(g_loops, sizeof(*g_count));
+    g_seen = calloc(g_loops, sizeof(*g_seen));
+    if (g_count == NULL || g_seen == NULL)
+        return UV_ENOMEM;
     int rc = weft_future_new(NULL, &g_all_seen);
     if (rc != 0)
         return rc;
@@ -109,16 +119,19 @@ static int main_task(void *arg, void **result)
     if (rc != 0)
         return rc;
 
-    void *totals[MAX_LOOPS];
+    void **totals = calloc(g_loops, sizeof(*totals));
+    if (totals == NULL)
+        return UV_ENOMEM;
     rc = weft_submit_to_all(shard_total, NULL, totals, NULL);
-    if (rc != 0)
-        return rc;
     uint64_t all = 0;
-    for (unsigned j = 0; j < g_loops; j++) {
+    for (unsigned j = 0; rc == 0 && j < g_loops; j++) {
         printf("loop %u: %llu increments over its %u keys\n", j,
                (unsigned long long)(uintptr_t)totals[j], (KEYS + g_loops - 1 - j) / g_loops);
         all += (uintptr_t)totals[j];
     }
+    free(totals);
+    if (rc != 0)
+        return rc;
     /* One read through the owner, as a client would do it. */
     weft_future_t *f;
     rc = weft_submit_to(weft_runtime_loop(rt, 7 % g_loops), read_key, (void *)7, &f);
@@ -136,11 +149,22 @@ static int main_task(void *arg, void **result)
     return all == want ? 0 : UV_EIO;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     weft_runtime_opts_t opts;
-    memset(&opts, 0, sizeof(opts)); /* one loop per online CPU, pinned */
+    memset(&opts, 0, sizeof(opts)); /* one loop per allowed CPU, pinned */
+    if (argc > 1) {                 /* or as many as asked for, wrapping over the CPUs */
+        char *end;
+        unsigned long n = strtoul(argv[1], &end, 10);
+        if (*end != '\0' || n < 1 || n > 1024) {
+            fprintf(stderr, "usage: shards [LOOPS (1..1024)]\n");
+            return 2;
+        }
+        opts.loops = (unsigned)n;
+    }
     int rc = weft_runtime_run(&opts, main_task, NULL, NULL);
+    free(g_count);
+    free(g_seen);
     if (rc != 0)
         fprintf(stderr, "shards: %s\n", weft_strerror(rc));
     return rc == 0 ? 0 : 1;

@@ -50,7 +50,7 @@ typedef struct weft_pool weft_pool_t;
 typedef int (*weft_job_fn)(void *arg, void **result);
 
 typedef struct weft_pool_opts {
-    unsigned threads;  /* 0 = number of online CPUs */
+    unsigned threads;  /* 0 = weft_cpu_count() (weft/runtime.h) */
     size_t stack_size; /* per thread; 0 = the system default */
     const char *name;  /* thread name prefix (pthread_setname_np), NULL = "weft-pool" */
 } weft_pool_opts_t;

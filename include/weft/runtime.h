@@ -6,7 +6,8 @@
  * Ownership stays per loop (weft/loop.h): tasks and futures belong to one
  * loop and are touched only on its thread. Loops talk by message only:
  * - between runtime loops, over an N x N mesh of single-producer
- *   single-consumer rings, one per ordered pair of loops, published in
+ *   single-consumer rings, one per ordered pair of loops (made when the
+ *   first message goes from one to the other), published in
  *   batches (a loop publishes what its tasks sent when its tick ends, and
  *   drains its incoming rings every iteration);
  * - from any other thread, through the target loop's MPSC inbox.
@@ -31,10 +32,15 @@ extern "C" {
 typedef struct weft_runtime weft_runtime_t;
 
 typedef struct weft_runtime_opts {
-    unsigned loops;        /* 0 = number of online CPUs */
-    bool no_pinning;       /* do not pin loop i to CPU i % cores */
+    unsigned loops;        /* 0 = weft_cpu_count() */
+    bool no_pinning;       /* do not pin loop i to weft_cpu_id(i) */
     bool no_arenas;        /* do not give each loop its own jemalloc arena */
-    unsigned ring_size;    /* slots per mesh ring, a power of two; 0 = 1024 */
+    unsigned ring_size;    /* slots per mesh ring, a power of two; 0 = 1024.
+                            * A ring takes ring_size x 64 bytes, made by the
+                            * first message of its pair: where all N loops
+                            * talk to each other, N x (N - 1) rings (1 GiB at
+                            * 128 loops and 1024 slots) - lower it there if
+                            * memory matters more than bursts */
     unsigned max_inflight; /* per (source, target) pair: submits in flight
                             * before submitters wait (Seastar's
                             * smp_service_group); 0 = no limit */
@@ -44,6 +50,15 @@ typedef struct weft_runtime_opts {
      * the eventfd costs 4-11 us here). */
     weft_loop_opts_t loop;
 } weft_runtime_opts_t;
+
+/* The number of CPUs the calling thread may run on: its affinity mask, which
+ * taskset and a cgroup cpuset restrict (not the machine's online CPUs, which
+ * a container may not be allowed to use). At least 1. The default number of
+ * runtime loops and of pool threads, read when they start. */
+unsigned weft_cpu_count(void);
+/* The id of the i-th of those CPUs, counting from 0 and wrapping around
+ * (i modulo weft_cpu_count()): where runtime loop i is pinned. >= 0. */
+int weft_cpu_id(unsigned i);
 
 /* Start the loops (each runs until weft_runtime_stop). opts may be NULL.
  * 0, UV_EINVAL, UV_ENOMEM, or a thread-creation error. */
