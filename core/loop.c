@@ -31,6 +31,7 @@
 
 __thread struct weft__loop *weft__tls_loop;
 void (*weft__test_post_hook)(void);
+void (*weft__test_sleep_hook)(void);
 
 void weft__assert_fail(const char *what, const char *file, int line)
 {
@@ -347,10 +348,16 @@ void weft__loop_wake_if_sleeping(struct weft__loop *l)
     weft__fence_seq_cst();
     if (!__atomic_load_n(&l->inbox.sleeping, __ATOMIC_RELAXED))
         return;
+    /* It sleeps: wake it - through the door (weft_loop_close), since the
+     * loop may wake by itself meanwhile, run dry and close before our
+     * uv_async_send. Only this rare path pays for the announcement. */
+    __atomic_fetch_add(&l->inbox.posters, 1, __ATOMIC_SEQ_CST);
     int one = 1;
-    if (__atomic_compare_exchange_n(&l->inbox.sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
+    if (!__atomic_load_n(&l->inbox.closed, __ATOMIC_SEQ_CST) &&
+        __atomic_compare_exchange_n(&l->inbox.sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
                                     __ATOMIC_RELAXED))
         uv_async_send(&l->async);
+    __atomic_fetch_sub(&l->inbox.posters, 1, __ATOMIC_RELEASE);
 }
 
 int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
@@ -537,6 +544,8 @@ static void block(struct weft__loop *l)
         uv_timer_start(&l->uv_timer, timer_cb, ms, 1);
     }
     l->st.wakeups++;
+    if (__builtin_expect(weft__test_sleep_hook != NULL, 0))
+        weft__test_sleep_hook();
     uv_ref((uv_handle_t *)&l->async);
     uv_run(&l->uv, UV_RUN_ONCE);
     uv_unref((uv_handle_t *)&l->async);

@@ -21,4 +21,14 @@ extern void (*weft__test_post_hook)(void);
  * which an awaiter may give up and its loop reuse the future's slot. */
 extern void (*weft__test_ts_complete_hook)(void);
 
+/* core/loop.c, block: the loop announced sleep and is about to block in
+ * the poller (tests wait for it to know the loop really sleeps). */
+extern void (*weft__test_sleep_hook)(void);
+
+/* loops/runtime.c, stop_cb: loop `idx` has begun its stop. */
+extern void (*weft__test_stop_hook)(unsigned idx);
+
+/* loops/runtime.c: replies parked for lack of memory (relaxed atomic). */
+extern unsigned long weft__test_replies_parked;
+
 #endif /* WEFT_CORE_TESTHOOKS_H */

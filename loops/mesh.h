@@ -66,8 +66,12 @@ struct mesh_ring {
     uint64_t overflows;
     /* Consumer's line. */
     _Alignas(64) uint32_t chead; /* next slot to read */
-    /* Shared: the consumer's published position, on its own line. */
+    /* Shared: the consumer's published position, on its own line, and the
+     * producer's request for a "room" wake-up (runtime.c, flush): set by a
+     * producer whose overflow list cannot move into the full ring, so that it
+     * may sleep; cleared by the consumer, which then wakes it. */
     _Alignas(64) uint32_t head;
+    int want_room;
     _Alignas(64) uint32_t mask;
     _Alignas(64) struct mesh_msg *slots;
 };

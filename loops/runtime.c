@@ -35,7 +35,11 @@
 
 #include "core/alloc.h"
 #include "core/loop_int.h"
+#include "core/testhooks.h"
 #include "loops/mesh.h"
+
+void (*weft__test_stop_hook)(unsigned idx);
+unsigned long weft__test_replies_parked;
 
 struct rt_loop;
 
@@ -43,7 +47,8 @@ struct weft_runtime {
     unsigned n;
     unsigned max_inflight;
     bool pin, arenas;
-    int stopping; /* atomic */
+    int stopping;    /* atomic */
+    unsigned nquiet; /* atomic: loops that are quiet (see stop_progress) */
     struct rt_loop *loops;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -60,6 +65,12 @@ struct sub {
     weft_task_t *task;      /* no reference: the record dies with the task */
     void *fut;              /* the submitter's future (on loop src) */
     uint32_t gen, src;
+    /* A reply that could not be queued (no memory for an overflow node) is
+     * parked here, in the loop's unsent list, and sent by a later flush:
+     * a submitter's future always gets its answer. */
+    int err;
+    void *result;
+    char *msg;
 };
 
 struct rt_loop {
@@ -75,10 +86,16 @@ struct rt_loop {
     struct weft__list *waiters; /* per target: submitters over the limit */
     struct sub *free_subs;
     struct sub *all_subs;
-    struct weft__list live_subs; /* submits running here (cancellation) */
-    bool replying;               /* on_reply is completing a future */
-    bool dirty;                  /* some outgoing ring has unpublished messages */
-    bool stopped;                /* stop_cb ran: cancel whatever is spawned from now on */
+    struct weft__list live_subs;      /* submits running here (cancellation) */
+    bool replying;                    /* on_reply is completing a future */
+    bool dirty;                       /* some outgoing ring has unpublished messages or an
+                                       * overflow list, or a reply is parked */
+    bool retry_in;                    /* a submit was left in its ring for lack of memory */
+    bool stopped;                     /* stop_cb ran: cancel whatever is spawned from now on */
+    bool quiet;                       /* stopped, and every call and submit it sent is in a
+                                       * ring (counted once in rt->nquiet) */
+    bool keep_closed;                 /* nothing more to wait for: the loop may run dry */
+    struct sub *unsent, *unsent_tail; /* parked replies, in order */
     uint64_t spawned_at_stop;
     uint64_t leftovers;
 };
@@ -244,25 +261,67 @@ static int send_to(struct rt_loop *self, unsigned to, const struct mesh_msg *m)
     return 0;
 }
 
-/* Publish every outgoing ring and wake the targets that sleep. */
+static int send_reply(struct rt_loop *self, struct sub *s);
+static void sub_put(struct rt_loop *self, struct sub *s);
+
+/* Producer: move what overflowed into r; if the ring is still full, ask the
+ * consumer for a room wake-up, so that this loop may sleep instead of
+ * polling a full ring. Dekker's pattern with the consumer's check in
+ * wake_producers(): we store want_room, fence, and look at the consumer's
+ * head again; it stores head, fences and looks at want_room - so either we
+ * see the room it made, or it sees our request. Returns true if messages
+ * are still waiting. */
+static bool refill_or_ask(struct mesh_ring *r)
+{
+    ring_refill(r);
+    if (r->ovf_head == NULL)
+        return false;
+    __atomic_store_n(&r->want_room, 1, __ATOMIC_RELAXED);
+    weft__fence_seq_cst();
+    ring_refill(r);
+    return r->ovf_head != NULL;
+}
+
+/* Publish every outgoing ring, wake the targets that sleep, and send the
+ * parked replies. */
 static void flush(struct rt_loop *self)
 {
     if (!self->dirty)
         return;
     weft_runtime_t *rt = self->rt;
-    bool more = false;
+    /* Parked replies first: what they queue is published below. */
+    while (self->unsent != NULL && send_reply(self, self->unsent) == 0) {
+        struct sub *s = self->unsent;
+        self->unsent = s->next;
+        if (self->unsent == NULL)
+            self->unsent_tail = NULL;
+        sub_put(self, s);
+    }
+    bool more = self->unsent != NULL;
     for (unsigned j = 0; j < rt->n; j++) {
         struct mesh_ring *r = self->out[j];
         if (r == NULL)
             continue;
-        if (r->ovf_head != NULL) {
-            ring_refill(r);
-            more |= r->ovf_head != NULL;
-        }
+        if (r->ovf_head != NULL)
+            more |= refill_or_ask(r);
         if (r->ptail != r->woken) /* written since the last wake check */
             wake(self, j);
     }
     self->dirty = more;
+}
+
+/* Consumer, after draining: wake the producers that asked for room (see
+ * refill_or_ask). One fence for all rings, only when something was taken. */
+static void wake_producers(struct rt_loop *self)
+{
+    weft_runtime_t *rt = self->rt;
+    weft__fence_seq_cst();
+    for (unsigned j = 0; j < rt->n; j++) {
+        struct mesh_ring *r = __atomic_load_n(&self->in[j], __ATOMIC_ACQUIRE);
+        if (r != NULL && __atomic_load_n(&r->want_room, __ATOMIC_RELAXED) &&
+            __atomic_exchange_n(&r->want_room, 0, __ATOMIC_RELAXED))
+            weft__loop_wake_if_sleeping(weft__L(&rt->loops[j].loop));
+    }
 }
 
 /* ---- receiving ----------------------------------------------------------------- */
@@ -288,20 +347,44 @@ static void sub_put(struct rt_loop *self, struct sub *s)
     self->free_subs = s;
 }
 
-static void reply(struct rt_loop *self, unsigned to, void *fut, uint32_t gen, int err, void *res,
-                  const char *msg)
+/* Send the reply that s holds: 0, or UV_ENOMEM (nothing sent, s unchanged). */
+static int send_reply(struct rt_loop *self, struct sub *s)
 {
     struct mesh_msg m = {.kind = MESH_REPLY,
                          .src = self->idx,
-                         .gen = gen,
-                         .err = err,
-                         .fut = fut,
-                         .result = err == 0 ? res : NULL};
-    if (err != 0 && err != UV_ECANCELED && msg != NULL)
-        m.msg = weft__strdup(msg);
-    if (send_to(self, to, &m) != 0) {
-        weft__free(m.msg); /* out of memory: the submitter's future stays pending */
+                         .gen = s->gen,
+                         .err = s->err,
+                         .fut = s->fut,
+                         .result = s->err == 0 ? s->result : NULL,
+                         .msg = s->msg};
+    int rc = send_to(self, s->src, &m);
+    if (rc == 0)
+        s->msg = NULL; /* the message's now */
+    return rc;
+}
+
+/* Answer the submit that s records (s->src, fut, gen): send the reply, or
+ * park it in s until a later flush can (no memory for an overflow node). s
+ * is released once the reply is on its way. Every submit that reached this
+ * loop is answered exactly once, so the submitter's future completes and
+ * its max_inflight credit comes back. */
+static void reply(struct rt_loop *self, struct sub *s, int err, void *res, const char *msg)
+{
+    s->err = err;
+    s->result = err == 0 ? res : NULL;
+    s->msg = err != 0 && err != UV_ECANCELED && msg != NULL ? weft__strdup(msg) : NULL;
+    if (self->unsent == NULL && send_reply(self, s) == 0) {
+        sub_put(self, s);
+        return;
     }
+    __atomic_fetch_add(&weft__test_replies_parked, 1, __ATOMIC_RELAXED);
+    s->next = NULL; /* behind the replies parked before it: keep their order */
+    if (self->unsent_tail != NULL)
+        self->unsent_tail->next = s;
+    else
+        self->unsent = s;
+    self->unsent_tail = s;
+    self->dirty = true;
 }
 
 /* Target side: the submitted task finished (or was cancelled before it
@@ -313,37 +396,38 @@ static void sub_done(struct weft__handle *h, struct weft_future *f)
     weft__handle_put(h->loop, h);
     weft__list_remove(&s->live);
     f->retrieved = true; /* the submitter gets the code */
-    reply(self, s->src, s->fut, s->gen, f->err, f->state == WEFT__F_DONE ? f->result : NULL,
-          f->msg);
-    sub_put(self, s);
+    reply(self, s, f->err, f->state == WEFT__F_DONE ? f->result : NULL, f->msg);
 }
 
-static void on_submit(struct rt_loop *self, const struct mesh_msg *m)
+/* Returns false if the submit could not even get a record to answer with:
+ * it then stays in its ring and is taken again later (drain_ring). */
+static bool on_submit(struct rt_loop *self, const struct mesh_msg *m)
 {
-    if (self->stopped) {
-        reply(self, m->src, m->fut, m->gen, WEFT_ECLOSED, NULL, NULL);
-        return;
-    }
     struct sub *s = sub_get(self);
+    if (s == NULL)
+        return false;
+    s->fut = m->fut;
+    s->gen = m->gen;
+    s->src = m->src;
+    if (self->stopped) {
+        reply(self, s, WEFT_ECLOSED, NULL, NULL);
+        return true;
+    }
     weft_task_t *t = NULL;
-    int rc = s != NULL ? weft_spawn(&self->loop, m->fn, m->arg, &t) : UV_ENOMEM;
+    int rc = weft_spawn(&self->loop, m->fn, m->arg, &t);
     if (rc == 0) {
         s->task = t;
-        s->fut = m->fut;
-        s->gen = m->gen;
-        s->src = m->src;
         if (weft__hook_add(&t->fut, sub_done, s) != NULL) {
             weft__list_push_back(&self->live_subs, &s->live);
             weft_task_unref(t); /* the loop keeps it alive until it is done */
-            return;
+            return true;
         }
         weft_task_cancel(t);
         weft_task_unref(t);
         rc = UV_ENOMEM;
     }
-    if (s != NULL)
-        sub_put(self, s);
-    reply(self, m->src, m->fut, m->gen, rc, NULL, "submit_to: cannot spawn on the target");
+    reply(self, s, rc, NULL, "submit_to: cannot spawn on the target");
+    return true;
 }
 
 static void on_cancel(struct rt_loop *self, const struct mesh_msg *m)
@@ -406,30 +490,50 @@ static void submit_fut_done(struct weft__handle *h, struct weft_future *f)
     }
 }
 
-static void drain_ring(struct rt_loop *self, struct mesh_ring *r)
+/* Run what r holds, in order. Returns true if anything was taken. A
+ * message is taken (chead moves past it, and may be published) only once
+ * it has been handled, so a submit that cannot be handled yet stays. */
+static bool drain_ring(struct rt_loop *self, struct mesh_ring *r)
 {
     if (!ring_ready(r))
-        return;
+        return false;
     do {
         struct mesh_msg m = r->slots[r->chead & r->mask];
-        r->chead++;
-        if ((r->chead & (MESH_HEAD_EVERY - 1)) == 0)
-            __atomic_store_n(&r->head, r->chead, __ATOMIC_RELEASE);
         if (m.kind == MESH_CALL) {
             weft_cb_fn cb = (weft_cb_fn)m.fut;
             cb(m.arg);
         } else if (m.kind == MESH_SUBMIT) {
-            on_submit(self, &m);
+            if (!on_submit(self, &m)) {
+                self->retry_in = true; /* out of memory: take it again later */
+                break;
+            }
         } else if (m.kind == MESH_CANCEL) {
             on_cancel(self, &m);
         } else {
             on_reply(self, &m);
         }
+        r->chead++;
+        if ((r->chead & (MESH_HEAD_EVERY - 1)) == 0)
+            __atomic_store_n(&r->head, r->chead, __ATOMIC_RELEASE);
     } while (ring_ready(r));
     __atomic_store_n(&r->head, r->chead, __ATOMIC_RELEASE);
+    return true;
 }
 
 static void cancel_all(struct rt_loop *self);
+static void stop_progress(struct rt_loop *self);
+static bool overflowing(const struct rt_loop *self);
+
+static bool inbound_ready(struct rt_loop *self)
+{
+    weft_runtime_t *rt = self->rt;
+    for (unsigned j = 0; j < rt->n; j++) {
+        struct mesh_ring *r = __atomic_load_n(&self->in[j], __ATOMIC_ACQUIRE);
+        if (r != NULL && ring_ready(r))
+            return true;
+    }
+    return false;
+}
 
 static void mesh_drain(void *arg)
 {
@@ -438,28 +542,41 @@ static void mesh_drain(void *arg)
     if (self->stopped && weft__L(&self->loop)->st.tasks_spawned != self->spawned_at_stop)
         cancel_all(self); /* spawned after the stop began (e.g. from the inbox) */
     flush(self);
+    bool took = false;
+    self->retry_in = false;
     for (unsigned j = 0; j < rt->n; j++) {
         struct mesh_ring *r = __atomic_load_n(&self->in[j], __ATOMIC_ACQUIRE);
         if (r != NULL) /* in[idx] stays NULL: a loop sends itself nothing */
-            drain_ring(self, r);
+            took |= drain_ring(self, r);
     }
+    if (took)
+        wake_producers(self);
     flush(self); /* replies of callbacks run just now */
+    if (self->stopped)
+        stop_progress(self);
 }
 
+/* Is there work for this loop now? Inbound messages, and what only memory
+ * can unblock (parked replies, a submit left in its ring), which is retried
+ * on every tick. An overflow list waiting for room in a full ring does not
+ * count: its consumer wakes this loop when it makes room (refill_or_ask),
+ * so a sender to a stalled receiver sleeps instead of spinning. */
 static bool mesh_pending(void *arg)
 {
     struct rt_loop *self = arg;
-    weft_runtime_t *rt = self->rt;
     flush(self);
-    for (unsigned j = 0; j < rt->n; j++) {
-        struct mesh_ring *r = __atomic_load_n(&self->in[j], __ATOMIC_ACQUIRE);
-        if (r != NULL && ring_ready(r))
-            return true;
-    }
-    /* Overflowed messages still to move keep the loop awake - but not once
-     * it is stopping: their target may have stopped already and would never
-     * make room (what is left is freed with the runtime). */
-    return self->dirty && !self->stopped;
+    if (inbound_ready(self) || self->unsent != NULL || self->retry_in)
+        return true;
+    if (!self->stopped || self->keep_closed)
+        return false;
+    /* Stopping, and a step of stop_progress is due: our overflow lists just
+     * emptied (the flush above), or every loop became quiet since our last
+     * tick (the last one to do so wakes us after its increment; this load
+     * after our sleep announcement closes the window). */
+    if (!self->quiet)
+        return !overflowing(self);
+    return weft__L(&self->loop)->st.tasks_live == 0 &&
+           __atomic_load_n(&self->rt->nquiet, __ATOMIC_ACQUIRE) == self->rt->n;
 }
 
 /* ---- submit_to -------------------------------------------------------------------- */
@@ -763,6 +880,8 @@ static void free_runtime(weft_runtime_t *rt)
             weft__free(x->in);
             weft__free(x->inflight);
             weft__free(x->waiters);
+            for (struct sub *s = x->unsent; s != NULL; s = s->next)
+                weft__free(s->msg); /* replies to loops that ran dry */
             while (x->all_subs != NULL) {
                 struct sub *s = x->all_subs;
                 x->all_subs = s->all_next;
@@ -886,13 +1005,57 @@ static void cancel_all(struct rt_loop *self)
 }
 
 /* On each loop: cancel what runs (and, from then on, whatever is spawned),
- * refuse submits, let the loop run dry. */
+ * answer submits with WEFT_ECLOSED, and deliver what is in flight before
+ * running dry (stop_progress). */
 static void stop_cb(void *arg)
 {
     struct rt_loop *self = arg;
     self->leftovers = weft__L(&self->loop)->st.tasks_live;
     self->stopped = true;
     cancel_all(self);
+    if (__builtin_expect(weft__test_stop_hook != NULL, 0))
+        weft__test_stop_hook(self->idx);
+    stop_progress(self);
+}
+
+static bool overflowing(const struct rt_loop *self)
+{
+    for (unsigned j = 0; j < self->rt->n; j++)
+        if (self->out[j] != NULL && self->out[j]->ovf_head != NULL)
+            return true;
+    return false;
+}
+
+/* The second phase of a stop, on each stopped loop, every tick. A call or a
+ * submit that a sender accepted (returned 0 for) is delivered - run, or
+ * answered WEFT_ECLOSED - even if its target stops first: no loop runs dry
+ * before every loop is quiet, i.e. stopped (so it sends no new calls or
+ * submits: resolve() refuses them) with its overflow lists moved into the
+ * rings, and before it has run everything in its incoming rings after
+ * that. The last loop to become quiet wakes the others; a loop waiting for
+ * room wakes through its consumer (refill_or_ask). Replies and cancels that
+ * come later, for loops that ran dry already, are for tasks that were
+ * cancelled by the stop; they are freed with the runtime. */
+static void stop_progress(struct rt_loop *self)
+{
+    weft_runtime_t *rt = self->rt;
+    if (self->keep_closed)
+        return;
+    if (!self->quiet && !overflowing(self)) {
+        self->quiet = true;
+        /* acq_rel: our ring writes happen before a loop that sees the count
+         * complete reads its rings. */
+        if (__atomic_add_fetch(&rt->nquiet, 1, __ATOMIC_ACQ_REL) == rt->n)
+            for (unsigned j = 0; j < rt->n; j++)
+                if (j != self->idx)
+                    weft__loop_wake_if_sleeping(weft__L(&rt->loops[j].loop));
+    }
+    if (!self->quiet || __atomic_load_n(&rt->nquiet, __ATOMIC_ACQUIRE) != rt->n)
+        return;
+    if (weft__L(&self->loop)->st.tasks_live > 0 || inbound_ready(self) || self->unsent != NULL ||
+        self->retry_in)
+        return;
+    self->keep_closed = true;
     uv_close((uv_handle_t *)&self->keep, NULL);
 }
 

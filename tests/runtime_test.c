@@ -36,6 +36,9 @@
 #include <weft/runtime.h>
 #include <weft/weft.h>
 
+#include "core/alloc.h"
+#include "core/testhooks.h"
+
 #define WAIT_MS    20000 /* bound of every wait; never reached when passing */
 #define SLEEP_LONG 15000 /* a sleeper ends this soon only if not cancelled */
 #ifdef __SANITIZE_THREAD__
@@ -712,7 +715,8 @@ Test(runtime, cancelling_a_tsfuture_awaiter_cancels_the_remote_task, .timeout = 
     weft_tsfuture_t *f = NULL;
     ASSERT_OK(weft_spawn_threadsafe(weft_runtime_loop(rt, 0), pass_task, NULL, &f));
     cr_expect(wait_atomic(&g_pass.awaiting, 1));
-    sleep_ms(5);
+    /* Whether the awaiter is suspended yet or about to be, the cancel ends
+     * its wait (at once, or at its suspension) and passes on: no sleep. */
     EXPECT_OK(weft_tsfuture_cancel(f));
     EXPECT_RC(weft_tsfuture_wait_blocking(f, WAIT_MS, NULL), UV_ECANCELED);
     weft_tsfuture_unref(f);
@@ -786,6 +790,8 @@ static void call_cb(void *arg)
     atomic_fetch_add(&g_calls_next, 1);
 }
 
+static long long g_stall_cpu_ns = -1;
+
 static int ovf_task(void *arg, void **result)
 {
     (void)arg, (void)result;
@@ -802,8 +808,15 @@ static int ovf_task(void *arg, void **result)
     rc = keep(rc, weft_call_on_try(to, call_cb, NULL) == UV_EAGAIN ? 0 : UV_EPROTO);
     for (uintptr_t i = 0; rc == 0 && i < CALLS; i++)
         rc = weft_call_on(to, call_cb, (void *)i);
-    for (int i = 0; rc == 0 && i < 20; i++)
-        rc = weft_yield(); /* loop 1 is still blocked */
+    /* Loop 1 is still blocked: nothing can move, and this loop has nothing
+     * else to do. It must sleep, not poll its full ring: its CPU time over
+     * 200 ms of waiting stays far below 200 ms (it spun before the room
+     * wake-up existed). */
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    rc = keep(rc, weft_sleep(200));
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    g_stall_cpu_ns = (c1.tv_sec - c0.tv_sec) * 1000000000LL + (c1.tv_nsec - c0.tv_nsec);
     gate_open(&g_gate);
     if (blocker != NULL)
         rc = keep(rc, weft_await(blocker, NULL));
@@ -825,6 +838,9 @@ Test(runtime, ring_overflow_with_a_stalled_receiver_loses_nothing, .timeout = TE
     weft_runtime_t *rt = start_rt(OPTS(.loops = 2, .ring_size = 8));
     EXPECT_OK(run_on(rt, 0, ovf_task, NULL, NULL, WAIT_MS * 2));
     gate_open(&g_gate); /* in case the task failed early */
+    cr_expect_geq(g_stall_cpu_ns, 0);
+    cr_expect_lt(g_stall_cpu_ns, 100LL * 1000 * 1000,
+                 "the sender burned %lld ns of CPU in 200 ms waiting for room", g_stall_cpu_ns);
     cr_expect_eq(stop_rt(rt), 0);
     int missing = 0, twice = 0;
     for (int i = 0; i < OVF_N; i++) {
@@ -1009,15 +1025,23 @@ Test(runtime, stop_with_tasks_mid_flight_on_every_loop_4_loops, .timeout = TEST_
     stop_mid_flight(4, false);
 }
 
-/* Loop 0 stalls with callbacks for loop 1 waiting in its overflow list
- * (ring of 8) while loop 1 stops: the stop must still return. */
+/* Loop 0 stalls with 92 callbacks for loop 1 waiting in its overflow list
+ * (ring of 8) while loop 1 begins its stop. Every call that weft_call_on
+ * accepted is delivered: loop 1 does not run dry before loop 0, stalled,
+ * has stopped and moved its overflow list into the ring. */
 static struct gate g_gates[2] = {GATE_INIT, GATE_INIT};
-static atomic_int g_stall_ready, g_stall_calls;
+static atomic_int g_stall_ready, g_stall_calls, g_stopping[2];
 
 static void count_cb(void *arg)
 {
     (void)arg;
     atomic_fetch_add(&g_stall_calls, 1);
+}
+
+static void note_stop(unsigned idx)
+{
+    if (idx < 2)
+        atomic_store(&g_stopping[idx], 1);
 }
 
 static int stall_task(void *arg, void **result)
@@ -1033,21 +1057,98 @@ static int stall_task(void *arg, void **result)
     return keep(rc, block_loop(arg, result));
 }
 
-Test(runtime, stop_returns_with_messages_for_a_stopped_loop, .timeout = TEST_TIMEOUT_S)
+Test(runtime, a_stop_delivers_every_accepted_call_even_to_a_loop_that_stops_first,
+     .timeout = TEST_TIMEOUT_S)
 {
     weft_runtime_t *rt = start_rt(OPTS(.loops = 2, .ring_size = 8));
     weft_tsfuture_t *f = NULL;
+    weft__test_stop_hook = note_stop;
     ASSERT_OK(weft_spawn_threadsafe(weft_runtime_loop(rt, 0), stall_task, &g_gates[0], &f));
     cr_expect(wait_atomic(&g_stall_ready, 1));
     gate_open(&g_gates[1]); /* loop 1 runs the 8 callbacks in its ring, then idles */
     cr_expect(wait_atomic(&g_stall_calls, 8));
     pthread_t th = stop_begin(rt);
-    sleep_ms(300); /* loop 1 stops meanwhile */
+    cr_expect(wait_atomic(&g_stopping[1], 1)); /* loop 1 is stopping; loop 0 still stalls */
+    cr_expect_eq(atomic_load(&g_stopping[0]), 0);
     gate_open(&g_gates[0]);
     EXPECT_OK(stop_end(th, NULL));
+    weft__test_stop_hook = NULL;
     EXPECT_OK(weft_tsfuture_result(f, NULL));
     weft_tsfuture_unref(f);
-    cr_expect_leq(atomic_load(&g_stall_calls), 100);
+    cr_expect_eq(atomic_load(&g_stall_calls), 100, "accepted calls were dropped by the stop");
+}
+
+/* ---- no reply lost to a short allocation --------------------------------------
+ * Loop 0 submits a job to loop 1 (max_inflight 1) and then stalls. The job
+ * fills loop 1's ring to loop 0 (8 slots) and turns allocation failure on:
+ * a further weft_call_on is refused with UV_ENOMEM (not accepted and lost),
+ * and the job's reply, which now needs an overflow node, is parked. A
+ * callback turns allocation back on; loop 0 resumes and gets the reply, and
+ * its next submit - which needs the returned credit - completes too. */
+static atomic_int g_fi_restored;
+static int g_fi_call_rc = 1;
+
+static void noop_cb(void *arg)
+{
+    (void)arg;
+}
+
+static void restore_alloc_cb(void *arg)
+{
+    (void)arg;
+    weft__alloc_fail_after(-1);
+    atomic_store(&g_fi_restored, 1);
+}
+
+static int fi_job(void *arg, void **result)
+{
+    (void)arg;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < 8; i++)
+        rc = weft_call_on(loop_at(0), noop_cb, NULL);
+    if (rc == 0)
+        rc = weft_call_soon(weft_loop_current(), restore_alloc_cb, NULL, NULL);
+    if (rc == 0) {
+        weft__alloc_fail_after(0); /* every allocation fails from here */
+        g_fi_call_rc = weft_call_on(loop_at(0), noop_cb, NULL);
+    }
+    *result = weft_int(77);
+    return rc;
+}
+
+static int fi_main(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    weft_future_t *f = NULL, *g = NULL;
+    void *r1 = NULL, *r2 = NULL;
+    int rc = weft_submit_to(loop_at(1), fi_job, NULL, &f);
+    rc = keep(rc, weft_sleep(1)); /* a tick: the submit is flushed to loop 1 */
+    /* Stall this loop (no tick, nothing consumed) until loop 1 is done. */
+    for (int i = 0; i < WAIT_MS && !atomic_load(&g_fi_restored); i++)
+        usleep(1000);
+    if (f != NULL)
+        rc = keep(rc, weft_await(f, &r1));
+    rc = keep(rc, weft_submit_to(loop_at(1), pong, (void *)(uintptr_t)5, &g));
+    if (g != NULL)
+        rc = keep(rc, weft_await_timeout(g, WAIT_MS, &r2));
+    weft_future_unref(f);
+    weft_future_unref(g);
+    if (rc == 0 && (weft_to_int(r1) != 77 || r2 == NULL))
+        rc = UV_EIO;
+    return rc;
+}
+
+Test(runtime, a_reply_that_cannot_be_queued_is_parked_and_delivered_later,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 2, .ring_size = 8, .max_inflight = 1));
+    unsigned long parked = __atomic_load_n(&weft__test_replies_parked, __ATOMIC_RELAXED);
+    EXPECT_OK(run_on(rt, 0, fi_main, NULL, NULL, WAIT_MS * 2));
+    weft__alloc_fail_after(-1); /* in case the job failed early */
+    EXPECT_RC(g_fi_call_rc, UV_ENOMEM);
+    cr_expect_gt(__atomic_load_n(&weft__test_replies_parked, __ATOMIC_RELAXED), parked,
+                 "the reply never needed parking: the test did not reach its path");
+    cr_expect_eq(stop_rt(rt), 0);
 }
 
 /* ---- weft_runtime_run ------------------------------------------------------------ */

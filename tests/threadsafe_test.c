@@ -24,6 +24,8 @@
 
 #include <weft/weft.h>
 
+#include "core/testhooks.h"
+
 /* --- 4 threads x 100,000 posts --------------------------------------------- */
 
 #define NTHREADS   4
@@ -49,6 +51,9 @@ static int g_set_rc = 1;
 
 /* Written by each poster for itself; read after join. */
 static int g_post_errors[NTHREADS];
+/* Posters that have posted their first 2,048: the loop does not consume
+ * until all have, so the 4,096-slot ring must overflow. */
+static atomic_int g_half_posted;
 
 static void count_cb(void *arg)
 {
@@ -86,6 +91,9 @@ static void *poster(void *arg)
         if (weft_call_soon_threadsafe(&g_loop, count_cb, msg) != 0) {
             g_post_errors[tid]++;
         }
+        if (seq == 2047) {
+            atomic_fetch_add(&g_half_posted, 1);
+        }
         /* Random-ish yields so the posters interleave differently each run. */
         if ((seq & 1023) == 0 && ((seq >> 10) + tid) % 3 == 0) {
             sched_yield();
@@ -107,6 +115,12 @@ static int start_posters_then_wait(void *arg, void **result)
     }
     if (g_create_errors != 0) {
         return UV_EAGAIN;
+    }
+    /* Hold the loop (no yield: nothing is consumed) until 8,192 messages are
+     * posted, so the overflow path runs, and is then drained while the
+     * posters go on - in order with the ring, which the checks below see. */
+    while (atomic_load(&g_half_posted) < NTHREADS) {
+        sched_yield();
     }
     return weft_await(g_all_counted, NULL);
 }
@@ -151,6 +165,7 @@ Test(threadsafe, posts_from_4_threads_arrive_exactly_once_in_per_thread_order,
 
     weft_loop_stats(&g_loop, &st);
     cr_expect_geq(st.threadsafe_received, (uint64_t)NTHREADS * PER_THREAD);
+    cr_expect_gt(st.inbox_overflows, 0, "the overflow path never ran");
     cr_log_info("threadsafe: %llu received, %llu ring overflows, %llu wakeups",
                 (unsigned long long)st.threadsafe_received, (unsigned long long)st.inbox_overflows,
                 (unsigned long long)st.wakeups);
@@ -173,6 +188,12 @@ static weft_future_t *g_idle_done;
 static int g_idle_set_rc = 1;
 static int g_idle_post_errors;
 static int g_idle_off_thread;
+static atomic_uint g_slept; /* times the loop blocked in the poller */
+
+static void count_sleep(void)
+{
+    atomic_fetch_add(&g_slept, 1);
+}
 
 static void ack_cb(void *arg)
 {
@@ -196,7 +217,11 @@ static void *pinger(void *arg)
             sched_yield();
         }
         if (round % 8 == 0) {
-            usleep(200); /* long enough for the loop to go to sleep */
+            /* Wait until the loop is about to block (no idle poll): this
+             * post must then wake it through the eventfd. */
+            while (atomic_load(&g_slept) < round / 8 + 1) {
+                sched_yield();
+            }
         }
         if (weft_call_soon_threadsafe(&g_idle_loop, ack_cb, (void *)(uintptr_t)round) != 0) {
             g_idle_post_errors++;
@@ -219,12 +244,19 @@ Test(threadsafe, posts_wake_an_idle_loop_every_time, .timeout = TEST_TIMEOUT_S)
 
     g_loop_thread = pthread_self();
     atomic_store(&g_acked, 0);
-    cr_assert_eq(weft_loop_init(&g_idle_loop, NULL), 0);
+    atomic_store(&g_slept, 0);
+    weft_loop_opts_t o = {.idle_poll_us = -1};
+    cr_assert_eq(weft_loop_init(&g_idle_loop, &o), 0);
+    weft__test_sleep_hook = count_sleep;
     cr_assert_eq(weft_future_new(&g_idle_loop, &g_idle_done), 0);
     cr_assert_eq(weft_spawn(&g_idle_loop, idle_waiter, NULL, &waiter), 0);
     cr_assert_eq(pthread_create(&th, NULL, pinger, NULL), 0);
     cr_expect_eq(weft_loop_run(&g_idle_loop), 0);
     pthread_join(th, NULL);
+    weft__test_sleep_hook = NULL;
+    weft_loop_stats_t st;
+    weft_loop_stats(&g_idle_loop, &st);
+    cr_expect_geq(st.wakeups, ROUNDS / 8, "the loop did not really sleep");
 
     cr_expect_eq(g_idle_post_errors, 0);
     cr_expect_eq(atomic_load(&g_acked), ROUNDS);
