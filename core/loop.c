@@ -299,14 +299,14 @@ int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg, weft_handle_t *o
 int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *arg,
                     weft_handle_t *out)
 {
-    if (delay_ms > UINT64_MAX / 2000000u)
+    if (delay_ms >= WEFT__MS_MAX) /* WEFT_FOREVER: refused (loop.h) */
         return UV_EINVAL;
     return schedule(weft__L(loop), uv_hrtime() + delay_ms * 1000000u, true, fn, arg, out);
 }
 
 int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg, weft_handle_t *out)
 {
-    if (when_ms > UINT64_MAX / 2000000u)
+    if (when_ms >= WEFT__MS_MAX) /* WEFT_FOREVER: refused (loop.h) */
         return UV_EINVAL;
     return schedule(weft__L(loop), when_ms * 1000000u, true, fn, arg, out);
 }

@@ -420,11 +420,14 @@ static inline int weft__bind(void **loop_slot)
 /* The common body of a primitive's wait: checks (WEFT_ENOTASK, a pending
  * cancel, a passed scope deadline), timeout 0 = UV_ETIMEDOUT without
  * waiting, then weft__wait_on(). */
-/* Deadline of a relative timeout (WEFT_NO_TIMEOUT/UINT64_MAX = none). */
+/* The longest timeout in ms that is represented as such: anything longer
+ * (WEFT_FOREVER included) is no timeout at all (loop.h). */
+#define WEFT__MS_MAX (UINT64_MAX / 2000000u)
+/* Deadline of a relative timeout (WEFT_FOREVER/too long = none). */
 static inline uint64_t weft__deadline_after(uint64_t timeout_ms)
 {
-    if (timeout_ms >= UINT64_MAX / 2000000u)
-        return UINT64_MAX;
+    if (timeout_ms >= WEFT__MS_MAX)
+        return WEFT_FOREVER;
     return uv_hrtime() + timeout_ms * 1000000u;
 }
 static inline int weft__wait_here(struct weft__list *q, struct weft__waiter *w, uint64_t timeout_ms)

@@ -463,7 +463,7 @@ int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *arg, weft_future_
             if (weft_task_current() == NULL)
                 return UV_EAGAIN;
             struct weft__waiter w;
-            rc = weft__wait_here(&self->waiters[j], &w, WEFT_NO_DEADLINE);
+            rc = weft__wait_here(&self->waiters[j], &w, WEFT_FOREVER);
             if (rc != 0)
                 return rc;
         }

@@ -221,6 +221,21 @@ Test(loop, call_soon_rejects_null_arguments, .timeout = TEST_TIMEOUT_S)
 
 /* --- call_later / call_at ------------------------------------------------- */
 
+/* A callback that could never run is refused, not scheduled (loop.h). */
+Test(loop, call_later_and_call_at_refuse_weft_forever, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_handle_t h = {0};
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    EXPECT_RC(weft_call_later(&loop, WEFT_FOREVER, record_cb, NULL, &h), UV_EINVAL);
+    EXPECT_RC(weft_call_later(&loop, WEFT_FOREVER / 2, record_cb, NULL, &h), UV_EINVAL);
+    EXPECT_RC(weft_call_at(&loop, WEFT_FOREVER, record_cb, NULL, &h), UV_EINVAL);
+    cr_expect_null(h.weft__node, "a refused call_later filled the handle");
+    EXPECT_OK(weft_loop_run(&loop)); /* nothing scheduled: returns at once */
+    cr_expect_eq(g_n, 0);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
 struct timed {
     uint64_t start_ms;
     uint64_t delay_ms;

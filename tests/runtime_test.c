@@ -659,6 +659,24 @@ Test(runtime, tsfuture_await_from_a_task, .timeout = TEST_TIMEOUT_S)
     EXPECT_RC(g_tsa.rc5, WEFT_EWRONGLOOP); /* it would block the loop */
 }
 
+/* WEFT_FOREVER (or a timeout too long to represent) is no limit for
+ * wait_blocking; the task is known to be done first, so nothing waits. */
+Test(runtime, tsfuture_wait_blocking_takes_weft_forever, .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 1));
+    weft_tsfuture_t *f = NULL;
+    void *r = NULL;
+    ASSERT_OK(weft_spawn_threadsafe(weft_runtime_loop(rt, 0), quick_job, weft_int(9), &f));
+    EXPECT_OK(weft_tsfuture_wait_blocking(f, WAIT_MS, &r)); /* done from here on */
+    EXPECT_OK(weft_tsfuture_wait_blocking(f, WEFT_FOREVER, &r));
+    cr_expect_eq(weft_to_int(r), 9);
+    r = NULL;
+    EXPECT_OK(weft_tsfuture_wait_blocking(f, WEFT_FOREVER - 1, &r));
+    cr_expect_eq(weft_to_int(r), 9);
+    weft_tsfuture_unref(f);
+    cr_expect_eq(stop_rt(rt), 0);
+}
+
 Test(runtime, tsfuture_cancel_ends_a_sleeping_task, .timeout = TEST_TIMEOUT_S)
 {
     weft_runtime_t *rt = start_rt(OPTS(.loops = 2));

@@ -100,11 +100,11 @@ enum {
 };
 static const char *const kind_name[] = {"lock", "event", "cond", "sem", "barrier"};
 
-/* The kind's wait (timeout_ms WEFT_NO_DEADLINE: the plain form). A condition
+/* The kind's wait (timeout_ms WEFT_FOREVER: the plain form). A condition
  * wait takes the lock first, checks it holds it afterwards and releases. */
 static int prim_wait(int kind, uint64_t ms)
 {
-    bool forever = ms == WEFT_NO_DEADLINE;
+    bool forever = ms == WEFT_FOREVER;
     switch (kind) {
     case K_LOCK:
         return forever ? weft_lock_acquire(&g_lock) : weft_lock_acquire_timeout(&g_lock, ms);
@@ -142,7 +142,7 @@ TASK(waiter)
 {
     intptr_t a = weft_to_int(arg);
     int i = (int)(a & 0x7f), kind = (int)(a >> 8);
-    g_rc[i] = prim_wait(kind, (a & 0x80) ? 5 : WEFT_NO_DEADLINE);
+    g_rc[i] = prim_wait(kind, (a & 0x80) ? 5 : WEFT_FOREVER);
     note(i);
     if (kind == K_LOCK && g_rc[i] == 0) {
         g_rc[i + 8] = weft_yield();
@@ -240,6 +240,32 @@ Test(lock, acquire_release_try_edeadlk_and_release_eperm_unless_holder, .timeout
     EXPECT_OK(weft_lock_try(&g_lock));
     run_main(lock_basics_main, NULL);
 }
+
+/* WEFT_FOREVER is no timeout for every primitive's _timeout form: on an
+ * object that is ready (nothing waits forever) each succeeds at once. */
+TASK(forever_main)
+{
+    EXPECT_OK(weft_lock_acquire_timeout(&g_lock, WEFT_FOREVER));
+    EXPECT_OK(weft_lock_release(&g_lock));
+    EXPECT_OK(weft_lock_acquire_timeout(&g_lock, WEFT_FOREVER - 1)); /* too long: forever */
+    EXPECT_OK(weft_lock_release(&g_lock));
+    EXPECT_OK(weft_event_set(&g_ev));
+    EXPECT_OK(weft_event_wait_timeout(&g_ev, WEFT_FOREVER));
+    EXPECT_OK(weft_sem_release(&g_sem));
+    EXPECT_OK(weft_sem_acquire_timeout(&g_sem, WEFT_FOREVER));
+    weft_queue_t q;
+    void *v = NULL;
+    EXPECT_OK(weft_queue_init(&q, WEFT_QUEUE_FIFO, 1));
+    EXPECT_OK(weft_queue_put_timeout(&q, 0, weft_int(5), WEFT_FOREVER));
+    EXPECT_OK(weft_queue_get_timeout(&q, &v, NULL, WEFT_FOREVER));
+    cr_expect_eq(weft_to_int(v), 5);
+    EXPECT_OK(weft_queue_task_done(&q));
+    EXPECT_OK(weft_queue_join_timeout(&q, WEFT_FOREVER));
+    EXPECT_OK(weft_queue_close(&q));
+    return done();
+}
+
+SYNC_TEST(forever, every_timeout_form_takes_weft_forever_as_no_timeout, forever_main, NULL)
 
 TASK(newcomer)
 {

@@ -25,6 +25,21 @@ extern "C" {
 
 #define WEFT_WARN_UNUSED __attribute__((warn_unused_result))
 
+/* "No limit", for every time argument in weft: every *_timeout form and
+ * every call that takes a timeout_ms (weft_await_timeout,
+ * weft_await_token_timeout, the primitives' and queues' waits, weft_wait,
+ * weft_wait_for, weft_as_completed_init, weft_timeout_begin,
+ * weft_tsfuture_wait_blocking) waits without a timeout when given
+ * WEFT_FOREVER, and so it does for any other timeout too long to represent
+ * in nanoseconds (above about 292 years): such values are clamped to
+ * forever, never refused. As an absolute deadline (weft_timeout_begin_at,
+ * weft_timeout_deadline) it means "no deadline". weft_sleep(WEFT_FOREVER)
+ * sleeps until the task is cancelled (or its timeout scope expires).
+ * weft_call_later/weft_call_at refuse it (and any delay too long to
+ * represent) with UV_EINVAL: a callback that can never run is a bug, and a
+ * timer that never fires would keep the loop from running out of work. */
+#define WEFT_FOREVER UINT64_MAX
+
 /* Opaque, caller-allocated. Its size is fixed; internals are private. */
 #define WEFT_LOOP_SIZE 4096
 typedef struct weft_loop {
@@ -132,10 +147,12 @@ uint64_t weft_loop_now_ns(void);
  * NULL. Returns 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
 WEFT_WARN_UNUSED int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg,
                                     weft_handle_t *out);
-/* Run fn(arg) after delay_ms (no earlier). Equal deadlines run FIFO. */
+/* Run fn(arg) after delay_ms (no earlier). Equal deadlines run FIFO.
+ * UV_EINVAL for WEFT_FOREVER (and any delay above about 292 years). */
 WEFT_WARN_UNUSED int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *arg,
                                      weft_handle_t *out);
-/* Run fn(arg) at weft_loop_now() time `when_ms` (or right away if past). */
+/* Run fn(arg) at weft_loop_now() time `when_ms` (or right away if past);
+ * UV_EINVAL for WEFT_FOREVER, as call_later. */
 WEFT_WARN_UNUSED int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg,
                                   weft_handle_t *out);
 /* Cancel a scheduled callback: 0 if it will not run, UV_ENOENT if it already

@@ -114,10 +114,9 @@ typedef struct weft_tsfuture weft_tsfuture_t;
 WEFT_WARN_UNUSED int weft_spawn_threadsafe(weft_loop_t *loop, weft_task_fn fn, void *arg,
                                            weft_tsfuture_t **out);
 /* Block the calling (non-loop) thread until f is done or timeout_ms passes
- * (WEFT_NO_WAIT_LIMIT = forever): 0 and *result, the task's code,
- * UV_ETIMEDOUT. From a loop thread: WEFT_EWRONGLOOP (it would block the
- * loop; tasks use weft_tsfuture_await). */
-#define WEFT_NO_WAIT_LIMIT UINT64_MAX
+ * (WEFT_FOREVER, or any timeout too long to represent, = no timeout): 0 and
+ * *result, the task's code, UV_ETIMEDOUT. From a loop thread:
+ * WEFT_EWRONGLOOP (it would block the loop; tasks use weft_tsfuture_await). */
 WEFT_WARN_UNUSED int weft_tsfuture_wait_blocking(weft_tsfuture_t *f, uint64_t timeout_ms,
                                                  void **result);
 /* In a task on any loop: await f. Cancelling the awaiting task cancels the
