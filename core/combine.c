@@ -414,7 +414,7 @@ int weft_as_completed_next(weft_as_completed_t *it, weft_future_t **out)
     if (t != w->task)
         return UV_EPERM;
     if (it->weft__yielded == it->weft__n)
-        return WEFT_EOF;
+        return UV_EOF;
     if (weft__list_empty(&w->done)) {
         int rc = weft__pre_suspend(t);
         if (rc == 0 && uv_hrtime() >= it->weft__deadline)

@@ -118,7 +118,7 @@ int weft_lock_try(weft_lock_t *l)
     if (rc != 0)
         return rc;
     if (l->weft__locked)
-        return UV_EBUSY;
+        return UV_EAGAIN; /* would wait: as every *_try form (error.h) */
     l->weft__locked = true;
     l->weft__holder = weft_task_current();
     return 0;

@@ -438,7 +438,7 @@ TASK_TEST(as_completed, yields_futures_in_completion_order_then_eof)
         cr_expect_eq(f, fs[want[i]], "#%d is not future %d", i, want[i]);
         cr_expect(f != NULL && weft_future_done(f));
     }
-    EXPECT_RC(weft_as_completed_next(&it, &f), WEFT_EOF);
+    EXPECT_RC(weft_as_completed_next(&it, &f), UV_EOF);
     weft_as_completed_close(&it);
     release_kids(t, 3);
     return 0;
@@ -458,14 +458,14 @@ TASK_TEST(as_completed, futures_done_at_init_come_first_in_array_order)
         EXPECT_OK(weft_as_completed_next(&it, &f));
         cr_expect_eq(f, all[i % 3], "#%d is not future %d", i - 1, i % 3);
     }
-    EXPECT_RC(weft_as_completed_next(&it, &f), WEFT_EOF);
+    EXPECT_RC(weft_as_completed_next(&it, &f), UV_EOF);
     weft_as_completed_close(&it);
     EXPECT_RC(weft_future_result(all[1], NULL), UV_EIO);
     weft_future_unref(all[1]);
     weft_future_unref(all[2]);
     /* n = 0: nothing to yield. */
     EXPECT_OK(weft_as_completed_init(&it, all, 0, WEFT_FOREVER));
-    EXPECT_RC(weft_as_completed_next(&it, &f), WEFT_EOF);
+    EXPECT_RC(weft_as_completed_next(&it, &f), UV_EOF);
     weft_as_completed_close(&it);
     release_kids(t, 1);
     return 0;

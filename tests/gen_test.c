@@ -1,6 +1,6 @@
 /*
  * tests/gen_test.c - async generators (weft/gen.h): next in order then
- * WEFT_EOF, a failing body, send and throw, close and the body's clean-up,
+ * UV_EOF, a failing body, send and throw, close and the body's clean-up,
  * lazy start, bodies that suspend between yields, one consumer at a time,
  * misuse, cancelling the consumer, a million values, and generators created,
  * closed or abandoned outside tasks.
@@ -123,11 +123,11 @@ TASK_FN(next_in_order_main)
     }
     T_PTR(c.self, weft_gen_task(g)); /* the body runs as the generator's task */
     T_EQ(c.finished, 0);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     T_EQ(c.finished, 1);
     T_PTR(c.sent_seen, NULL); /* next() sends NULL */
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     T_EQ(c.cleaned, 0);
     T_OK(weft_gen_close(g));
     T_EQ(c.cleaned, 0);
@@ -156,8 +156,8 @@ TASK_FN(failing_body_main)
     T_OK(weft_gen_next(g, &v));
     T_EQ(weft_to_int(v), 1);
     T_RC(weft_gen_next(g, &v), UV_EIO);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     (void)weft_gen_close(g);
     return 0;
 }
@@ -287,8 +287,8 @@ TASK_FN(throw_main)
     T_EQ(weft_to_int(v), 100);
     T_OK(weft_gen_next(g, &v));
     T_EQ(weft_to_int(v), 101);
-    T_RC(weft_gen_throw(g, UV_EPIPE, &v), WEFT_EOF); /* caught: the body returns */
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_throw(g, UV_EPIPE, &v), UV_EOF); /* caught: the body returns */
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     T_EQ(g_nthrow, 3);
     T_RC(g_throw_log[0], UV_EIO);
     T_RC(g_throw_log[1], 0);
@@ -301,7 +301,7 @@ TASK_FN(throw_main)
     NEW_GEN(&g, catcher_body, NULL);
     T_OK(weft_gen_next(g, &v));
     T_RC(weft_gen_throw(g, UV_ENOSPC, &v), UV_ENOSPC);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     T_EQ(g_nthrow, 1);
     (void)weft_gen_close(g);
     return 0;
@@ -415,7 +415,7 @@ TASK_FN(suspending_main)
         T_EQ(weft_to_int(v), i);
         T_EQ(g_ticks > before, 1); /* others ran while the body slept */
     }
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     T_OK(weft_gen_close(g));
     g_ticker_stop = true;
     T_OK(weft_await_task(ticker, NULL));
@@ -527,7 +527,7 @@ TASK_FN(two_consumers_main)
     T_OK(weft_await_task(second, NULL));
     T_OK(g_busy.first_rc);
     T_EQ(weft_to_int(g_busy.first_v), 7);
-    T_RC(weft_gen_next(g_busy.g, &v), WEFT_EOF); /* the first is gone: free again */
+    T_RC(weft_gen_next(g_busy.g, &v), UV_EOF); /* the first is gone: free again */
     T_OK(weft_gen_close(g_busy.g));
     weft_task_unref(g_busy.first);
     weft_task_unref(second);
@@ -777,7 +777,7 @@ Test(gen, cancelling_the_consumer_lets_a_body_that_catches_it_yield_a_value,
     EXPECT_OK(c.next_rc);
     cr_expect_eq(weft_to_int(c.next_v), 99);
     EXPECT_OK(c.after_rc);
-    EXPECT_RC(c.next2_rc, WEFT_EOF);
+    EXPECT_RC(c.next2_rc, UV_EOF);
     EXPECT_OK(c.close_rc);
 }
 
@@ -807,7 +807,7 @@ TASK_FN(million_main)
         sum += weft_to_int(v);
         count++;
     }
-    T_RC(rc, WEFT_EOF);
+    T_RC(rc, UV_EOF);
     T_EQ(count, MILLION);
     T_EQ(sum, (long long)MILLION * (MILLION + 1) / 2);
     T_OK(weft_gen_close(g));

@@ -216,7 +216,7 @@ TASK(lock_basics_main)
     EXPECT_RC(weft_lock_release(&g_lock), UV_EPERM); /* not locked */
     EXPECT_OK(weft_lock_acquire(&g_lock));
     cr_expect(weft_lock_locked(&g_lock));
-    EXPECT_RC(weft_lock_try(&g_lock), UV_EBUSY);
+    EXPECT_RC(weft_lock_try(&g_lock), UV_EAGAIN);
     EXPECT_RC(weft_lock_acquire(&g_lock), WEFT_EDEADLK);
     EXPECT_RC(weft_lock_acquire_timeout(&g_lock, 5), WEFT_EDEADLK);
     cr_expect(weft_lock_locked(&g_lock), "a refused re-acquire dropped the lock");
@@ -239,6 +239,39 @@ Test(lock, acquire_release_try_edeadlk_and_release_eperm_unless_holder, .timeout
     setup_all();
     EXPECT_OK(weft_lock_try(&g_lock));
     run_main(lock_basics_main, NULL);
+}
+
+/* "Would wait" is UV_EAGAIN for every _try form (error.h), in a task or a
+ * callback alike. */
+static void try_forms_cb(void *arg)
+{
+    weft_queue_t *q = arg;
+    EXPECT_OK(weft_lock_try(&g_lock));
+    EXPECT_RC(weft_lock_try(&g_lock), UV_EAGAIN);
+    EXPECT_OK(weft_lock_release(&g_lock));
+    EXPECT_RC(weft_sem_try(&g_sem), UV_EAGAIN); /* no permit */
+    void *v = NULL;
+    EXPECT_RC(weft_queue_try_get(q, &v, NULL), UV_EAGAIN); /* empty */
+    EXPECT_OK(weft_queue_try_put(q, weft_int(1)));
+    EXPECT_RC(weft_queue_try_put(q, weft_int(2)), UV_EAGAIN); /* full */
+    EXPECT_OK(weft_queue_try_get(q, &v, NULL));
+    g_reached = 1;
+}
+
+Test(lock, lock_try_and_every_try_form_return_eagain_when_they_would_wait,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_queue_t q;
+    setup_all();
+    g_reached = 0;
+    ASSERT_OK(weft_queue_init(&q, WEFT_QUEUE_FIFO, 1));
+    ASSERT_OK(weft_loop_init(&g_loop, NULL));
+    ASSERT_OK(weft_call_soon(&g_loop, try_forms_cb, &q, NULL));
+    EXPECT_OK(weft_loop_run(&g_loop));
+    cr_expect(g_reached, "the callback did not run");
+    EXPECT_OK(weft_queue_close(&q));
+    EXPECT_OK(weft_loop_close(&g_loop));
+    close_all();
 }
 
 /* WEFT_FOREVER is no timeout for every primitive's _timeout form: on an
@@ -269,7 +302,7 @@ SYNC_TEST(forever, every_timeout_form_takes_weft_forever_as_no_timeout, forever_
 
 TASK(newcomer)
 {
-    EXPECT_RC(weft_lock_try(&g_lock), UV_EBUSY); /* others queue: no barging */
+    EXPECT_RC(weft_lock_try(&g_lock), UV_EAGAIN); /* others queue: no barging */
     return waiter(weft_int(W(K_LOCK, 3)), result);
 }
 
@@ -280,7 +313,7 @@ TASK(lock_fifo_main)
         spawn_waiting(waiter, i, W(K_LOCK, i)); /* arrival order 0, 1, 2 */
     EXPECT_OK(weft_lock_release(&g_lock));      /* handed to waiter 0 */
     cr_expect(weft_lock_locked(&g_lock), "a released lock with waiters must stay locked");
-    EXPECT_RC(weft_lock_try(&g_lock), UV_EBUSY);
+    EXPECT_RC(weft_lock_try(&g_lock), UV_EAGAIN);
     EXPECT_OK(weft_spawn(NULL, newcomer, NULL, &g_t[3]));
     await_all(0, 4);
     for (int i = 0; i < 4; i++)

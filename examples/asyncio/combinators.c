@@ -98,7 +98,7 @@ static int main_task(void *arg, void **result)
                 EXPECT(i == (order++ + 1) % 3); /* /a.png, /b.png, /c.png */
             }
     printf("\n");
-    EXPECT(rc == WEFT_EOF && order == 3);
+    EXPECT(rc == UV_EOF && order == 3);
     weft_as_completed_close(&it);
     for (int i = 0; i < 3; i++)
         weft_task_unref(t[i]);

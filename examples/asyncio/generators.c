@@ -69,7 +69,7 @@ static int main_task(void *arg, void **result)
         sum += weft_to_int(v);
         n++;
     }
-    EXPECT(rc == WEFT_EOF);
+    EXPECT(rc == UV_EOF);
     EXPECT(weft_gen_close(g) == 0);
     printf("async for: %d items, sum %ld, %d pages\n", n, (long)sum, all.pages_fetched);
     EXPECT(n == 7 && sum == 28 && all.pages_fetched == 3 && all.released);
@@ -100,9 +100,9 @@ static int main_task(void *arg, void **result)
     rc = weft_gen_throw(g, UV_EIO, &v); /* not handled: the body ends with it */
     printf(", reset, 4, then %s", weft_err_name(rc));
     EXPECT(rc == UV_EIO);
-    rc = weft_gen_next(g, &v); /* finished: WEFT_EOF from now on */
+    rc = weft_gen_next(g, &v); /* finished: UV_EOF from now on */
     printf(", then %s\n", weft_err_name(rc));
-    EXPECT(rc == WEFT_EOF);
+    EXPECT(rc == UV_EOF);
     EXPECT(weft_gen_close(g) == 0);
     return 0;
 }

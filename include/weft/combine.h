@@ -75,7 +75,7 @@ WEFT_WARN_UNUSED int weft_shield(weft_future_t *f, weft_future_t **out);
  *     weft_as_completed_init(&it, fs, n, 1000);       // overall timeout
  *     weft_future_t *f;
  *     while ((rc = weft_as_completed_next(&it, &f)) == 0) { ... f is done ... }
- *     // rc: WEFT_EOF after the last, UV_ETIMEDOUT, UV_ECANCELED
+ *     // rc: UV_EOF after the last, UV_ETIMEDOUT, UV_ECANCELED
  *     weft_as_completed_close(&it);
  *
  * The array fs and the futures must stay valid until close. Futures already

@@ -11,7 +11,7 @@
  *     weft_gen_t *g;
  *     weft_gen_new(NULL, count, NULL, &g);
  *     void *v;
- *     while ((rc = weft_gen_next(g, &v)) == 0) use(v);  // rc == WEFT_EOF at the end
+ *     while ((rc = weft_gen_next(g, &v)) == 0) use(v);  // rc == UV_EOF at the end
  *     weft_gen_close(g);
  *
  * A generator's body runs as a task of its own (with its own stack) that
@@ -19,8 +19,8 @@
  * switching straight to each other: no trip through the ready queue. The
  * body may suspend on anything else between yields (sleep, await, queues).
  *
- * - next() = __anext__: 0 and the yielded value; WEFT_EOF once the body
- *   returned 0; the body's code if it failed (then WEFT_EOF afterwards).
+ * - next() = __anext__: 0 and the yielded value; UV_EOF once the body
+ *   returned 0; the body's code if it failed (then UV_EOF afterwards).
  * - send(in) = asend(in): weft_gen_yield() returns 0 with *sent = in.
  *   Sending a non-NULL value to a generator that has not started is
  *   UV_EINVAL (as Python's TypeError).

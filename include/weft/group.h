@@ -68,7 +68,8 @@ WEFT_WARN_UNUSED int weft__group_spawn(weft_group_t *g, weft_task_fn fn, void *a
     weft__group_spawn((g), (fn), (arg), (opts), (out), __FILE__, __LINE__)
 /* Owner only (UV_EPERM otherwise). */
 WEFT_WARN_UNUSED int weft_group_wait(weft_group_t *g);
-/* Cancel every live child (the group does not count this as a failure). */
+/* Cancel every live child (the group does not count this as a failure).
+ * 0, or WEFT_EDONE when no child is live (nothing to cancel). */
 int weft_group_cancel(weft_group_t *g);
 /* UV_EBUSY while children live; releases the children. */
 int weft_group_close(weft_group_t *g);

@@ -156,7 +156,8 @@ WEFT_WARN_UNUSED int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_
 WEFT_WARN_UNUSED int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg,
                                   weft_handle_t *out);
 /* Cancel a scheduled callback: 0 if it will not run, UV_ENOENT if it already
- * ran or was cancelled, UV_EINVAL for a zero handle. Loop thread only. */
+ * ran, is running or was cancelled (the handle is stale: error.h), UV_EINVAL for a zero handle.
+ * Loop thread only. */
 int weft_handle_cancel(weft_handle_t h);
 
 /* From ANY thread: run fn(arg) on the loop soon. Lock-free (one atomic
