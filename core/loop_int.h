@@ -269,6 +269,13 @@ static inline weft_loop_t *weft__pub(struct weft__loop *l)
 
 extern __thread struct weft__loop *weft__tls_loop;
 
+/* A public call's loop argument: NULL = the loop running on this thread
+ * (NULL if none), for every call that takes a loop (loop.h). */
+static inline struct weft__loop *weft__L_cur(const weft_loop_t *l)
+{
+    return l != NULL ? (struct weft__loop *)(uintptr_t)(const void *)l : weft__tls_loop;
+}
+
 /* A full (seq_cst) fence, the same instruction in every build. gcc warns
  * (-Wtsan) that ThreadSanitizer does not model fences; it does not need to:
  * the slots and rings are ordered by release/acquire pairs, which TSan

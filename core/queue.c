@@ -227,11 +227,11 @@ int weft_queue_put_timeout(weft_queue_t *q, int64_t prio, void *item, uint64_t t
 {
     return put_common(q, prio, item, timeout_ms, true);
 }
-int weft_queue_try_put(weft_queue_t *q, void *item)
+int weft_queue_put_try(weft_queue_t *q, void *item)
 {
     return put_common(q, 0, item, 0, false);
 }
-int weft_queue_try_put_prio(weft_queue_t *q, int64_t prio, void *item)
+int weft_queue_put_prio_try(weft_queue_t *q, int64_t prio, void *item)
 {
     return put_common(q, prio, item, 0, false);
 }
@@ -286,7 +286,7 @@ int weft_queue_get_timeout(weft_queue_t *q, void **item, int64_t *prio, uint64_t
 {
     return get_common(q, item, prio, timeout_ms, true);
 }
-int weft_queue_try_get(weft_queue_t *q, void **item, int64_t *prio)
+int weft_queue_get_try(weft_queue_t *q, void **item, int64_t *prio)
 {
     return get_common(q, item, prio, 0, false);
 }

@@ -1106,7 +1106,7 @@ int weft_await_token_timeout(weft_future_token_t tok, uint64_t timeout_ms, void 
 
 /* ---- asyncio.run --------------------------------------------------------------- */
 
-int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg, void **result)
+int weft_run_ex(weft_task_fn main, void *arg, const weft_loop_opts_t *opts, void **result)
 {
     if (result != NULL)
         *result = NULL;
@@ -1163,5 +1163,5 @@ int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg, vo
 
 int weft_run(weft_task_fn main, void *arg, void **result)
 {
-    return weft_run_opts(NULL, main, arg, result);
+    return weft_run_ex(main, arg, NULL, result);
 }

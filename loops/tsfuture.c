@@ -159,11 +159,12 @@ int weft_spawn_threadsafe(weft_loop_t *loop, weft_task_fn fn, void *arg, weft_ts
 {
     if (out != NULL)
         *out = NULL;
-    if (loop == NULL || fn == NULL || out == NULL)
+    struct weft__loop *l = weft__L_cur(loop); /* NULL: this thread's loop, if any */
+    if (l == NULL || fn == NULL || out == NULL)
         return UV_EINVAL;
-    struct weft__loop *l = weft__L(loop);
     if (l->magic != WEFT__LOOP_MAGIC)
         return UV_EINVAL;
+    loop = weft__pub(l);
     weft_tsfuture_t *f = weft__calloc(1, sizeof(*f));
     if (f == NULL)
         return UV_ENOMEM;

@@ -251,10 +251,10 @@ static void try_forms_cb(void *arg)
     EXPECT_OK(weft_lock_release(&g_lock));
     EXPECT_RC(weft_sem_try(&g_sem), UV_EAGAIN); /* no permit */
     void *v = NULL;
-    EXPECT_RC(weft_queue_try_get(q, &v, NULL), UV_EAGAIN); /* empty */
-    EXPECT_OK(weft_queue_try_put(q, weft_int(1)));
-    EXPECT_RC(weft_queue_try_put(q, weft_int(2)), UV_EAGAIN); /* full */
-    EXPECT_OK(weft_queue_try_get(q, &v, NULL));
+    EXPECT_RC(weft_queue_get_try(q, &v, NULL), UV_EAGAIN); /* empty */
+    EXPECT_OK(weft_queue_put_try(q, weft_int(1)));
+    EXPECT_RC(weft_queue_put_try(q, weft_int(2)), UV_EAGAIN); /* full */
+    EXPECT_OK(weft_queue_get_try(q, &v, NULL));
     g_reached = 1;
 }
 

@@ -1325,7 +1325,7 @@ static int forever_body(void *arg, void **result)
     g_fv_rc[0] = weft_await_timeout(done, WEFT_FOREVER, &g_fv_value[0]);
     g_fv_rc[1] = weft_await_timeout(done, WEFT_FOREVER - 1, &g_fv_value[1]); /* too long */
     g_f = later;
-    rc = weft_call_soon(weft_loop_current(), complete_f_cb, weft_int(7), NULL);
+    rc = weft_call_soon(NULL, complete_f_cb, weft_int(7), NULL);
     if (rc != 0)
         return rc;
     g_fv_rc[2] = weft_await_timeout(later, WEFT_FOREVER, &g_fv_value[2]); /* waits */
@@ -1644,11 +1644,11 @@ Test(run, run_opts_accepts_loop_options, .timeout = TEST_TIMEOUT_S)
     void *v = NULL;
     memset(&opts, 0, sizeof opts);
     opts.stack_size = 128 * 1024;
-    EXPECT_OK(weft_run_opts(&opts, run_main_result_body, NULL, &v));
+    EXPECT_OK(weft_run_ex(run_main_result_body, NULL, &opts, &v));
     cr_expect_eq(weft_to_int(v), 42);
     opts.stack_mode = WEFT_STACK_COMPACT;
     v = NULL;
-    EXPECT_OK(weft_run_opts(&opts, run_main_result_body, NULL, &v));
+    EXPECT_OK(weft_run_ex(run_main_result_body, NULL, &opts, &v));
     cr_expect_eq(weft_to_int(v), 42);
 }
 

@@ -140,7 +140,7 @@ int main(void)
 {
     weft_runtime_opts_t opts;
     memset(&opts, 0, sizeof(opts)); /* one loop per online CPU, pinned */
-    int rc = weft_runtime_run(&opts, main_task, NULL, NULL);
+    int rc = weft_runtime_run(main_task, NULL, &opts, NULL);
     if (rc != 0)
         fprintf(stderr, "shards: %s\n", weft_strerror(rc));
     return rc == 0 ? 0 : 1;

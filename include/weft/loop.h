@@ -7,6 +7,12 @@
  * may be called from other threads. A loop is caller-allocated (the struct is
  * opaque storage of fixed size) and must outlive every thread that may still
  * post to it.
+ *
+ * NULL = the current loop: every call in weft that takes a weft_loop_t *
+ * (the ones here, weft_future_new, weft_spawn, weft_gen_new, weft_submit_to,
+ * weft_call_on, weft_spawn_threadsafe) accepts NULL for the loop running on
+ * the calling thread, and returns its usual "no loop" code (UV_EINVAL) when
+ * the thread runs none. Only weft_loop_init needs real storage.
  */
 #ifndef WEFT_LOOP_H
 #define WEFT_LOOP_H
@@ -134,6 +140,10 @@ void weft_loop_stop(weft_loop_t *loop);
 
 /* The loop running on this thread, or NULL. */
 weft_loop_t *weft_loop_current(void);
+/* The current loop's index in its runtime (weft/runtime.h: 0 .. count-1),
+ * or -1 on a thread that runs no runtime loop (a plain weft_loop_run loop
+ * included). */
+int weft_loop_index(void);
 
 /* The libuv loop inside, for libuv handles that live on this loop. */
 uv_loop_t *weft_loop_uv(weft_loop_t *loop);

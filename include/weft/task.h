@@ -184,10 +184,12 @@ int weft_nocancel_end(void);
 /* asyncio.run: init a loop, spawn main(arg), run until it finishes, cancel
  * and drain what is left, close the loop. Returns main's outcome (its
  * result in *result if not NULL), or an init/close error. Not re-entrant:
- * WEFT_EREENTRANT when called on a thread that runs a loop. */
+ * WEFT_EREENTRANT when called on a thread that runs a loop. weft_run_ex
+ * takes the loop's options (NULL = defaults) where every call takes its
+ * options: after the inputs, before the out-parameters. */
 WEFT_WARN_UNUSED int weft_run(weft_task_fn main, void *arg, void **result);
-WEFT_WARN_UNUSED int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg,
-                                   void **result);
+WEFT_WARN_UNUSED int weft_run_ex(weft_task_fn main, void *arg, const weft_loop_opts_t *opts,
+                                 void **result);
 
 #ifdef __cplusplus
 }
