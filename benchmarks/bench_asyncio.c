@@ -263,7 +263,7 @@ static int gen_main(void *arg, void **result)
     }
     s->ns = bench_now_ns() - t0;
     s->end = rc;
-    return weft_gen_close(g);
+    return weft_gen_free(g);
 }
 
 int bench_gen_iter(weft_loop_t *loop, double *value)

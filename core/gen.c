@@ -268,7 +268,7 @@ int weft_gen_throw(weft_gen_t *g, int code, void **value)
     return gen_resume(g, NULL, code, value, false);
 }
 
-int weft_gen_close(weft_gen_t *g)
+int weft_gen_free(weft_gen_t *g)
 {
     if (g == NULL)
         return UV_EINVAL;
