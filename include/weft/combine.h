@@ -72,7 +72,8 @@ WEFT_WARN_UNUSED int weft_shield(weft_future_t *f, weft_future_t **out);
 /* asyncio.as_completed: yields the futures in the order they finish.
  *
  *     weft_as_completed_t it;
- *     weft_as_completed_init(&it, fs, n, 1000);       // overall timeout
+ *     int rc = weft_as_completed_init(&it, fs, n, 1000); // overall timeout
+ *     if (rc != 0) return rc;
  *     weft_future_t *f;
  *     while ((rc = weft_as_completed_next(&it, &f)) == 0) { ... f is done ... }
  *     // rc: UV_EOF after the last, UV_ETIMEDOUT, UV_ECANCELED

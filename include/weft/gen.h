@@ -9,7 +9,8 @@
  *         return 0;
  *     }
  *     weft_gen_t *g;
- *     weft_gen_new(NULL, count, NULL, &g);
+ *     int rc = weft_gen_new(NULL, count, NULL, &g);
+ *     if (rc != 0) return rc;
  *     void *v;
  *     while ((rc = weft_gen_next(g, &v)) == 0) use(v);  // rc == UV_EOF at the end
  *     weft_gen_free(g);

@@ -46,10 +46,18 @@ extern "C" {
  * timer that never fires would keep the loop from running out of work. */
 #define WEFT_FOREVER UINT64_MAX
 
+/* Alignment in both languages: the public headers compile as C11 and as
+ * C++11 or later (tests/cxx_test.cc). */
+#ifdef __cplusplus
+#define WEFT_ALIGNAS(n) alignas(n)
+#else
+#define WEFT_ALIGNAS(n) _Alignas(n)
+#endif
+
 /* Opaque, caller-allocated. Its size is fixed; internals are private. */
 #define WEFT_LOOP_SIZE 4096
 typedef struct weft_loop {
-    _Alignas(64) unsigned char weft__opaque[WEFT_LOOP_SIZE];
+    WEFT_ALIGNAS(64) unsigned char weft__opaque[WEFT_LOOP_SIZE];
 } weft_loop_t;
 
 /* How task stacks are provided on a loop. */

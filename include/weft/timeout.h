@@ -3,8 +3,9 @@
  * in C.
  *
  *     weft_timeout_t tmo;
- *     weft_timeout_begin(&tmo, 100);           // deadline = now + 100 ms
- *     int rc = do_work();                      // any suspensions inside
+ *     int rc = weft_timeout_begin(&tmo, 100);  // deadline = now + 100 ms
+ *     if (rc != 0) return rc;
+ *     rc = do_work();                          // any suspensions inside
  *     if (weft_timeout_end(&tmo) == UV_ETIMEDOUT) { ... this scope expired ... }
  *
  * Rules (asyncio's, made level-triggered because C has no exceptions):
