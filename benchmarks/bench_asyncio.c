@@ -224,7 +224,7 @@ int bench_gather_1000(weft_loop_t *loop, double *value)
 
 /* ------------------------------------------------------------------------ */
 /* gen_iter: a generator yields 0 .. 10,000,000-1; the consumer sums them
- * with weft_gen_next. Value: ns per value. Check: the sum and WEFT_EOF. */
+ * with weft_gen_next. Value: ns per value. Check: the sum and UV_EOF. */
 
 enum {
     GEN_VALUES = 10000000
@@ -263,7 +263,7 @@ static int gen_main(void *arg, void **result)
     }
     s->ns = bench_now_ns() - t0;
     s->end = rc;
-    return weft_gen_close(g);
+    return weft_gen_free(g);
 }
 
 int bench_gen_iter(weft_loop_t *loop, double *value)
@@ -272,7 +272,7 @@ int bench_gen_iter(weft_loop_t *loop, double *value)
     if (bench_run_main(loop, gen_main, &s, NULL) != 0)
         return -1;
     const uint64_t n = GEN_VALUES;
-    if (s.end != WEFT_EOF || s.count != n || s.sum != n * (n - 1) / 2)
+    if (s.end != UV_EOF || s.count != n || s.sum != n * (n - 1) / 2)
         return bench_fail("ended with %s after %lu values, sum %lu", weft_err_name(s.end),
                           (unsigned long)s.count, (unsigned long)s.sum);
     *value = (double)s.ns / (double)n;

@@ -229,7 +229,7 @@ int bench_pingpong_cross(weft_loop_t *loop, double *value)
     (void)loop;
     cross_pp_t s = {0};
     weft_runtime_opts_t o = two_loops();
-    int rc = weft_runtime_run(&o, cross_ping, &s, NULL);
+    int rc = weft_runtime_run(cross_ping, &s, &o, NULL);
     if (rc != 0)
         return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
     const uint64_t n = PP_ROUNDS;
@@ -296,7 +296,7 @@ int bench_stream_cross(weft_loop_t *loop, double *value)
     uint64_t ns = 0;
     memset(&g_stream, 0, sizeof(g_stream));
     weft_runtime_opts_t o = two_loops();
-    int rc = weft_runtime_run(&o, stream_producer, &ns, NULL);
+    int rc = weft_runtime_run(stream_producer, &ns, &o, NULL);
     if (rc != 0)
         return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
     const uint64_t want = (uint64_t)STREAM_N * (STREAM_N - 1) / 2;
@@ -392,7 +392,7 @@ static int skynet_on(unsigned loops, double *ms)
     skyn_t s = {0};
     weft_runtime_opts_t o = two_loops();
     o.loops = loops;
-    int rc = weft_runtime_run(&o, skynet_root, &s, NULL);
+    int rc = weft_runtime_run(skynet_root, &s, &o, NULL);
     if (rc != 0)
         return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
     if (s.sum != 499999500000ULL)
@@ -502,7 +502,7 @@ static int shard_on(unsigned loops, double *ops)
     g_shard->n = loops;
     weft_runtime_opts_t o = two_loops();
     o.loops = loops;
-    int rc = weft_runtime_run(&o, shard_main, &ns, NULL);
+    int rc = weft_runtime_run(shard_main, &ns, &o, NULL);
     uint64_t total = 0;
     for (int k = 0; k < SHARD_KEYS; k++)
         total += g_shard->counts[k];

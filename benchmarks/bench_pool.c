@@ -165,6 +165,7 @@ static int offload_run(weft_loop_t *loop, double *value)
     int src = weft_pool_shutdown(st.pool);
     /* Receive what the shutdown may have sent (nothing, after a good run). */
     int lrc = weft_loop_run(loop);
+    weft_pool_free(st.pool);
     free(st.fs);
     if (rc != 0)
         return -1;

@@ -315,8 +315,8 @@ static int wait_for_impl(struct watch *w, weft_future_t *f, uint64_t timeout_ms,
         return rc;
     if (f == NULL)
         return UV_EINVAL;
-    rc = timeout_ms == WEFT_NO_TIMEOUT ? weft_await(f, result)
-                                       : weft_await_timeout(f, timeout_ms, result);
+    rc = timeout_ms == WEFT_FOREVER ? weft_await(f, result)
+                                    : weft_await_timeout(f, timeout_ms, result);
     if (rc != UV_ETIMEDOUT || f->state == WEFT__F_DONE)
         return f->state == WEFT__F_DONE ? weft__future_outcome(f, result) : rc;
     /* Timed out: cancel f and wait until it has finished cancelling. */
@@ -414,7 +414,7 @@ int weft_as_completed_next(weft_as_completed_t *it, weft_future_t **out)
     if (t != w->task)
         return UV_EPERM;
     if (it->weft__yielded == it->weft__n)
-        return WEFT_EOF;
+        return UV_EOF;
     if (weft__list_empty(&w->done)) {
         int rc = weft__pre_suspend(t);
         if (rc == 0 && uv_hrtime() >= it->weft__deadline)

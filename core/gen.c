@@ -180,7 +180,7 @@ static __attribute__((noinline)) int gen_xfer(struct weft_task *t, struct weft_g
         return rc != 0 ? rc : UV_ECANCELED; /* could not start (UV_ENOMEM) */
     g->reported = true;
     if (g->code == 0)
-        return WEFT_EOF;
+        return UV_EOF;
     return timed_out && g->code == UV_ECANCELED ? UV_ETIMEDOUT : g->code;
 }
 
@@ -225,7 +225,7 @@ static int gen_resume(struct weft_gen *g, void *in, int code, void **value, bool
             g->reported = true;
             return g->code;
         }
-        return WEFT_EOF;
+        return UV_EOF;
     }
     if (g->closing && !closing)
         return WEFT_ECLOSED;
@@ -234,7 +234,7 @@ static int gen_resume(struct weft_gen *g, void *in, int code, void **value, bool
     if (g->state == G_RUNNING) {
         /* Running without a consumer (cancelled at a yield): wait for it. */
         int rc = weft_await(&g->task->fut, NULL);
-        return rc == 0 || rc == UV_ECANCELED ? WEFT_EOF : rc;
+        return rc == 0 || rc == UV_ECANCELED ? UV_EOF : rc;
     }
     int rc = weft__pre_suspend(t);
     if (rc != 0)
@@ -268,7 +268,7 @@ int weft_gen_throw(weft_gen_t *g, int code, void **value)
     return gen_resume(g, NULL, code, value, false);
 }
 
-int weft_gen_close(weft_gen_t *g)
+int weft_gen_free(weft_gen_t *g)
 {
     if (g == NULL)
         return UV_EINVAL;
@@ -293,7 +293,7 @@ int weft_gen_close(weft_gen_t *g)
         } else {
             while (g->state != G_DONE) {
                 int r = gen_resume(g, NULL, UV_ECANCELED, NULL, true);
-                if (r != 0 && r != WEFT_EOF && g->state != G_DONE) {
+                if (r != 0 && r != UV_EOF && g->state != G_DONE) {
                     rc = r; /* e.g. the closer was cancelled */
                     break;
                 }

@@ -202,6 +202,8 @@ int weft_group_cancel(weft_group_t *g)
         return UV_EINVAL;
     if (weft__tls_loop != s->owner->fut.loop)
         return WEFT_EWRONGLOOP;
+    if (s->live == 0)
+        return WEFT_EDONE; /* every child finished: nothing to cancel (error.h) */
     cancel_children(s);
     return 0;
 }

@@ -104,7 +104,7 @@ weft_loop_t *weft_loop_current(void)
 
 uv_loop_t *weft_loop_uv(weft_loop_t *loop)
 {
-    struct weft__loop *l = weft__L(loop);
+    struct weft__loop *l = weft__L_cur(loop);
     return weft__loop_usable(l) ? &l->uv : NULL;
 }
 
@@ -199,7 +199,7 @@ fail_pools:
 
 int weft_loop_close(weft_loop_t *loop)
 {
-    struct weft__loop *l = weft__L(loop);
+    struct weft__loop *l = weft__L_cur(loop);
     if (l == NULL || l->magic != WEFT__LOOP_MAGIC)
         return UV_EINVAL;
     if (l->closed)
@@ -294,22 +294,22 @@ static int schedule(struct weft__loop *l, uint64_t deadline_ns, bool timed, weft
 
 int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg, weft_handle_t *out)
 {
-    return schedule(weft__L(loop), 0, false, fn, arg, out);
+    return schedule(weft__L_cur(loop), 0, false, fn, arg, out);
 }
 
 int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *arg,
                     weft_handle_t *out)
 {
-    if (delay_ms > UINT64_MAX / 2000000u)
+    if (delay_ms >= WEFT__MS_MAX) /* WEFT_FOREVER: refused (loop.h) */
         return UV_EINVAL;
-    return schedule(weft__L(loop), uv_hrtime() + delay_ms * 1000000u, true, fn, arg, out);
+    return schedule(weft__L_cur(loop), uv_hrtime() + delay_ms * 1000000u, true, fn, arg, out);
 }
 
 int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg, weft_handle_t *out)
 {
-    if (when_ms > UINT64_MAX / 2000000u)
+    if (when_ms >= WEFT__MS_MAX) /* WEFT_FOREVER: refused (loop.h) */
         return UV_EINVAL;
-    return schedule(weft__L(loop), when_ms * 1000000u, true, fn, arg, out);
+    return schedule(weft__L_cur(loop), when_ms * 1000000u, true, fn, arg, out);
 }
 
 int weft_handle_cancel(weft_handle_t hd)
@@ -399,7 +399,7 @@ int weft_call_soon_threadsafe(weft_loop_t *loop, weft_cb_fn fn, void *arg)
 {
     /* Touch only the inbox here: the loop's other lines are written by its
      * own thread all the time. A closed loop is refused by the inbox. */
-    struct weft__loop *l = weft__L(loop);
+    struct weft__loop *l = weft__L_cur(loop);
     if (l == NULL || fn == NULL)
         return UV_EINVAL;
     uintptr_t a;
@@ -614,12 +614,12 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
 
 int weft_loop_run(weft_loop_t *loop)
 {
-    return weft__loop_run_until(weft__L(loop), NULL);
+    return weft__loop_run_until(weft__L_cur(loop), NULL);
 }
 
 void weft_loop_stop(weft_loop_t *loop)
 {
-    struct weft__loop *l = weft__L(loop);
+    struct weft__loop *l = weft__L_cur(loop);
     if (l != NULL && l->magic == WEFT__LOOP_MAGIC)
         l->stopping = true;
 }
@@ -631,7 +631,7 @@ void weft_loop_stats(const weft_loop_t *loop, weft_loop_stats_t *out)
     if (out == NULL)
         return;
     memset(out, 0, sizeof(*out));
-    const struct weft__loop *l = (const struct weft__loop *)(const void *)loop;
+    const struct weft__loop *l = weft__L_cur(loop);
     if (l == NULL || l->magic != WEFT__LOOP_MAGIC)
         return;
     *out = l->st;
@@ -677,7 +677,7 @@ static int by_id(const void *a, const void *b)
 
 int weft_loop_dump(const weft_loop_t *loop, FILE *out)
 {
-    struct weft__loop *l = (struct weft__loop *)(uintptr_t)(const void *)loop;
+    struct weft__loop *l = weft__L_cur(loop);
     if (l == NULL || out == NULL || l->magic != WEFT__LOOP_MAGIC || l->closed)
         return UV_EINVAL;
     fprintf(out, "weft loop %p: %" PRIu64 " live tasks, %zu timers\n", (const void *)l,

@@ -269,6 +269,13 @@ static inline weft_loop_t *weft__pub(struct weft__loop *l)
 
 extern __thread struct weft__loop *weft__tls_loop;
 
+/* A public call's loop argument: NULL = the loop running on this thread
+ * (NULL if none), for every call that takes a loop (loop.h). */
+static inline struct weft__loop *weft__L_cur(const weft_loop_t *l)
+{
+    return l != NULL ? (struct weft__loop *)(uintptr_t)(const void *)l : weft__tls_loop;
+}
+
 /* A full (seq_cst) fence, the same instruction in every build. gcc warns
  * (-Wtsan) that ThreadSanitizer does not model fences; it does not need to:
  * the slots and rings are ordered by release/acquire pairs, which TSan
@@ -420,11 +427,14 @@ static inline int weft__bind(void **loop_slot)
 /* The common body of a primitive's wait: checks (WEFT_ENOTASK, a pending
  * cancel, a passed scope deadline), timeout 0 = UV_ETIMEDOUT without
  * waiting, then weft__wait_on(). */
-/* Deadline of a relative timeout (WEFT_NO_TIMEOUT/UINT64_MAX = none). */
+/* The longest timeout in ms that is represented as such: anything longer
+ * (WEFT_FOREVER included) is no timeout at all (loop.h). */
+#define WEFT__MS_MAX (UINT64_MAX / 2000000u)
+/* Deadline of a relative timeout (WEFT_FOREVER/too long = none). */
 static inline uint64_t weft__deadline_after(uint64_t timeout_ms)
 {
-    if (timeout_ms >= UINT64_MAX / 2000000u)
-        return UINT64_MAX;
+    if (timeout_ms >= WEFT__MS_MAX)
+        return WEFT_FOREVER;
     return uv_hrtime() + timeout_ms * 1000000u;
 }
 static inline int weft__wait_here(struct weft__list *q, struct weft__waiter *w, uint64_t timeout_ms)

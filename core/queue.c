@@ -217,21 +217,21 @@ static int put_common(weft_queue_t *q, int64_t prio, void *item, uint64_t timeou
 
 int weft_queue_put(weft_queue_t *q, void *item)
 {
-    return put_common(q, 0, item, WEFT_NO_DEADLINE, true);
+    return put_common(q, 0, item, WEFT_FOREVER, true);
 }
 int weft_queue_put_prio(weft_queue_t *q, int64_t prio, void *item)
 {
-    return put_common(q, prio, item, WEFT_NO_DEADLINE, true);
+    return put_common(q, prio, item, WEFT_FOREVER, true);
 }
 int weft_queue_put_timeout(weft_queue_t *q, int64_t prio, void *item, uint64_t timeout_ms)
 {
     return put_common(q, prio, item, timeout_ms, true);
 }
-int weft_queue_try_put(weft_queue_t *q, void *item)
+int weft_queue_put_try(weft_queue_t *q, void *item)
 {
     return put_common(q, 0, item, 0, false);
 }
-int weft_queue_try_put_prio(weft_queue_t *q, int64_t prio, void *item)
+int weft_queue_put_prio_try(weft_queue_t *q, int64_t prio, void *item)
 {
     return put_common(q, prio, item, 0, false);
 }
@@ -276,17 +276,17 @@ static int get_common(weft_queue_t *q, void **item, int64_t *prio, uint64_t time
 
 int weft_queue_get(weft_queue_t *q, void **item)
 {
-    return get_common(q, item, NULL, WEFT_NO_DEADLINE, true);
+    return get_common(q, item, NULL, WEFT_FOREVER, true);
 }
 int weft_queue_get_prio(weft_queue_t *q, void **item, int64_t *prio)
 {
-    return get_common(q, item, prio, WEFT_NO_DEADLINE, true);
+    return get_common(q, item, prio, WEFT_FOREVER, true);
 }
 int weft_queue_get_timeout(weft_queue_t *q, void **item, int64_t *prio, uint64_t timeout_ms)
 {
     return get_common(q, item, prio, timeout_ms, true);
 }
-int weft_queue_try_get(weft_queue_t *q, void **item, int64_t *prio)
+int weft_queue_get_try(weft_queue_t *q, void **item, int64_t *prio)
 {
     return get_common(q, item, prio, 0, false);
 }
@@ -327,7 +327,7 @@ int weft_queue_join_timeout(weft_queue_t *q, uint64_t timeout_ms)
 
 int weft_queue_join(weft_queue_t *q)
 {
-    return weft_queue_join_timeout(q, WEFT_NO_DEADLINE);
+    return weft_queue_join_timeout(q, WEFT_FOREVER);
 }
 
 int weft_queue_shutdown(weft_queue_t *q, bool immediate)

@@ -102,7 +102,7 @@ static int lock_acquire(weft_lock_t *l, uint64_t timeout_ms)
 
 int weft_lock_acquire(weft_lock_t *l)
 {
-    return lock_acquire(l, WEFT_NO_DEADLINE);
+    return lock_acquire(l, WEFT_FOREVER);
 }
 
 int weft_lock_acquire_timeout(weft_lock_t *l, uint64_t timeout_ms)
@@ -118,7 +118,7 @@ int weft_lock_try(weft_lock_t *l)
     if (rc != 0)
         return rc;
     if (l->weft__locked)
-        return UV_EBUSY;
+        return UV_EAGAIN; /* would wait: as every *_try form (error.h) */
     l->weft__locked = true;
     l->weft__holder = weft_task_current();
     return 0;
@@ -240,7 +240,7 @@ int weft_event_wait_timeout(weft_event_t *e, uint64_t timeout_ms)
 
 int weft_event_wait(weft_event_t *e)
 {
-    return weft_event_wait_timeout(e, WEFT_NO_DEADLINE);
+    return weft_event_wait_timeout(e, WEFT_FOREVER);
 }
 
 /* ---- Condition ------------------------------------------------------------- */
@@ -289,7 +289,7 @@ int weft_cond_wait_timeout(weft_cond_t *c, uint64_t timeout_ms)
 
 int weft_cond_wait(weft_cond_t *c)
 {
-    return weft_cond_wait_timeout(c, WEFT_NO_DEADLINE);
+    return weft_cond_wait_timeout(c, WEFT_FOREVER);
 }
 
 int weft_cond_wait_for(weft_cond_t *c, weft_pred_fn pred, void *arg)
@@ -375,7 +375,7 @@ static int sem_acquire(weft_sem_t *s, uint64_t timeout_ms)
 
 int weft_sem_acquire(weft_sem_t *s)
 {
-    return sem_acquire(s, WEFT_NO_DEADLINE);
+    return sem_acquire(s, WEFT_FOREVER);
 }
 
 int weft_sem_acquire_timeout(weft_sem_t *s, uint64_t timeout_ms)
@@ -493,7 +493,7 @@ int weft_barrier_wait_timeout(weft_barrier_t *b, uint64_t timeout_ms)
 
 int weft_barrier_wait(weft_barrier_t *b)
 {
-    return weft_barrier_wait_timeout(b, WEFT_NO_DEADLINE);
+    return weft_barrier_wait_timeout(b, WEFT_FOREVER);
 }
 
 static int barrier_break(weft_barrier_t *b, bool broken)

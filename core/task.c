@@ -676,7 +676,7 @@ int weft__pre_suspend_slow(struct weft_task *t)
         t->cancel_pending = false;
         return UV_ECANCELED;
     }
-    if (t->scope != NULL && t->scope->weft__eff != WEFT_NO_DEADLINE) {
+    if (t->scope != NULL && t->scope->weft__eff != WEFT_FOREVER) {
         uint64_t now = uv_hrtime();
         if (now >= t->scope->weft__eff) {
             weft__scope_mark(t->scope, now);
@@ -886,12 +886,10 @@ int weft_sleep(uint64_t ms)
         return WEFT_ENOTASK;
     if (ms == 0)
         return weft_yield();
-    if (ms > UINT64_MAX / 2000000u)
-        return UV_EINVAL;
     int rc = weft__pre_suspend(t);
     if (rc != 0)
         return rc;
-    if (arm_wait(l, t, uv_hrtime() + ms * 1000000u, false) != 0)
+    if (arm_wait(l, t, weft__deadline_after(ms), false) != 0)
         return UV_ENOMEM;
     return suspend(l, t);
 }
@@ -1057,8 +1055,8 @@ int weft_await(weft_future_t *f, void **result)
 
 int weft_await_timeout(weft_future_t *f, uint64_t timeout_ms, void **result)
 {
-    if (timeout_ms > (uint64_t)INT64_MAX / 2000000u)
-        return UV_EINVAL;
+    if (timeout_ms >= WEFT__MS_MAX) /* WEFT_FOREVER, or too long: no timeout */
+        return await_common(f, NULL, NULL, -1, result);
     return await_common(f, NULL, NULL, (int64_t)timeout_ms, result);
 }
 
@@ -1101,17 +1099,14 @@ int weft_await_token(weft_future_token_t tok, void **result)
 
 int weft_await_token_timeout(weft_future_token_t tok, uint64_t timeout_ms, void **result)
 {
-    if (timeout_ms > (uint64_t)INT64_MAX / 2000000u) {
-        if (result != NULL)
-            *result = NULL;
-        return UV_EINVAL;
-    }
+    if (timeout_ms >= WEFT__MS_MAX) /* WEFT_FOREVER, or too long: no timeout */
+        return await_token(tok, -1, result);
     return await_token(tok, (int64_t)timeout_ms, result);
 }
 
 /* ---- asyncio.run --------------------------------------------------------------- */
 
-int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg, void **result)
+int weft_run_ex(weft_task_fn main, void *arg, const weft_loop_opts_t *opts, void **result)
 {
     if (result != NULL)
         *result = NULL;
@@ -1168,5 +1163,5 @@ int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg, vo
 
 int weft_run(weft_task_fn main, void *arg, void **result)
 {
-    return weft_run_opts(NULL, main, arg, result);
+    return weft_run_ex(main, arg, NULL, result);
 }

@@ -20,7 +20,7 @@ void weft__scope_mark(struct weft_timeout *s, uint64_t now)
 
 static uint64_t parent_eff(const weft_timeout_t *s)
 {
-    return s->weft__parent != NULL ? s->weft__parent->weft__eff : WEFT_NO_DEADLINE;
+    return s->weft__parent != NULL ? s->weft__parent->weft__eff : WEFT_FOREVER;
 }
 
 static uint64_t min64(uint64_t a, uint64_t b)
@@ -105,7 +105,7 @@ int weft_timeout_reschedule(weft_timeout_t *s, uint64_t timeout_ms)
 
 uint64_t weft_timeout_deadline(const weft_timeout_t *s)
 {
-    return s != NULL ? s->weft__deadline : WEFT_NO_DEADLINE;
+    return s != NULL ? s->weft__deadline : WEFT_FOREVER;
 }
 
 bool weft_timeout_expired(const weft_timeout_t *s)

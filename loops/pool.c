@@ -41,11 +41,13 @@
  *     happen in either order on the loop thread, so two plain flags suffice.
  *     Released jobs go to the lane's free list (loop-thread only), so a
  *     steady stream of jobs does not call malloc.
- *   - The pool counts one reference for being open plus one per unreleased
- *     job. weft_pool_shutdown() drops the first after joining the threads;
- *     whoever drops the last frees the pool, its lanes and cached jobs. So the
- *     pool's memory outlives shutdown exactly as long as deliveries are in
- *     flight to loops that have not run yet.
+ *   - The pool counts one reference for its owner (who called
+ *     weft_pool_new) plus one per unreleased job. weft_pool_free() drops the
+ *     first (shutting the pool down first if the owner had not); whoever
+ *     drops the last frees the pool, its lanes and cached jobs. So the
+ *     pool's memory outlives weft_pool_free exactly as long as deliveries
+ *     are in flight to loops that have not run yet, and a pool that was
+ *     only shut down stays readable (stats, ECLOSED) until it is freed.
  *   - A lane with unreleased jobs keeps its loop alive with a far-away timer
  *     (armed when the loop's count of unreleased jobs goes 0 -> 1, cancelled
  *     at 1 -> 0): weft_loop_run() keeps going, and weft_loop_close() refuses
@@ -631,8 +633,16 @@ int weft_pool_shutdown(weft_pool_t *pool)
     /* The running jobs finish, are delivered, and their threads exit. */
     for (unsigned i = 0; i < pool->nthreads; i++)
         pthread_join(pool->threads[i], NULL);
+    return n; /* the owner's reference stays until weft_pool_free */
+}
+
+void weft_pool_free(weft_pool_t *pool)
+{
+    if (pool == NULL || tls_pool == pool)
+        return;                        /* a job cannot join its own thread: misuse, see pool.h */
+    int rc = weft_pool_shutdown(pool); /* WEFT_ECLOSED if already shut down */
+    (void)rc;
     pool_unref(pool);
-    return n;
 }
 
 void weft_pool_stats(weft_pool_t *pool, weft_pool_stats_t *out)

@@ -586,11 +586,11 @@ static bool mesh_pending(void *arg)
  * WEFT_ECLOSED (the runtime is stopping). */
 static int resolve(weft_loop_t *target, struct rt_loop **self, struct rt_loop **to)
 {
-    if (target == NULL)
-        return UV_EINVAL;
     *self = tls_rt_loop;
     if (*self == NULL)
-        return WEFT_EWRONGLOOP;
+        return target == NULL ? UV_EINVAL : WEFT_EWRONGLOOP;
+    if (target == NULL)
+        target = &(*self)->loop; /* NULL = the calling loop (loop.h) */
     weft_runtime_t *rt = (*self)->rt;
     if (__atomic_load_n(&rt->stopping, __ATOMIC_ACQUIRE))
         return WEFT_ECLOSED;
@@ -624,7 +624,7 @@ int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *arg, weft_future_
             if (weft_task_current() == NULL)
                 return UV_EAGAIN;
             struct weft__waiter w;
-            rc = weft__wait_here(&self->waiters[j], &w, WEFT_NO_DEADLINE);
+            rc = weft__wait_here(&self->waiters[j], &w, WEFT_FOREVER);
             if (rc != 0)
                 return rc;
         }
@@ -1099,7 +1099,7 @@ static void on_signal(int sig)
     got_signal = 1;
 }
 
-int weft_runtime_run(const weft_runtime_opts_t *opts, weft_task_fn main, void *arg, void **result)
+int weft_runtime_run(weft_task_fn main, void *arg, const weft_runtime_opts_t *opts, void **result)
 {
     if (result != NULL)
         *result = NULL;

@@ -159,11 +159,12 @@ int weft_spawn_threadsafe(weft_loop_t *loop, weft_task_fn fn, void *arg, weft_ts
 {
     if (out != NULL)
         *out = NULL;
-    if (loop == NULL || fn == NULL || out == NULL)
+    struct weft__loop *l = weft__L_cur(loop); /* NULL: this thread's loop, if any */
+    if (l == NULL || fn == NULL || out == NULL)
         return UV_EINVAL;
-    struct weft__loop *l = weft__L(loop);
     if (l->magic != WEFT__LOOP_MAGIC)
         return UV_EINVAL;
+    loop = weft__pub(l);
     weft_tsfuture_t *f = weft__calloc(1, sizeof(*f));
     if (f == NULL)
         return UV_ENOMEM;
@@ -209,9 +210,11 @@ int weft_tsfuture_wait_blocking(weft_tsfuture_t *f, uint64_t timeout_ms, void **
         return UV_EINVAL;
     if (weft_loop_current() != NULL)
         return WEFT_EWRONGLOOP;
+    if (timeout_ms >= WEFT__MS_MAX)
+        timeout_ms = WEFT_FOREVER; /* too long to represent: no timeout (loop.h) */
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until); /* the clock of f->cv */
-    if (timeout_ms != WEFT_NO_WAIT_LIMIT) {
+    if (timeout_ms != WEFT_FOREVER) {
         until.tv_sec += (time_t)(timeout_ms / 1000);
         until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
@@ -222,7 +225,7 @@ int weft_tsfuture_wait_blocking(weft_tsfuture_t *f, uint64_t timeout_ms, void **
     pthread_mutex_lock(&f->mu);
     int rc = 0;
     while (!f->done && rc == 0) {
-        if (timeout_ms == WEFT_NO_WAIT_LIMIT)
+        if (timeout_ms == WEFT_FOREVER)
             pthread_cond_wait(&f->cv, &f->mu);
         else
             rc = pthread_cond_timedwait(&f->cv, &f->mu, &until);

@@ -303,20 +303,20 @@ TASK_TEST(wait, first_completed_and_all_completed_give_the_done_mask_and_cancel_
 {
     KIDS(3, {.ms = 45, .value = 1}, {.ms = 5, .value = 2}, {.ms = 30, .rc = UV_EIO});
     bool done[3] = {true, false, true};
-    EXPECT_OK(weft_wait(fs, 3, WEFT_NO_TIMEOUT, WEFT_FIRST_COMPLETED, done));
+    EXPECT_OK(weft_wait(fs, 3, WEFT_FOREVER, WEFT_FIRST_COMPLETED, done));
     expect_mask(done, "010");
     cr_expect_eq(k[0].order + k[2].order, 0);
     /* Already met: returns at once. */
     EXPECT_OK(weft_wait(fs, 3, 0, WEFT_FIRST_COMPLETED, done));
     /* A failure counts as completed. */
-    EXPECT_OK(weft_wait(fs, 3, WEFT_NO_TIMEOUT, WEFT_ALL_COMPLETED, done));
+    EXPECT_OK(weft_wait(fs, 3, WEFT_FOREVER, WEFT_ALL_COMPLETED, done));
     expect_mask(done, "111");
     for (int i = 0; i < 3; i++) {
         EXPECT_OK(k[i].first_rc);
         EXPECT_STATE(t[i], i < 2 ? WEFT_TASK_DONE : WEFT_TASK_FAILED);
     }
     EXPECT_RC(weft_task_result(t[2], NULL), UV_EIO);
-    EXPECT_OK(weft_wait(NULL, 0, WEFT_NO_TIMEOUT, WEFT_ALL_COMPLETED, NULL)); /* n = 0 */
+    EXPECT_OK(weft_wait(NULL, 0, WEFT_FOREVER, WEFT_ALL_COMPLETED, NULL)); /* n = 0 */
     release_kids(t, 3);
     return 0;
 }
@@ -325,12 +325,12 @@ TASK_TEST(wait, first_error_returns_at_the_first_failure_or_when_all_are_done)
 {
     KIDS(6, {.ms = 5}, {.ms = 15, .rc = UV_EIO}, {.ms = 45}, {.ms = 25}, {.ms = 20}, {.ms = 35});
     bool done[3];
-    EXPECT_OK(weft_wait(fs, 3, WEFT_NO_TIMEOUT, WEFT_FIRST_ERROR, done));
+    EXPECT_OK(weft_wait(fs, 3, WEFT_FOREVER, WEFT_FIRST_ERROR, done));
     expect_mask(done, "110");
     cr_expect_eq(k[2].order, 0);
     EXPECT_RC(weft_future_result(fs[1], NULL), UV_EIO);
     /* No failure among these: it waits for all. */
-    EXPECT_OK(weft_wait(fs + 3, 3, WEFT_NO_TIMEOUT, WEFT_FIRST_ERROR, done));
+    EXPECT_OK(weft_wait(fs + 3, 3, WEFT_FOREVER, WEFT_FIRST_ERROR, done));
     expect_mask(done, "111");
     EXPECT_OK(weft_await_task(t[2], NULL)); /* not cancelled */
     release_kids(t, 6);
@@ -345,7 +345,7 @@ static int cancelled_waiter_body(void *arg, void **result)
     void *v = NULL;
     g_k[0] = (kid_t){.ms = 30, .value = 4};
     spawn_kids(g_k, 1, g_t, fs);
-    EXPECT_RC(weft_wait(fs, 1, WEFT_NO_TIMEOUT, WEFT_ALL_COMPLETED, done), UV_ECANCELED);
+    EXPECT_RC(weft_wait(fs, 1, WEFT_FOREVER, WEFT_ALL_COMPLETED, done), UV_ECANCELED);
     cr_expect_neq(weft_task_state(g_t[0]), WEFT_TASK_CANCELLED);
     EXPECT_OK(weft_await_task(g_t[0], &v)); /* still runs, then finishes */
     cr_expect_eq(weft_to_int(v), 4);
@@ -431,14 +431,14 @@ TASK_TEST(as_completed, yields_futures_in_completion_order_then_eof)
     weft_as_completed_t it;
     static const int want[] = {1, 2, 0};
     KIDS(3, {.ms = 30}, {.ms = 10}, {.ms = 20});
-    EXPECT_OK(weft_as_completed_init(&it, fs, 3, WEFT_NO_TIMEOUT));
+    EXPECT_OK(weft_as_completed_init(&it, fs, 3, WEFT_FOREVER));
     for (int i = 0; i < 3; i++) {
         f = NULL;
         EXPECT_OK(weft_as_completed_next(&it, &f));
         cr_expect_eq(f, fs[want[i]], "#%d is not future %d", i, want[i]);
         cr_expect(f != NULL && weft_future_done(f));
     }
-    EXPECT_RC(weft_as_completed_next(&it, &f), WEFT_EOF);
+    EXPECT_RC(weft_as_completed_next(&it, &f), UV_EOF);
     weft_as_completed_close(&it);
     release_kids(t, 3);
     return 0;
@@ -453,19 +453,19 @@ TASK_TEST(as_completed, futures_done_at_init_come_first_in_array_order)
     EXPECT_OK(weft_future_new(NULL, &all[2]));
     EXPECT_OK(weft_future_set_result(all[2], NULL));
     EXPECT_OK(weft_future_set_error(all[1], UV_EIO, NULL));
-    EXPECT_OK(weft_as_completed_init(&it, all, 3, WEFT_NO_TIMEOUT));
+    EXPECT_OK(weft_as_completed_init(&it, all, 3, WEFT_FOREVER));
     for (int i = 1; i <= 3; i++) {
         EXPECT_OK(weft_as_completed_next(&it, &f));
         cr_expect_eq(f, all[i % 3], "#%d is not future %d", i - 1, i % 3);
     }
-    EXPECT_RC(weft_as_completed_next(&it, &f), WEFT_EOF);
+    EXPECT_RC(weft_as_completed_next(&it, &f), UV_EOF);
     weft_as_completed_close(&it);
     EXPECT_RC(weft_future_result(all[1], NULL), UV_EIO);
     weft_future_unref(all[1]);
     weft_future_unref(all[2]);
     /* n = 0: nothing to yield. */
-    EXPECT_OK(weft_as_completed_init(&it, all, 0, WEFT_NO_TIMEOUT));
-    EXPECT_RC(weft_as_completed_next(&it, &f), WEFT_EOF);
+    EXPECT_OK(weft_as_completed_init(&it, all, 0, WEFT_FOREVER));
+    EXPECT_RC(weft_as_completed_next(&it, &f), UV_EOF);
     weft_as_completed_close(&it);
     release_kids(t, 1);
     return 0;
@@ -501,7 +501,7 @@ TASK_TEST(as_completed, closing_early_leaves_no_hook_behind)
     }
     spawn_kids(k, 3, t, fs);
     EXPECT_OK(weft_future_new(NULL, &fs[3]));
-    EXPECT_OK(weft_as_completed_init(it, fs, 4, WEFT_NO_TIMEOUT));
+    EXPECT_OK(weft_as_completed_init(it, fs, 4, WEFT_FOREVER));
     EXPECT_OK(weft_as_completed_next(it, &f));
     cr_expect_eq(f, fs[0]);
     EXPECT_OK(weft_as_completed_init(it2, fs, 4, 20));

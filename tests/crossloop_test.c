@@ -352,4 +352,5 @@ Test(crossloop, ten_thousand_weft_runs_against_one_pool_never_touch_a_freed_loop
     weft__test_post_hook = NULL;
     cr_expect_eq(bad, 0);
     cr_expect_geq(weft_pool_shutdown(g_pool), 0);
+    weft_pool_free(g_pool);
 }

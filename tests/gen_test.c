@@ -1,6 +1,6 @@
 /*
  * tests/gen_test.c - async generators (weft/gen.h): next in order then
- * WEFT_EOF, a failing body, send and throw, close and the body's clean-up,
+ * UV_EOF, a failing body, send and throw, close and the body's clean-up,
  * lazy start, bodies that suspend between yields, one consumer at a time,
  * misuse, cancelling the consumer, a million values, and generators created,
  * closed or abandoned outside tasks.
@@ -123,13 +123,13 @@ TASK_FN(next_in_order_main)
     }
     T_PTR(c.self, weft_gen_task(g)); /* the body runs as the generator's task */
     T_EQ(c.finished, 0);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     T_EQ(c.finished, 1);
     T_PTR(c.sent_seen, NULL); /* next() sends NULL */
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     T_EQ(c.cleaned, 0);
-    T_OK(weft_gen_close(g));
+    T_OK(weft_gen_free(g));
     T_EQ(c.cleaned, 0);
     return 0;
 }
@@ -156,9 +156,9 @@ TASK_FN(failing_body_main)
     T_OK(weft_gen_next(g, &v));
     T_EQ(weft_to_int(v), 1);
     T_RC(weft_gen_next(g, &v), UV_EIO);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
-    (void)weft_gen_close(g);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
+    (void)weft_gen_free(g);
     return 0;
 }
 
@@ -212,7 +212,7 @@ TASK_FN(send_main)
     T_PTR(g_sent_log[1], weft_int(7));
     T_PTR(g_sent_log[2], NULL);
     T_PTR(g_sent_log[3], weft_int(-2));
-    T_OK(weft_gen_close(g));
+    T_OK(weft_gen_free(g));
     T_RC(g_acc_stop_rc, UV_ECANCELED);
     return 0;
 }
@@ -237,7 +237,7 @@ TASK_FN(send_fresh_main)
     T_OK(weft_gen_send(g, weft_int(1), &v)); /* started now: fine */
     T_EQ(weft_to_int(v), 1);
     T_PTR(c.sent_seen, weft_int(1));
-    T_OK(weft_gen_close(g));
+    T_OK(weft_gen_free(g));
     return 0;
 }
 
@@ -287,13 +287,13 @@ TASK_FN(throw_main)
     T_EQ(weft_to_int(v), 100);
     T_OK(weft_gen_next(g, &v));
     T_EQ(weft_to_int(v), 101);
-    T_RC(weft_gen_throw(g, UV_EPIPE, &v), WEFT_EOF); /* caught: the body returns */
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_throw(g, UV_EPIPE, &v), UV_EOF); /* caught: the body returns */
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     T_EQ(g_nthrow, 3);
     T_RC(g_throw_log[0], UV_EIO);
     T_RC(g_throw_log[1], 0);
     T_RC(g_throw_log[2], UV_EPIPE);
-    T_OK(weft_gen_close(g));
+    T_OK(weft_gen_free(g));
 
     /* A body that does not catch it fails with the thrown code. */
     g_nthrow = 0;
@@ -301,9 +301,9 @@ TASK_FN(throw_main)
     NEW_GEN(&g, catcher_body, NULL);
     T_OK(weft_gen_next(g, &v));
     T_RC(weft_gen_throw(g, UV_ENOSPC, &v), UV_ENOSPC);
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
+    T_RC(weft_gen_next(g, &v), UV_EOF);
     T_EQ(g_nthrow, 1);
-    (void)weft_gen_close(g);
+    (void)weft_gen_free(g);
     return 0;
 }
 
@@ -331,7 +331,7 @@ TASK_FN(close_suspended_main)
         T_OK(weft_gen_next(g, &v));
         T_EQ(weft_to_int(v), 1);
         T_EQ(c.cleaned, 0);
-        T_RC(weft_gen_close(g), want[k]);
+        T_RC(weft_gen_free(g), want[k]);
         /* The clean-up, sleep included, finished before close returned. */
         T_EQ(c.cleaned, 1);
         T_RC(c.stop_rc, UV_ECANCELED);
@@ -354,7 +354,7 @@ TASK_FN(close_unstarted_main)
     weft_gen_t *g = NULL;
     count_init(&c, 3);
     NEW_GEN(&g, count_body, &c);
-    T_OK(weft_gen_close(g));
+    T_OK(weft_gen_free(g));
     T_OK(weft_sleep(1));
     T_EQ(c.started, 0);
     return 0;
@@ -415,8 +415,8 @@ TASK_FN(suspending_main)
         T_EQ(weft_to_int(v), i);
         T_EQ(g_ticks > before, 1); /* others ran while the body slept */
     }
-    T_RC(weft_gen_next(g, &v), WEFT_EOF);
-    T_OK(weft_gen_close(g));
+    T_RC(weft_gen_next(g, &v), UV_EOF);
+    T_OK(weft_gen_free(g));
     g_ticker_stop = true;
     T_OK(weft_await_task(ticker, NULL));
     weft_task_unref(ticker);
@@ -450,7 +450,7 @@ TASK_FN(direct_switch_main)
     }
     /* Consumer and body switched to each other: the ticker never ran. */
     T_EQ(g_ticks, before);
-    T_OK(weft_gen_close(g));
+    T_OK(weft_gen_free(g));
     g_ticker_stop = true;
     T_OK(weft_await_task(ticker, NULL));
     weft_task_unref(ticker);
@@ -527,8 +527,8 @@ TASK_FN(two_consumers_main)
     T_OK(weft_await_task(second, NULL));
     T_OK(g_busy.first_rc);
     T_EQ(weft_to_int(g_busy.first_v), 7);
-    T_RC(weft_gen_next(g_busy.g, &v), WEFT_EOF); /* the first is gone: free again */
-    T_OK(weft_gen_close(g_busy.g));
+    T_RC(weft_gen_next(g_busy.g, &v), UV_EOF); /* the first is gone: free again */
+    T_OK(weft_gen_free(g_busy.g));
     weft_task_unref(g_busy.first);
     weft_task_unref(second);
     weft_future_unref(g_busy.go);
@@ -562,7 +562,7 @@ TASK_FN(self_main)
     T_RC(g_self_rc[0], WEFT_EDEADLK);
     T_RC(g_self_rc[1], WEFT_EDEADLK);
     T_RC(g_self_rc[2], WEFT_EDEADLK);
-    T_OK(weft_gen_close(g_self_gen));
+    T_OK(weft_gen_free(g_self_gen));
     return 0;
 }
 
@@ -606,7 +606,7 @@ TASK_FN(yield_misuse_main)
     T_OK(weft_gen_next(g, &v));
     T_EQ(weft_to_int(v), 2);
     T_RC(g_helper_yield_rc, UV_EINVAL);
-    T_OK(weft_gen_close(g));
+    T_OK(weft_gen_free(g));
     return 0;
 }
 
@@ -642,7 +642,7 @@ Test(gen, created_and_closed_outside_a_task_it_never_runs_and_leaks_nothing,
     EXPECT_RC(weft_gen_next(g, &v), WEFT_ENOTASK);
     EXPECT_RC(weft_gen_send(g, NULL, &v), WEFT_ENOTASK);
     EXPECT_RC(weft_gen_throw(g, UV_EIO, &v), WEFT_ENOTASK);
-    EXPECT_OK(weft_gen_close(g));
+    EXPECT_OK(weft_gen_free(g));
     EXPECT_OK(weft_loop_run(&loop));
     cr_expect(!c.started, "the body of a generator closed before starting ran");
     weft_loop_stats(&loop, &st);
@@ -677,7 +677,7 @@ Test(gen, a_generator_made_outside_a_task_runs_in_one_and_closes_outside_after_i
     cr_expect(g_outside_count.started);
     cr_expect(!g_outside_count.cleaned);
     /* Outside a task, close cancels the body and lets it finish on its own. */
-    (void)weft_gen_close(g_outside_gen);
+    (void)weft_gen_free(g_outside_gen);
     EXPECT_OK(weft_loop_run(&loop));
     cr_expect(g_outside_count.cleaned, "the body's clean-up did not run");
     EXPECT_RC(g_outside_count.stop_rc, UV_ECANCELED);
@@ -727,7 +727,7 @@ TASK_FN(cancelled_consumer_body)
     if (c->catch_it) {
         c->next2_rc = weft_gen_next(g, &v);
     }
-    c->close_rc = weft_gen_close(g);
+    c->close_rc = weft_gen_free(g);
     return 0;
 }
 
@@ -777,7 +777,7 @@ Test(gen, cancelling_the_consumer_lets_a_body_that_catches_it_yield_a_value,
     EXPECT_OK(c.next_rc);
     cr_expect_eq(weft_to_int(c.next_v), 99);
     EXPECT_OK(c.after_rc);
-    EXPECT_RC(c.next2_rc, WEFT_EOF);
+    EXPECT_RC(c.next2_rc, UV_EOF);
     EXPECT_OK(c.close_rc);
 }
 
@@ -807,10 +807,10 @@ TASK_FN(million_main)
         sum += weft_to_int(v);
         count++;
     }
-    T_RC(rc, WEFT_EOF);
+    T_RC(rc, UV_EOF);
     T_EQ(count, MILLION);
     T_EQ(sum, (long long)MILLION * (MILLION + 1) / 2);
-    T_OK(weft_gen_close(g));
+    T_OK(weft_gen_free(g));
     return 0;
 }
 

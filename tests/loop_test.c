@@ -219,7 +219,58 @@ Test(loop, call_soon_rejects_null_arguments, .timeout = TEST_TIMEOUT_S)
     EXPECT_OK(weft_loop_close(&loop));
 }
 
+/* NULL = the current loop, for every call that takes a loop (loop.h). */
+static weft_loop_t *g_null_loop;
+static int g_null_rc[8];
+
+static void null_loop_cb(void *arg)
+{
+    (void)arg;
+    weft_loop_stats_t st;
+    weft_handle_t h;
+    g_null_rc[0] = weft_call_soon(NULL, record_cb, weft_int(1), NULL);
+    g_null_rc[1] = weft_call_later(NULL, 0, record_cb, weft_int(2), NULL);
+    g_null_rc[2] = weft_call_at(NULL, 0, record_cb, weft_int(3), &h);
+    g_null_rc[3] = weft_loop_uv(NULL) == weft_loop_uv(g_null_loop) ? 0 : UV_EPROTO;
+    weft_loop_stats(NULL, &st);
+    g_null_rc[4] = st.callbacks_run >= 1 ? 0 : UV_EPROTO; /* this one is running */
+    g_null_rc[5] = weft_loop_run(NULL);                   /* the current loop runs */
+    g_null_rc[6] = weft_loop_close(NULL);                 /* ... so it is busy */
+    g_null_rc[7] = weft_call_soon_threadsafe(NULL, record_cb, weft_int(4));
+}
+
+Test(loop, null_means_the_current_loop, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    g_null_loop = &loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_call_soon(&loop, null_loop_cb, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    for (int i = 0; i < 5; i++)
+        EXPECT_OK(g_null_rc[i]);
+    EXPECT_RC(g_null_rc[5], WEFT_EREENTRANT);
+    EXPECT_RC(g_null_rc[6], UV_EBUSY);
+    EXPECT_OK(g_null_rc[7]);
+    cr_expect_eq(g_n, 4, "%d callbacks ran, want 4", g_n);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
 /* --- call_later / call_at ------------------------------------------------- */
+
+/* A callback that could never run is refused, not scheduled (loop.h). */
+Test(loop, call_later_and_call_at_refuse_weft_forever, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_handle_t h = {0};
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    EXPECT_RC(weft_call_later(&loop, WEFT_FOREVER, record_cb, NULL, &h), UV_EINVAL);
+    EXPECT_RC(weft_call_later(&loop, WEFT_FOREVER / 2, record_cb, NULL, &h), UV_EINVAL);
+    EXPECT_RC(weft_call_at(&loop, WEFT_FOREVER, record_cb, NULL, &h), UV_EINVAL);
+    cr_expect_null(h.weft__node, "a refused call_later filled the handle");
+    EXPECT_OK(weft_loop_run(&loop)); /* nothing scheduled: returns at once */
+    cr_expect_eq(g_n, 0);
+    EXPECT_OK(weft_loop_close(&loop));
+}
 
 struct timed {
     uint64_t start_ms;

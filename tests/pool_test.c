@@ -19,7 +19,8 @@
  *
  * Every test shuts its pool down, runs its loop(s) until the deliveries have
  * arrived and closes them, expecting 0. Loops are closed only after the
- * pool's shutdown (see weft_pool_shutdown in weft/pool.h).
+ * pool's shutdown (see weft_pool_shutdown in weft/pool.h), and frees the
+ * pool last (weft_pool_free).
  */
 #include "plain_test.h"
 #include "check.h"
@@ -250,6 +251,7 @@ Test(pool, thousand_jobs_return_results_that_sum_correctly, .timeout = TEST_TIME
     EXPECT_RC(weft_pool_shutdown(pool), 0);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 Test(pool, jobs_run_on_pool_threads_and_complete_on_the_submitting_loop_thread,
@@ -276,6 +278,7 @@ Test(pool, jobs_run_on_pool_threads_and_complete_on_the_submitting_loop_thread,
     EXPECT_RC(weft_pool_shutdown(pool), 0);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 /* --- failures ----------------------------------------------------------------- */
@@ -335,6 +338,7 @@ Test(pool, a_job_failure_code_is_delivered_as_the_future_error, .timeout = TEST_
     EXPECT_RC(weft_pool_shutdown(pool), 0);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 /* --- cancellation -------------------------------------------------------------- */
@@ -421,6 +425,7 @@ Test(pool, cancelling_a_queued_job_unlinks_it_and_it_never_runs, .timeout = TEST
     EXPECT_RC(weft_pool_shutdown(pool), 0);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 /* Spins until its future is cancelled (bounded), then gives up. */
@@ -495,6 +500,7 @@ Test(pool, cancelling_a_running_job_sets_its_cancel_flag_and_cancels_the_future,
     EXPECT_RC(weft_pool_shutdown(pool), 0);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 /* --- shutdown ------------------------------------------------------------------- */
@@ -595,6 +601,7 @@ Test(pool, shutdown_cancels_queued_jobs_and_waits_for_running_ones, .timeout = T
     cr_expect_eq(atomic_load(&g_gate_timeouts), 0);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 /* Shut down while the loop is not running: the deliveries wait in the loop,
@@ -661,6 +668,7 @@ Test(pool, loops_must_be_run_after_shutdown_to_receive_the_deliveries, .timeout 
         weft_future_unref(g_fut[i]);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 /* A job nobody awaits still keeps its loop running until it came back. */
@@ -688,6 +696,7 @@ Test(pool, a_pending_job_keeps_its_loop_running_until_delivered, .timeout = TEST
     EXPECT_RC(weft_pool_shutdown(pool), 0);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 /* --- argument and thread checks -------------------------------------------------- */
@@ -798,6 +807,7 @@ Test(pool, bad_arguments_and_calls_off_a_loop_thread_are_refused, .timeout = TES
     EXPECT_RC(weft_pool_shutdown(pool), 0);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 /* --- two loops, one pool ------------------------------------------------------------ */
@@ -859,6 +869,7 @@ Test(pool, two_loops_on_two_threads_sharing_a_pool_get_their_own_results, .timeo
         EXPECT_OK(weft_loop_run(&lt[i].loop));
         EXPECT_OK(weft_loop_close(&lt[i].loop));
     }
+    weft_pool_free(pool);
 }
 
 /* --- memory -------------------------------------------------------------------------- */
@@ -899,6 +910,7 @@ static int fault_main(void *arg, void **result)
             st->other++;
         }
         rc = weft_pool_shutdown(pool);
+        weft_pool_free(pool);
         if (rc != 0)
             return rc;
     }
@@ -976,6 +988,7 @@ Test(pool, submit_and_await_in_steady_state_make_no_allocator_calls, .timeout = 
     EXPECT_RC(weft_pool_shutdown(pool), 0);
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(pool);
 }
 
 /* --- cancellation under load ------------------------------------------------------------
@@ -1119,6 +1132,49 @@ Test(pool, cancels_racing_with_jobs_on_two_loops_end_every_future_exactly_once,
         EXPECT_OK(weft_loop_run(&s[i].loop));
         EXPECT_OK(weft_loop_close(&s[i].loop));
     }
+    weft_pool_free(pool);
+}
+
+/* --- _new/_free ------------------------------------------------------------------ */
+
+static int one_job_main(void *arg, void **result)
+{
+    weft_future_t *f = NULL;
+    int rc = weft_to_thread(arg, id_job, weft_int(5), &f);
+    if (rc != 0)
+        return rc;
+    rc = weft_await(f, result);
+    weft_future_unref(f);
+    return rc;
+}
+
+/* The pool pairs weft_pool_new with weft_pool_free: after shutdown it is
+ * still named (final counts, a second shutdown) until freed, and free shuts a
+ * pool down itself when nobody did. */
+Test(pool, free_releases_a_pool_shut_down_or_not, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_pool_t *pool = NULL;
+    weft_pool_opts_t opts = {.threads = 1};
+    ASSERT_OK(weft_pool_new(&opts, &pool));
+    run_main(&loop, one_job_main, pool);
+    EXPECT_RC(weft_pool_shutdown(pool), 0);
+    EXPECT_OK(weft_loop_run(&loop));
+    weft_pool_stats_t ps;
+    weft_pool_stats(pool, &ps); /* shut down, every outcome received: still named */
+    cr_expect_eq(ps.submitted, 1);
+    cr_expect_eq(ps.completed, 1);
+    EXPECT_RC(weft_pool_shutdown(pool), WEFT_ECLOSED);
+    weft_pool_free(pool);
+    EXPECT_OK(weft_loop_close(&loop));
+
+    pool = NULL;
+    ASSERT_OK(weft_pool_new(&opts, &pool));
+    run_main(&loop, one_job_main, pool);
+    weft_pool_free(pool); /* not shut down: free does it */
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_loop_close(&loop));
+    weft_pool_free(NULL);
 }
 
 /* The default thread count follows the affinity mask (taskset, a cgroup

@@ -1,6 +1,6 @@
 /*
  * tests/queue_test.c - queues (weft/queue.h): FIFO, LIFO and stable priority
- * order, growth, bounded hand-over and fairness, try_*, timeouts,
+ * order, growth, bounded hand-over and fairness, *_try, timeouts,
  * cancellation without loss, task_done/join, shutdown, close, misuse, and a
  * multi-producer multi-consumer run. Order is arranged with weft_yield and
  * suspension states, never by elapsed time. Every test closes its loop and
@@ -91,7 +91,7 @@ static int drain_check(weft_queue_t *q, const int64_t *prios, size_t n, bool lif
     for (size_t i = 0; i < n; i++) {
         void *v = NULL;
         int64_t p = 7;
-        int rc = i % 2 ? weft_queue_try_get(q, &v, &p) : weft_queue_get_prio(q, &v, &p);
+        int rc = i % 2 ? weft_queue_get_try(q, &v, &p) : weft_queue_get_prio(q, &v, &p);
         intptr_t seq = weft_to_int(v);
         bool order = lifo ? seq < last_seq : p > last_p || (p == last_p && seq > last_seq);
         if (rc != 0 || seq < 0 || (size_t)seq >= n || p != prios[seq] || !order) {
@@ -117,7 +117,7 @@ TASK_TEST(queue, fifo_and_lifo_give_put_order_and_its_reverse_ignoring_prioritie
         cr_expect_eq(weft_queue_maxsize(&q), 0);
         for (int i = 0; i < 100; i++) {
             EXPECT_OK(i % 2 ? weft_queue_put_prio(&q, 100 - i, weft_int(i))
-                            : weft_queue_try_put_prio(&q, -i, weft_int(i)));
+                            : weft_queue_put_prio_try(&q, -i, weft_int(i)));
         }
         cr_expect_eq(weft_queue_size(&q), 100);
         cr_expect_not(weft_queue_empty(&q));
@@ -140,7 +140,7 @@ TASK_TEST(queue, priority_gives_smallest_first_and_equal_priorities_in_insertion
         lcg = lcg * 1664525u + 1013904223u;
         g_prios[i] = (int64_t)((lcg >> 16) % 16) - 8;
         EXPECT_OK(i % 2 ? weft_queue_put_prio(&q, g_prios[i], weft_int(i))
-                        : weft_queue_try_put_prio(&q, g_prios[i], weft_int(i)));
+                        : weft_queue_put_prio_try(&q, g_prios[i], weft_int(i)));
     }
     cr_expect_eq(weft_queue_size(&q), NPRIO);
     cr_expect_eq(drain_check(&q, g_prios, NPRIO, false), 0);
@@ -178,7 +178,7 @@ TASK_TEST(queue, unbounded_queues_grow_past_a_hundred_thousand_items)
         for (int i = 0; i < BIG; i++) {
             g_big_prios[i] = kinds[k] == WEFT_QUEUE_PRIORITY ? (BIG - i) % 5 : 0;
             int rc = i % 2 ? weft_queue_put_prio(&q, g_big_prios[i], weft_int(i))
-                           : weft_queue_try_put_prio(&q, g_big_prios[i], weft_int(i));
+                           : weft_queue_put_prio_try(&q, g_big_prios[i], weft_int(i));
             bad += rc != 0;
         }
         cr_expect_eq(bad, 0, "kind %d: %d puts failed", k, bad);
@@ -194,13 +194,13 @@ TASK_TEST(queue, unbounded_queues_grow_past_a_hundred_thousand_items)
     int bad_b = 0;
     EXPECT_OK(weft_queue_init(&bq, WEFT_QUEUE_FIFO, 10000));
     for (int i = 0; i < 10000; i++) {
-        bad_b += weft_queue_try_put(&bq, weft_int(i)) != 0;
+        bad_b += weft_queue_put_try(&bq, weft_int(i)) != 0;
     }
-    EXPECT_RC(weft_queue_try_put(&bq, weft_int(-1)), UV_EAGAIN);
+    EXPECT_RC(weft_queue_put_try(&bq, weft_int(-1)), UV_EAGAIN);
     cr_expect(weft_queue_full(&bq));
     for (int i = 0; i < 10000; i++) {
         void *v = NULL;
-        bad_b += weft_queue_try_get(&bq, &v, NULL) != 0 || weft_to_int(v) != i;
+        bad_b += weft_queue_get_try(&bq, &v, NULL) != 0 || weft_to_int(v) != i;
     }
     cr_expect_eq(bad_b, 0, "%d wrong puts or items in a queue bounded at 10,000", bad_b);
     EXPECT_OK(weft_queue_close(&bq));
@@ -258,13 +258,13 @@ TASK_TEST(queue, bounded_put_waits_when_full_and_a_get_moves_the_waiting_item_in
     cr_expect_eq(g_puts_returned, 2, "the producer should wait in its third put");
     cr_expect_eq(weft_queue_size(&g_q), 2);
     cr_expect(weft_queue_full(&g_q));
-    EXPECT_RC(weft_queue_try_put(&g_q, weft_int(99)), UV_EAGAIN);
+    EXPECT_RC(weft_queue_put_try(&g_q, weft_int(99)), UV_EAGAIN);
 
     EXPECT_OK(weft_queue_get(&g_q, &v));
     cr_expect_eq(weft_to_int(v), 1);
     /* The waiting putter's 3 moved in at once: still full, nobody barges. */
     cr_expect_eq(weft_queue_size(&g_q), 2);
-    EXPECT_RC(weft_queue_try_put(&g_q, weft_int(99)), UV_EAGAIN);
+    EXPECT_RC(weft_queue_put_try(&g_q, weft_int(99)), UV_EAGAIN);
     cr_expect_eq(g_puts_returned, 2);
     EXPECT_OK(weft_yield()); /* the producer's put(3) returns, put(4) waits */
     cr_expect_eq(g_puts_returned, 3);
@@ -295,9 +295,9 @@ TASK_TEST(queue, waiting_getters_and_putters_are_served_in_arrival_order)
     EXPECT_OK(weft_queue_put(&q, weft_int(10)));
     /* Handed straight to the oldest getter: nothing left to take. */
     cr_expect_eq(weft_queue_size(&q), 0);
-    EXPECT_RC(weft_queue_try_get(&q, &v, NULL), UV_EAGAIN);
+    EXPECT_RC(weft_queue_get_try(&q, &v, NULL), UV_EAGAIN);
     EXPECT_OK(weft_queue_put(&q, weft_int(20)));
-    EXPECT_OK(weft_queue_try_put(&q, weft_int(30)));
+    EXPECT_OK(weft_queue_put_try(&q, weft_int(30)));
     for (int i = 0; i < 3; i++) {
         finish_op(&g[i], 0);
         cr_expect_eq(g[i].item, 10 * (i + 1), "getter %d got %ld", i, (long)g[i].item);
@@ -319,20 +319,20 @@ TASK_TEST(queue, waiting_getters_and_putters_are_served_in_arrival_order)
     return 0;
 }
 
-/* Also outside any loop (try_* never wait). */
-Test(queue, try_put_is_eagain_when_full_and_try_get_when_empty, .timeout = TEST_TIMEOUT_S)
+/* Also outside any loop (*_try never wait). */
+Test(queue, put_try_is_eagain_when_full_and_get_try_when_empty, .timeout = TEST_TIMEOUT_S)
 {
     weft_queue_t q;
     void *v = NULL;
     int64_t p = 0;
     ASSERT_OK(weft_queue_init(&q, WEFT_QUEUE_PRIORITY, 1));
-    EXPECT_RC(weft_queue_try_get(&q, &v, &p), UV_EAGAIN);
-    EXPECT_OK(weft_queue_try_put_prio(&q, 4, weft_int(1)));
+    EXPECT_RC(weft_queue_get_try(&q, &v, &p), UV_EAGAIN);
+    EXPECT_OK(weft_queue_put_prio_try(&q, 4, weft_int(1)));
     cr_expect(weft_queue_full(&q));
-    EXPECT_RC(weft_queue_try_put_prio(&q, -4, weft_int(2)), UV_EAGAIN);
-    EXPECT_OK(weft_queue_try_get(&q, &v, &p));
+    EXPECT_RC(weft_queue_put_prio_try(&q, -4, weft_int(2)), UV_EAGAIN);
+    EXPECT_OK(weft_queue_get_try(&q, &v, &p));
     cr_expect(weft_to_int(v) == 1 && p == 4, "got %ld at %lld", (long)weft_to_int(v), (long long)p);
-    EXPECT_RC(weft_queue_try_get(&q, &v, &p), UV_EAGAIN);
+    EXPECT_RC(weft_queue_get_try(&q, &v, &p), UV_EAGAIN);
     EXPECT_OK(weft_queue_close(&q));
 }
 
@@ -366,7 +366,7 @@ TASK_TEST(queue, timeouts_give_etimedout_when_they_would_wait_and_leave_nothing_
     EXPECT_OK(weft_queue_put(&q, weft_int(7)));
     cr_expect_eq(weft_queue_size(&q), 1);
     v = NULL;
-    EXPECT_OK(weft_queue_try_get(&q, &v, NULL));
+    EXPECT_OK(weft_queue_get_try(&q, &v, NULL));
     cr_expect_eq(weft_to_int(v), 7);
     EXPECT_OK(weft_queue_close(&q)); /* no waiter left: 0 */
     return 0;
@@ -386,7 +386,7 @@ TASK_TEST(queue, a_get_cancelled_before_the_put_returns_ecanceled_and_the_item_s
     finish_op(&g, UV_ECANCELED);
     EXPECT_OK(g.next_rc);
     cr_expect_eq(weft_queue_size(&q), 1, "the item went to the cancelled getter");
-    EXPECT_OK(weft_queue_try_get(&q, &v, NULL));
+    EXPECT_OK(weft_queue_get_try(&q, &v, NULL));
     cr_expect_eq(weft_to_int(v), 42);
     EXPECT_OK(weft_queue_close(&q));
     return 0;
@@ -486,7 +486,7 @@ TASK_TEST(queue, a_wait_granted_then_cancelled_before_it_ran_still_succeeds)
     EXPECT_OK(weft_task_cancel(p.t));
     finish_op(&p, 0);
     EXPECT_RC(p.next_rc, UV_ECANCELED);
-    EXPECT_OK(weft_queue_try_get(&q, &v, NULL));
+    EXPECT_OK(weft_queue_get_try(&q, &v, NULL));
     cr_expect_eq(weft_to_int(v), 2);
     EXPECT_OK(weft_queue_close(&q));
     return 0;
@@ -557,14 +557,14 @@ TASK_TEST(queue, shutdown_refuses_puts_and_drains_what_is_left_then_gives_eclose
     cr_expect(weft_queue_is_shutdown(&q));
     EXPECT_RC(weft_queue_put(&q, weft_int(9)), WEFT_ECLOSED);
     EXPECT_RC(weft_queue_put_prio(&q, 1, weft_int(9)), WEFT_ECLOSED);
-    EXPECT_RC(weft_queue_try_put(&q, weft_int(9)), WEFT_ECLOSED);
+    EXPECT_RC(weft_queue_put_try(&q, weft_int(9)), WEFT_ECLOSED);
     cr_expect_eq(weft_queue_size(&q), 3);
     for (int i = 1; i <= 3; i++) {
-        EXPECT_OK(i == 2 ? weft_queue_try_get(&q, &v, NULL) : weft_queue_get(&q, &v));
+        EXPECT_OK(i == 2 ? weft_queue_get_try(&q, &v, NULL) : weft_queue_get(&q, &v));
         cr_expect_eq(weft_to_int(v), i);
     }
     EXPECT_RC(weft_queue_get(&q, &v), WEFT_ECLOSED);
-    EXPECT_RC(weft_queue_try_get(&q, &v, NULL), WEFT_ECLOSED);
+    EXPECT_RC(weft_queue_get_try(&q, &v, NULL), WEFT_ECLOSED);
     EXPECT_RC(weft_queue_get_timeout(&q, &v, NULL, 5), WEFT_ECLOSED);
     EXPECT_OK(weft_queue_close(&q));
     return 0;
@@ -616,7 +616,7 @@ TASK_TEST(queue, immediate_shutdown_discards_items_releases_join_and_fails_every
     cr_expect(weft_queue_is_shutdown(&q));
     cr_expect_eq(weft_queue_size(&q), 0);
     EXPECT_RC(weft_queue_get(&q, &v), WEFT_ECLOSED);
-    EXPECT_RC(weft_queue_try_get(&q, &v, NULL), WEFT_ECLOSED);
+    EXPECT_RC(weft_queue_get_try(&q, &v, NULL), WEFT_ECLOSED);
     EXPECT_RC(weft_queue_put(&q, weft_int(1)), WEFT_ECLOSED);
     finish_op(&j, 0);
     EXPECT_RC(weft_queue_task_done(&q), UV_EINVAL); /* the discarded ones counted */
@@ -631,7 +631,7 @@ TASK_TEST(queue, immediate_shutdown_discards_items_releases_join_and_fails_every
     EXPECT_RC(weft_queue_shutdown(&full, true), 1);
     finish_op(&g, WEFT_ECLOSED);
     finish_op(&p, WEFT_ECLOSED);
-    EXPECT_RC(weft_queue_try_get(&full, &v, NULL), WEFT_ECLOSED);
+    EXPECT_RC(weft_queue_get_try(&full, &v, NULL), WEFT_ECLOSED);
     EXPECT_OK(weft_queue_close(&q));
     EXPECT_OK(weft_queue_close(&empty));
     EXPECT_OK(weft_queue_close(&full));
@@ -686,12 +686,12 @@ TASK_TEST(queue, null_arguments_and_a_bad_kind_give_einval)
     EXPECT_RC(weft_queue_put(NULL, v), UV_EINVAL);
     EXPECT_RC(weft_queue_put_prio(NULL, 1, v), UV_EINVAL);
     EXPECT_RC(weft_queue_put_timeout(NULL, 1, v, 5), UV_EINVAL);
-    EXPECT_RC(weft_queue_try_put(NULL, v), UV_EINVAL);
-    EXPECT_RC(weft_queue_try_put_prio(NULL, 1, v), UV_EINVAL);
+    EXPECT_RC(weft_queue_put_try(NULL, v), UV_EINVAL);
+    EXPECT_RC(weft_queue_put_prio_try(NULL, 1, v), UV_EINVAL);
     EXPECT_RC(weft_queue_get(NULL, &v), UV_EINVAL);
     EXPECT_RC(weft_queue_get_prio(NULL, &v, &p), UV_EINVAL);
     EXPECT_RC(weft_queue_get_timeout(NULL, &v, &p, 5), UV_EINVAL);
-    EXPECT_RC(weft_queue_try_get(NULL, &v, &p), UV_EINVAL);
+    EXPECT_RC(weft_queue_get_try(NULL, &v, &p), UV_EINVAL);
     EXPECT_RC(weft_queue_task_done(NULL), UV_EINVAL);
     EXPECT_RC(weft_queue_join(NULL), UV_EINVAL);
     EXPECT_RC(weft_queue_join_timeout(NULL, 5), UV_EINVAL);
@@ -706,7 +706,7 @@ static void waits_in_callback_cb(void *arg)
     void *v = NULL;
     EXPECT_RC(weft_queue_put(q, weft_int(2)), WEFT_ENOTASK);
     EXPECT_RC(weft_queue_join(q), WEFT_ENOTASK);
-    EXPECT_OK(weft_queue_try_get(q, &v, NULL));
+    EXPECT_OK(weft_queue_get_try(q, &v, NULL));
     EXPECT_RC(weft_queue_get(q, &v), WEFT_ENOTASK);
     EXPECT_RC(weft_queue_get_timeout(q, &v, NULL, 5), WEFT_ENOTASK);
     EXPECT_OK(weft_queue_task_done(q));
@@ -720,7 +720,7 @@ Test(queue, waits_outside_a_task_return_enotask, .timeout = TEST_TIMEOUT_S)
     ASSERT_OK(weft_queue_init(&q, WEFT_QUEUE_FIFO, 1));
     EXPECT_RC(weft_queue_get(&q, &v), WEFT_ENOTASK);
     EXPECT_RC(weft_queue_get_timeout(&q, &v, NULL, 5), WEFT_ENOTASK);
-    EXPECT_OK(weft_queue_try_put(&q, weft_int(1)));
+    EXPECT_OK(weft_queue_put_try(&q, weft_int(1)));
     EXPECT_RC(weft_queue_put(&q, weft_int(2)), WEFT_ENOTASK);
     EXPECT_RC(weft_queue_join(&q), WEFT_ENOTASK);
     cr_expect_eq(weft_queue_size(&q), 1);
@@ -737,9 +737,9 @@ static int other_loop_body(void *arg, void **result)
     (void)result;
     weft_queue_t *q = arg;
     void *v = NULL;
-    EXPECT_RC(weft_queue_try_put(q, weft_int(2)), WEFT_EWRONGLOOP);
+    EXPECT_RC(weft_queue_put_try(q, weft_int(2)), WEFT_EWRONGLOOP);
     EXPECT_RC(weft_queue_put(q, weft_int(2)), WEFT_EWRONGLOOP);
-    EXPECT_RC(weft_queue_try_get(q, &v, NULL), WEFT_EWRONGLOOP);
+    EXPECT_RC(weft_queue_get_try(q, &v, NULL), WEFT_EWRONGLOOP);
     EXPECT_RC(weft_queue_get(q, &v), WEFT_EWRONGLOOP);
     EXPECT_RC(weft_queue_task_done(q), WEFT_EWRONGLOOP);
     EXPECT_RC(weft_queue_join(q), WEFT_EWRONGLOOP);
@@ -762,7 +762,7 @@ Test(queue, a_queue_belongs_to_the_loop_of_its_first_user, .timeout = TEST_TIMEO
     ASSERT_OK(weft_spawn_ex(&b, other_loop_body, &q, &main_opts, NULL));
     EXPECT_OK(weft_loop_run(&b));
     /* Set-up and tear-down code outside a running loop may use it. */
-    EXPECT_OK(weft_queue_try_get(&q, &v, NULL));
+    EXPECT_OK(weft_queue_get_try(&q, &v, NULL));
     cr_expect_eq(weft_to_int(v), 1);
     EXPECT_OK(weft_queue_task_done(&q));
     EXPECT_OK(weft_queue_close(&q));

@@ -665,6 +665,24 @@ Test(runtime, tsfuture_await_from_a_task, .timeout = TEST_TIMEOUT_S)
     EXPECT_RC(g_tsa.rc5, WEFT_EWRONGLOOP); /* it would block the loop */
 }
 
+/* WEFT_FOREVER (or a timeout too long to represent) is no limit for
+ * wait_blocking; the task is known to be done first, so nothing waits. */
+Test(runtime, tsfuture_wait_blocking_takes_weft_forever, .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 1));
+    weft_tsfuture_t *f = NULL;
+    void *r = NULL;
+    ASSERT_OK(weft_spawn_threadsafe(weft_runtime_loop(rt, 0), quick_job, weft_int(9), &f));
+    EXPECT_OK(weft_tsfuture_wait_blocking(f, WAIT_MS, &r)); /* done from here on */
+    EXPECT_OK(weft_tsfuture_wait_blocking(f, WEFT_FOREVER, &r));
+    cr_expect_eq(weft_to_int(r), 9);
+    r = NULL;
+    EXPECT_OK(weft_tsfuture_wait_blocking(f, WEFT_FOREVER - 1, &r));
+    cr_expect_eq(weft_to_int(r), 9);
+    weft_tsfuture_unref(f);
+    cr_expect_eq(stop_rt(rt), 0);
+}
+
 Test(runtime, tsfuture_cancel_ends_a_sleeping_task, .timeout = TEST_TIMEOUT_S)
 {
     weft_runtime_t *rt = start_rt(OPTS(.loops = 2));
@@ -1176,19 +1194,20 @@ Test(runtime, runtime_run_returns_mains_outcome, .timeout = TEST_TIMEOUT_S)
 {
     weft_runtime_opts_t o = *OPTS(.loops = 2);
     void *r = NULL;
-    EXPECT_OK(weft_runtime_run(&o, run_main, NULL, &r));
+    EXPECT_OK(weft_runtime_run(run_main, NULL, &o, &r));
     cr_expect_eq(weft_to_int(r), 41);
-    EXPECT_RC(weft_runtime_run(&o, run_main, (void *)1, &r), UV_EPIPE);
-    EXPECT_RC(weft_runtime_run(&o, NULL, NULL, &r), UV_EINVAL);
+    EXPECT_RC(weft_runtime_run(run_main, (void *)1, &o, &r), UV_EPIPE);
+    EXPECT_RC(weft_runtime_run(NULL, NULL, &o, &r), UV_EINVAL);
     o.no_pinning = true; /* SIGTERM cancels main */
-    EXPECT_RC(weft_runtime_run(&o, run_main_signalled, NULL, NULL), UV_ECANCELED);
+    EXPECT_RC(weft_runtime_run(run_main_signalled, NULL, &o, NULL), UV_ECANCELED);
 }
 
 /* ---- bad input -------------------------------------------------------------------- */
 
 static weft_runtime_t *g_other_rt;
 static struct {
-    int null_target, null_fn, null_out, other_rt, call_null, call_other, stop, wait, after;
+    int null_target, null_fn, null_out, other_rt, call_null, call_other, call_self, stop, wait,
+        after;
     bool out_cleared;
 } g_bad;
 
@@ -1196,9 +1215,18 @@ static int bad_task(void *arg, void **result)
 {
     (void)arg, (void)result;
     weft_future_t *f = (weft_future_t *)&g_bad; /* must be cleared */
-    g_bad.null_target = weft_submit_to(NULL, quick_job, NULL, &f);
-    g_bad.out_cleared = f == NULL;
     g_bad.null_fn = weft_submit_to(loop_at(1), NULL, NULL, &f);
+    g_bad.out_cleared = f == NULL;
+    /* NULL = the calling loop (loop.h), for submit_to as for call_on. */
+    g_bad.null_target = weft_submit_to(NULL, quick_job, weft_int(3), &f);
+    if (g_bad.null_target == 0) {
+        void *r = NULL;
+        g_bad.null_target = weft_await(f, &r);
+        if (g_bad.null_target == 0 && weft_to_int(r) != 3)
+            g_bad.null_target = UV_EPROTO;
+        weft_future_unref(f);
+    }
+    g_bad.call_self = weft_call_on(NULL, call_cb, NULL);
     g_bad.null_out = weft_submit_to(loop_at(1), quick_job, NULL, NULL);
     g_bad.other_rt = weft_submit_to(weft_runtime_loop(g_other_rt, 1), quick_job, NULL, &f);
     if (g_bad.other_rt == 0)
@@ -1241,7 +1269,8 @@ Test(runtime, bad_input_is_refused, .timeout = TEST_TIMEOUT_S)
     cr_expect_null(tf);
 
     EXPECT_OK(run_on(rt, 0, bad_task, NULL, NULL, WAIT_MS));
-    EXPECT_RC(g_bad.null_target, UV_EINVAL);
+    EXPECT_OK(g_bad.null_target); /* NULL: the calling loop */
+    EXPECT_OK(g_bad.call_self);
     cr_expect(g_bad.out_cleared);
     EXPECT_RC(g_bad.null_fn, UV_EINVAL);
     EXPECT_RC(g_bad.null_out, UV_EINVAL);

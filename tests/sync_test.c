@@ -100,11 +100,11 @@ enum {
 };
 static const char *const kind_name[] = {"lock", "event", "cond", "sem", "barrier"};
 
-/* The kind's wait (timeout_ms WEFT_NO_DEADLINE: the plain form). A condition
+/* The kind's wait (timeout_ms WEFT_FOREVER: the plain form). A condition
  * wait takes the lock first, checks it holds it afterwards and releases. */
 static int prim_wait(int kind, uint64_t ms)
 {
-    bool forever = ms == WEFT_NO_DEADLINE;
+    bool forever = ms == WEFT_FOREVER;
     switch (kind) {
     case K_LOCK:
         return forever ? weft_lock_acquire(&g_lock) : weft_lock_acquire_timeout(&g_lock, ms);
@@ -142,7 +142,7 @@ TASK(waiter)
 {
     intptr_t a = weft_to_int(arg);
     int i = (int)(a & 0x7f), kind = (int)(a >> 8);
-    g_rc[i] = prim_wait(kind, (a & 0x80) ? 5 : WEFT_NO_DEADLINE);
+    g_rc[i] = prim_wait(kind, (a & 0x80) ? 5 : WEFT_FOREVER);
     note(i);
     if (kind == K_LOCK && g_rc[i] == 0) {
         g_rc[i + 8] = weft_yield();
@@ -216,7 +216,7 @@ TASK(lock_basics_main)
     EXPECT_RC(weft_lock_release(&g_lock), UV_EPERM); /* not locked */
     EXPECT_OK(weft_lock_acquire(&g_lock));
     cr_expect(weft_lock_locked(&g_lock));
-    EXPECT_RC(weft_lock_try(&g_lock), UV_EBUSY);
+    EXPECT_RC(weft_lock_try(&g_lock), UV_EAGAIN);
     EXPECT_RC(weft_lock_acquire(&g_lock), WEFT_EDEADLK);
     EXPECT_RC(weft_lock_acquire_timeout(&g_lock, 5), WEFT_EDEADLK);
     cr_expect(weft_lock_locked(&g_lock), "a refused re-acquire dropped the lock");
@@ -241,9 +241,68 @@ Test(lock, acquire_release_try_edeadlk_and_release_eperm_unless_holder, .timeout
     run_main(lock_basics_main, NULL);
 }
 
+/* "Would wait" is UV_EAGAIN for every _try form (error.h), in a task or a
+ * callback alike. */
+static void try_forms_cb(void *arg)
+{
+    weft_queue_t *q = arg;
+    EXPECT_OK(weft_lock_try(&g_lock));
+    EXPECT_RC(weft_lock_try(&g_lock), UV_EAGAIN);
+    EXPECT_OK(weft_lock_release(&g_lock));
+    EXPECT_RC(weft_sem_try(&g_sem), UV_EAGAIN); /* no permit */
+    void *v = NULL;
+    EXPECT_RC(weft_queue_get_try(q, &v, NULL), UV_EAGAIN); /* empty */
+    EXPECT_OK(weft_queue_put_try(q, weft_int(1)));
+    EXPECT_RC(weft_queue_put_try(q, weft_int(2)), UV_EAGAIN); /* full */
+    EXPECT_OK(weft_queue_get_try(q, &v, NULL));
+    g_reached = 1;
+}
+
+Test(lock, lock_try_and_every_try_form_return_eagain_when_they_would_wait,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_queue_t q;
+    setup_all();
+    g_reached = 0;
+    ASSERT_OK(weft_queue_init(&q, WEFT_QUEUE_FIFO, 1));
+    ASSERT_OK(weft_loop_init(&g_loop, NULL));
+    ASSERT_OK(weft_call_soon(&g_loop, try_forms_cb, &q, NULL));
+    EXPECT_OK(weft_loop_run(&g_loop));
+    cr_expect(g_reached, "the callback did not run");
+    EXPECT_OK(weft_queue_close(&q));
+    EXPECT_OK(weft_loop_close(&g_loop));
+    close_all();
+}
+
+/* WEFT_FOREVER is no timeout for every primitive's _timeout form: on an
+ * object that is ready (nothing waits forever) each succeeds at once. */
+TASK(forever_main)
+{
+    EXPECT_OK(weft_lock_acquire_timeout(&g_lock, WEFT_FOREVER));
+    EXPECT_OK(weft_lock_release(&g_lock));
+    EXPECT_OK(weft_lock_acquire_timeout(&g_lock, WEFT_FOREVER - 1)); /* too long: forever */
+    EXPECT_OK(weft_lock_release(&g_lock));
+    EXPECT_OK(weft_event_set(&g_ev));
+    EXPECT_OK(weft_event_wait_timeout(&g_ev, WEFT_FOREVER));
+    EXPECT_OK(weft_sem_release(&g_sem));
+    EXPECT_OK(weft_sem_acquire_timeout(&g_sem, WEFT_FOREVER));
+    weft_queue_t q;
+    void *v = NULL;
+    EXPECT_OK(weft_queue_init(&q, WEFT_QUEUE_FIFO, 1));
+    EXPECT_OK(weft_queue_put_timeout(&q, 0, weft_int(5), WEFT_FOREVER));
+    EXPECT_OK(weft_queue_get_timeout(&q, &v, NULL, WEFT_FOREVER));
+    cr_expect_eq(weft_to_int(v), 5);
+    EXPECT_OK(weft_queue_task_done(&q));
+    EXPECT_OK(weft_queue_join_timeout(&q, WEFT_FOREVER));
+    EXPECT_OK(weft_queue_close(&q));
+    return done();
+}
+
+SYNC_TEST(forever, every_timeout_form_takes_weft_forever_as_no_timeout, forever_main, NULL)
+
 TASK(newcomer)
 {
-    EXPECT_RC(weft_lock_try(&g_lock), UV_EBUSY); /* others queue: no barging */
+    EXPECT_RC(weft_lock_try(&g_lock), UV_EAGAIN); /* others queue: no barging */
     return waiter(weft_int(W(K_LOCK, 3)), result);
 }
 
@@ -254,7 +313,7 @@ TASK(lock_fifo_main)
         spawn_waiting(waiter, i, W(K_LOCK, i)); /* arrival order 0, 1, 2 */
     EXPECT_OK(weft_lock_release(&g_lock));      /* handed to waiter 0 */
     cr_expect(weft_lock_locked(&g_lock), "a released lock with waiters must stay locked");
-    EXPECT_RC(weft_lock_try(&g_lock), UV_EBUSY);
+    EXPECT_RC(weft_lock_try(&g_lock), UV_EAGAIN);
     EXPECT_OK(weft_spawn(NULL, newcomer, NULL, &g_t[3]));
     await_all(0, 4);
     for (int i = 0; i < 4; i++)

@@ -1302,6 +1302,107 @@ Test(task, await_timeout_gives_etimedout_or_the_result_and_leaves_the_future_pen
     EXPECT_OK(weft_loop_close(&loop));
 }
 
+/* WEFT_FOREVER (and any timeout too long to represent) is no timeout for
+ * both await forms: a future completed first gives its result at once, and
+ * a pending one completed by a callback is waited for. Nothing here can
+ * wait forever: every future is completed before or while it is awaited. */
+static int g_fv_rc[8];
+static void *g_fv_value[8];
+
+static int forever_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_future_t *done = NULL, *later = NULL;
+    weft_future_token_t tok;
+    int rc = weft_future_new(NULL, &done);
+    if (rc == 0)
+        rc = weft_future_set_result(done, weft_int(42));
+    if (rc == 0)
+        rc = weft_future_new(NULL, &later);
+    if (rc != 0)
+        return rc;
+    g_fv_rc[0] = weft_await_timeout(done, WEFT_FOREVER, &g_fv_value[0]);
+    g_fv_rc[1] = weft_await_timeout(done, WEFT_FOREVER - 1, &g_fv_value[1]); /* too long */
+    g_f = later;
+    rc = weft_call_soon(NULL, complete_f_cb, weft_int(7), NULL);
+    if (rc != 0)
+        return rc;
+    g_fv_rc[2] = weft_await_timeout(later, WEFT_FOREVER, &g_fv_value[2]); /* waits */
+    rc = weft_future_token(done, &tok);
+    if (rc != 0)
+        return rc;
+    g_fv_rc[3] = weft_await_token_timeout(tok, WEFT_FOREVER, &g_fv_value[3]);
+    rc = weft_future_token(done, &tok);
+    if (rc != 0)
+        return rc;
+    g_fv_rc[4] = weft_await_token_timeout(tok, UINT64_MAX / 2, &g_fv_value[4]);
+    weft_future_unref(done);
+    weft_future_unref(later);
+    return 0;
+}
+
+Test(task, await_timeout_and_await_token_timeout_take_weft_forever_as_no_timeout,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, forever_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    const intptr_t want[5] = {42, 42, 7, 42, 42};
+    for (int i = 0; i < 5; i++) {
+        EXPECT_OK(g_fv_rc[i]);
+        cr_expect_eq(weft_to_int(g_fv_value[i]), want[i], "await %d", i);
+    }
+    weft_loop_stats_t st;
+    weft_loop_stats(&loop, &st);
+    cr_expect_eq(st.tokens_live, 0, "a token was neither used nor given back");
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+/* weft_sleep(WEFT_FOREVER) sleeps until cancelled (no timer involved). */
+static int g_sleep_forever_rc = 1;
+
+static int sleep_forever_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    g_sleep_forever_rc = weft_sleep(WEFT_FOREVER);
+    return g_sleep_forever_rc;
+}
+
+static int cancel_sleeper_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_task_t *s = NULL;
+    int rc = weft_spawn(NULL, sleep_forever_body, NULL, &s);
+    if (rc != 0)
+        return rc;
+    rc = yield_until_suspended(s);
+    if (rc == 0) {
+        cr_expect_eq(weft_task_state(s), WEFT_TASK_SUSPENDED);
+        rc = weft_task_cancel(s);
+    }
+    if (rc == 0)
+        rc = weft_await_task(s, NULL) == UV_ECANCELED ? 0 : -1;
+    weft_task_unref(s);
+    return rc;
+}
+
+Test(task, sleep_forever_sleeps_until_cancelled, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    weft_task_t *t;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, cancel_sleeper_body, NULL, &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_task_result(t, NULL));
+    EXPECT_RC(g_sleep_forever_rc, UV_ECANCELED);
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
 /* --- inline start ----------------------------------------------------------- */
 
 static weft_task_t *g_inline_child_handle;
@@ -1543,11 +1644,11 @@ Test(run, run_opts_accepts_loop_options, .timeout = TEST_TIMEOUT_S)
     void *v = NULL;
     memset(&opts, 0, sizeof opts);
     opts.stack_size = 128 * 1024;
-    EXPECT_OK(weft_run_opts(&opts, run_main_result_body, NULL, &v));
+    EXPECT_OK(weft_run_ex(run_main_result_body, NULL, &opts, &v));
     cr_expect_eq(weft_to_int(v), 42);
     opts.stack_mode = WEFT_STACK_COMPACT;
     v = NULL;
-    EXPECT_OK(weft_run_opts(&opts, run_main_result_body, NULL, &v));
+    EXPECT_OK(weft_run_ex(run_main_result_body, NULL, &opts, &v));
     cr_expect_eq(weft_to_int(v), 42);
 }
 

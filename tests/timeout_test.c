@@ -86,8 +86,8 @@ TASK(no_expiry_main)
     EXPECT_OK(weft_yield());
     cr_expect(!weft_timeout_expired(&s));
     EXPECT_OK(weft_timeout_end(&s));
-    EXPECT_OK(weft_timeout_begin(&none, WEFT_NO_DEADLINE));
-    cr_expect_eq(weft_timeout_deadline(&none), WEFT_NO_DEADLINE);
+    EXPECT_OK(weft_timeout_begin(&none, WEFT_FOREVER));
+    cr_expect_eq(weft_timeout_deadline(&none), WEFT_FOREVER);
     EXPECT_OK(weft_sleep(2));
     EXPECT_OK(weft_timeout_end(&none));
     EXPECT_OK(weft_timeout_begin(&s, 5)); /* a scope can be used again */
@@ -466,7 +466,7 @@ TASK(misuse_main)
     EXPECT_RC(weft_timeout_reschedule(NULL, 5), UV_EINVAL);
     EXPECT_RC(weft_timeout_reschedule_at(NULL, 5), UV_EINVAL);
     cr_expect(!weft_timeout_expired(NULL));
-    cr_expect_eq(weft_timeout_deadline(NULL), WEFT_NO_DEADLINE);
+    cr_expect_eq(weft_timeout_deadline(NULL), WEFT_FOREVER);
     /* Out of order: refused, and both scopes still end properly. */
     EXPECT_OK(weft_timeout_begin(&a, LONG_MS));
     EXPECT_RC(weft_timeout_begin(&a, LONG_MS), UV_EINVAL); /* already active */

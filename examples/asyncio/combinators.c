@@ -98,7 +98,7 @@ static int main_task(void *arg, void **result)
                 EXPECT(i == (order++ + 1) % 3); /* /a.png, /b.png, /c.png */
             }
     printf("\n");
-    EXPECT(rc == WEFT_EOF && order == 3);
+    EXPECT(rc == UV_EOF && order == 3);
     weft_as_completed_close(&it);
     for (int i = 0; i < 3; i++)
         weft_task_unref(t[i]);
@@ -107,7 +107,7 @@ static int main_task(void *arg, void **result)
     struct req mirrors[2] = {{.url = "/eu/file", .ms = 40}, {.url = "/us/file", .ms = 15}};
     spawn_all(fetch, mirrors, 2, t, fs);
     bool done[2];
-    EXPECT(weft_wait(fs, 2, WEFT_NO_TIMEOUT, WEFT_FIRST_COMPLETED, done) == 0);
+    EXPECT(weft_wait(fs, 2, WEFT_FOREVER, WEFT_FIRST_COMPLETED, done) == 0);
     EXPECT(!done[0] && done[1]);
     weft_task_cancel(t[0]);
     EXPECT(weft_await_task(t[0], NULL) == UV_ECANCELED);

@@ -69,19 +69,19 @@ static int main_task(void *arg, void **result)
         sum += weft_to_int(v);
         n++;
     }
-    EXPECT(rc == WEFT_EOF);
-    EXPECT(weft_gen_close(g) == 0);
+    EXPECT(rc == UV_EOF);
+    EXPECT(weft_gen_free(g) == 0);
     printf("async for: %d items, sum %ld, %d pages\n", n, (long)sum, all.pages_fetched);
     EXPECT(n == 7 && sum == 28 && all.pages_fetched == 3 && all.released);
 
-    /* Stop at item 4: close() (aclose) makes the pending yield return
-     * UV_ECANCELED, the body releases its connection, close waits for it. */
+    /* Stop at item 4: weft_gen_free (aclose) makes the pending yield return
+     * UV_ECANCELED, the body releases its connection, free waits for it. */
     struct api big = {.total = 100, .page_size = 3};
     EXPECT(weft_gen_new(NULL, results, &big, &g) == 0);
     while ((rc = weft_gen_next(g, &v)) == 0 && weft_to_int(v) != 4)
         ;
     EXPECT(rc == 0 && !big.released);
-    EXPECT(weft_gen_close(g) == 0 && big.released);
+    EXPECT(weft_gen_free(g) == 0 && big.released);
     printf("found 4: closed after %d of 34 pages\n", big.pages_fetched);
     EXPECT(big.pages_fetched == 2);
 
@@ -100,10 +100,10 @@ static int main_task(void *arg, void **result)
     rc = weft_gen_throw(g, UV_EIO, &v); /* not handled: the body ends with it */
     printf(", reset, 4, then %s", weft_err_name(rc));
     EXPECT(rc == UV_EIO);
-    rc = weft_gen_next(g, &v); /* finished: WEFT_EOF from now on */
+    rc = weft_gen_next(g, &v); /* finished: UV_EOF from now on */
     printf(", then %s\n", weft_err_name(rc));
-    EXPECT(rc == WEFT_EOF);
-    EXPECT(weft_gen_close(g) == 0);
+    EXPECT(rc == UV_EOF);
+    EXPECT(weft_gen_free(g) == 0);
     return 0;
 }
 

@@ -43,7 +43,7 @@ static int pipeline(void)
         if ((rc = weft_spawn(NULL, consumer, NULL, &t[started])) == 0)
             started++;
     for (intptr_t i = 1; rc == 0 && i <= JOBS; i++) {
-        rc = weft_queue_try_put(&jobs, weft_int(i)); /* q.put_nowait(i) */
+        rc = weft_queue_put_try(&jobs, weft_int(i)); /* q.put_nowait(i) */
         if (rc == UV_EAGAIN) {                       /* full: wait for room */
             waits++;
             rc = weft_queue_put(&jobs, weft_int(i));
@@ -73,15 +73,15 @@ static int main_task(void *arg, void **result)
 
     weft_queue_t pq; /* asyncio.PriorityQueue(): smallest first, ties in put order */
     EXPECT(weft_queue_init(&pq, WEFT_QUEUE_PRIORITY, 0) == 0);
-    EXPECT(weft_queue_try_put_prio(&pq, 2, "resize") == 0);
-    EXPECT(weft_queue_try_put_prio(&pq, 1, "login") == 0);
-    EXPECT(weft_queue_try_put_prio(&pq, 2, "thumbnail") == 0);
-    EXPECT(weft_queue_try_put_prio(&pq, 0, "health") == 0);
+    EXPECT(weft_queue_put_prio_try(&pq, 2, "resize") == 0);
+    EXPECT(weft_queue_put_prio_try(&pq, 1, "login") == 0);
+    EXPECT(weft_queue_put_prio_try(&pq, 2, "thumbnail") == 0);
+    EXPECT(weft_queue_put_prio_try(&pq, 0, "health") == 0);
     void *item;
     int64_t prio;
     char out[80] = "";
     int len = 0;
-    while (weft_queue_try_get(&pq, &item, &prio) == 0) /* q.get_nowait() */
+    while (weft_queue_get_try(&pq, &item, &prio) == 0) /* q.get_nowait() */
         len += snprintf(out + len, sizeof(out) - (size_t)len, " %s/%ld", (char *)item, (long)prio);
     printf("priority:%s\n", out);
     EXPECT(strcmp(out, " health/0 login/1 resize/2 thumbnail/2") == 0);
@@ -92,7 +92,7 @@ static int main_task(void *arg, void **result)
     EXPECT(weft_queue_put(&undo, "type a") == 0 && weft_queue_put(&undo, "type b") == 0);
     EXPECT(weft_queue_put(&undo, "delete") == 0);
     len = 0;
-    while (weft_queue_try_get(&undo, &item, NULL) == 0)
+    while (weft_queue_get_try(&undo, &item, NULL) == 0)
         len += snprintf(out + len, sizeof(out) - (size_t)len, " [%s]", (char *)item);
     int rc = weft_queue_get_timeout(&undo, &item, NULL, 10); /* nothing left to undo */
     printf("undo:%s, then %s\n", out, weft_err_name(rc));

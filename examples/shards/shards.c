@@ -162,7 +162,7 @@ int main(int argc, char **argv)
         }
         opts.loops = (unsigned)n;
     }
-    int rc = weft_runtime_run(&opts, main_task, NULL, NULL);
+    int rc = weft_runtime_run(main_task, NULL, &opts, NULL);
     free(g_count);
     free(g_seen);
     if (rc != 0)

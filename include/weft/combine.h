@@ -50,11 +50,10 @@ typedef enum weft_wait_mode {
 } weft_wait_mode_t;
 
 /* asyncio.wait: wait until `mode` is met or timeout_ms passes
- * (WEFT_NO_TIMEOUT = forever, 0 = just look). Never cancels the futures.
+ * (WEFT_FOREVER = no timeout, 0 = just look). Never cancels the futures.
  * done[i] (optional) tells which are done. Returns 0 when the condition was
  * met, UV_ETIMEDOUT if the timeout came first, UV_ECANCELED if the waiting
  * task was cancelled (the futures are left running). */
-#define WEFT_NO_TIMEOUT UINT64_MAX
 WEFT_WARN_UNUSED int weft_wait(weft_future_t *const *fs, size_t n, uint64_t timeout_ms,
                                weft_wait_mode_t mode, bool *done);
 
@@ -73,10 +72,11 @@ WEFT_WARN_UNUSED int weft_shield(weft_future_t *f, weft_future_t **out);
 /* asyncio.as_completed: yields the futures in the order they finish.
  *
  *     weft_as_completed_t it;
- *     weft_as_completed_init(&it, fs, n, 1000);       // overall timeout
+ *     int rc = weft_as_completed_init(&it, fs, n, 1000); // overall timeout
+ *     if (rc != 0) return rc;
  *     weft_future_t *f;
  *     while ((rc = weft_as_completed_next(&it, &f)) == 0) { ... f is done ... }
- *     // rc: WEFT_EOF after the last, UV_ETIMEDOUT, UV_ECANCELED
+ *     // rc: UV_EOF after the last, UV_ETIMEDOUT, UV_ECANCELED
  *     weft_as_completed_close(&it);
  *
  * The array fs and the futures must stay valid until close. Futures already

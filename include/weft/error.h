@@ -7,18 +7,31 @@
  * not use. One X-macro table generates the enum, weft_strerror() and
  * weft_err_name().
  *
- * Codes weft uses with a fixed meaning:
+ * Codes weft uses with a fixed meaning (one code per meaning, in every
+ * header):
  *   UV_ECANCELED   a suspension was cancelled (task or awaited future cancelled)
  *   UV_ETIMEDOUT   a deadline or timeout passed while suspended
  *   UV_EINVAL      bad argument, or completing a future that is already done
- *   UV_EBUSY       closing a loop that still has live tasks or pending work
- *   UV_ENOENT      cancelling a handle that already ran or was cancelled
+ *   UV_EBUSY       closing (or reusing) an object that still has live tasks,
+ *                  waiters or pending work
  *   UV_ENOMEM      the allocator failed
  *   UV_EPERM       releasing a lock (or waiting on a condition) you do not hold
- *   UV_EAGAIN      a try_* call that would have to wait
- *   WEFT_ECLOSED   a queue that was shut down, a closed loop or generator
- *   WEFT_EOF       a generator or iterator has no more values
+ *   UV_EAGAIN      "would wait": every *_try form (weft_lock_try,
+ *                  weft_sem_try, weft_queue_put_try, weft_queue_get_try,
+ *                  weft_call_on_try) and a callback that cannot wait
+ *   UV_EOF         end of stream: a generator or iterator (as_completed)
+ *                  has no more values
+ *   WEFT_ECLOSED   a queue that was shut down, a closed loop or pool
  *   WEFT_EBROKEN   a barrier was aborted or reset while waiting
+ *
+ * Nothing to cancel - every cancel function follows one rule:
+ *   WEFT_EDONE     the object exists and has already finished (a done
+ *                  future or task, a tsfuture whose task ended, a group
+ *                  with no live child): nothing was changed
+ *   UV_ENOENT      the handle names nothing any more (stale or unknown): a
+ *                  weft_handle_t whose callback ran, is running or was
+ *                  cancelled - its slot is recycled, so "ran" and "stale"
+ *                  cannot be told apart and both are UV_ENOENT
  */
 #ifndef WEFT_ERROR_H
 #define WEFT_ERROR_H
@@ -38,8 +51,8 @@ extern "C" {
     XX(EREENTRANT, -5005, "loop is already running")                  \
     XX(EPENDING, -5006, "result is not ready yet")                    \
     XX(EDONE, -5007, "already finished: nothing to do")               \
-    XX(EOF, -5008, "end of stream: no more values")                   \
     XX(EBROKEN, -5009, "barrier is broken")
+/* -5008 was WEFT_EOF, retired for libuv's UV_EOF; not reused. */
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),

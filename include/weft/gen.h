@@ -9,31 +9,34 @@
  *         return 0;
  *     }
  *     weft_gen_t *g;
- *     weft_gen_new(NULL, count, NULL, &g);
+ *     int rc = weft_gen_new(NULL, count, NULL, &g);
+ *     if (rc != 0) return rc;
  *     void *v;
- *     while ((rc = weft_gen_next(g, &v)) == 0) use(v);  // rc == WEFT_EOF at the end
- *     weft_gen_close(g);
+ *     while ((rc = weft_gen_next(g, &v)) == 0) use(v);  // rc == UV_EOF at the end
+ *     weft_gen_free(g);
  *
  * A generator's body runs as a task of its own (with its own stack) that
  * starts at the first next/send. The consumer and the body alternate by
  * switching straight to each other: no trip through the ready queue. The
  * body may suspend on anything else between yields (sleep, await, queues).
  *
- * - next() = __anext__: 0 and the yielded value; WEFT_EOF once the body
- *   returned 0; the body's code if it failed (then WEFT_EOF afterwards).
+ * - next() = __anext__: 0 and the yielded value; UV_EOF once the body
+ *   returned 0; the body's code if it failed (then UV_EOF afterwards).
  * - send(in) = asend(in): weft_gen_yield() returns 0 with *sent = in.
  *   Sending a non-NULL value to a generator that has not started is
  *   UV_EINVAL (as Python's TypeError).
  * - throw(code) = athrow: the pending weft_gen_yield() returns code; the
  *   body may yield again (throw returns that value) or return.
- * - close() = aclose: the pending weft_gen_yield() returns UV_ECANCELED and
- *   so does every later one (without suspending), so the body runs its
- *   clean-up and returns; close waits for that and releases the generator.
- *   Returns 0 if the body returned 0 or UV_ECANCELED, else the body's code
- *   (unless next/send/throw already returned that failure: then 0).
- *   A generator that never started is closed without running. Close must be
- *   called once per generator (it frees it); outside a task it cancels the
- *   body and lets it finish on its own.
+ * - free() = aclose, then free: the pending weft_gen_yield() returns
+ *   UV_ECANCELED and so does every later one (without suspending), so the
+ *   body runs its clean-up and returns; free waits for that and releases
+ *   the generator. Returns 0 if the body returned 0 or UV_ECANCELED, else
+ *   the body's code (unless next/send/throw already returned that failure:
+ *   then 0). A generator that never started is freed without running. The
+ *   generator is library-owned (weft_gen_new), so its release is _free, as
+ *   everywhere in weft (_init/_close is for caller-owned storage): call it
+ *   once per generator; outside a task it cancels the body and lets it
+ *   finish on its own.
  * - Only one consumer at a time: next/send/throw while another task waits
  *   on the generator is UV_EBUSY; from the body's own task, WEFT_EDEADLK.
  * - Cancelling the consumer while the body runs cancels the body's current
@@ -73,8 +76,8 @@ WEFT_WARN_UNUSED int weft_gen_yield(void *value, void **sent);
 WEFT_WARN_UNUSED int weft_gen_next(weft_gen_t *g, void **value);
 WEFT_WARN_UNUSED int weft_gen_send(weft_gen_t *g, void *in, void **value);
 WEFT_WARN_UNUSED int weft_gen_throw(weft_gen_t *g, int code, void **value);
-int weft_gen_close(weft_gen_t *g);
-/* The body's task (for names, dumps); valid until close. */
+int weft_gen_free(weft_gen_t *g);
+/* The body's task (for names, dumps); valid until weft_gen_free. */
 weft_task_t *weft_gen_task(const weft_gen_t *g);
 
 #ifdef __cplusplus

@@ -2,11 +2,13 @@
  * weft/group.h - task groups: asyncio.TaskGroup / a Trio nursery in C.
  *
  *     weft_group_t g;
- *     weft_group_init(&g);
- *     weft_group_spawn(&g, fetch, &a, NULL);
- *     weft_group_spawn(&g, fetch, &b, NULL);
- *     int rc = weft_group_wait(&g);    // all done; first error or 0
+ *     int rc = weft_group_init(&g);
+ *     if (rc != 0) return rc;
+ *     if ((rc = weft_group_spawn(&g, fetch, &a, NULL)) == 0)
+ *         rc = weft_group_spawn(&g, fetch, &b, NULL);
+ *     int wrc = weft_group_wait(&g);   // all done; first error or 0
  *     weft_group_close(&g);
+ *     return rc != 0 ? rc : wrc;
  *
  * Rules (asyncio.TaskGroup's):
  * - The group belongs to the task that called init (its owner) and to that
@@ -68,7 +70,8 @@ WEFT_WARN_UNUSED int weft__group_spawn(weft_group_t *g, weft_task_fn fn, void *a
     weft__group_spawn((g), (fn), (arg), (opts), (out), __FILE__, __LINE__)
 /* Owner only (UV_EPERM otherwise). */
 WEFT_WARN_UNUSED int weft_group_wait(weft_group_t *g);
-/* Cancel every live child (the group does not count this as a failure). */
+/* Cancel every live child (the group does not count this as a failure).
+ * 0, or WEFT_EDONE when no child is live (nothing to cancel). */
 int weft_group_cancel(weft_group_t *g);
 /* UV_EBUSY while children live; releases the children. */
 int weft_group_close(weft_group_t *g);
@@ -82,8 +85,9 @@ int weft_group_leave(weft_group_t *g);
  * (__attribute__((cleanup))). Check name.weft__init_rc for init's code.
  *
  *     WEFT_GROUP(g);
- *     weft_group_spawn(&g, child, NULL, NULL);
- *     if (something) return -1;         // children cancelled and reaped
+ *     if (g.weft__init_rc != 0) return g.weft__init_rc;
+ *     int rc = weft_group_spawn(&g, child, NULL, NULL);
+ *     if (rc != 0 || something) return -1; // children cancelled and reaped
  *     return weft_group_wait(&g);
  */
 void weft__group_cleanup(weft_group_t *g);

@@ -7,6 +7,12 @@
  * may be called from other threads. A loop is caller-allocated (the struct is
  * opaque storage of fixed size) and must outlive every thread that may still
  * post to it.
+ *
+ * NULL = the current loop: every call in weft that takes a weft_loop_t *
+ * (the ones here, weft_future_new, weft_spawn, weft_gen_new, weft_submit_to,
+ * weft_call_on, weft_spawn_threadsafe) accepts NULL for the loop running on
+ * the calling thread, and returns its usual "no loop" code (UV_EINVAL) when
+ * the thread runs none. Only weft_loop_init needs real storage.
  */
 #ifndef WEFT_LOOP_H
 #define WEFT_LOOP_H
@@ -25,10 +31,33 @@ extern "C" {
 
 #define WEFT_WARN_UNUSED __attribute__((warn_unused_result))
 
+/* "No limit", for every time argument in weft: every *_timeout form and
+ * every call that takes a timeout_ms (weft_await_timeout,
+ * weft_await_token_timeout, the primitives' and queues' waits, weft_wait,
+ * weft_wait_for, weft_as_completed_init, weft_timeout_begin,
+ * weft_tsfuture_wait_blocking) waits without a timeout when given
+ * WEFT_FOREVER, and so it does for any other timeout too long to represent
+ * in nanoseconds (above about 292 years): such values are clamped to
+ * forever, never refused. As an absolute deadline (weft_timeout_begin_at,
+ * weft_timeout_deadline) it means "no deadline". weft_sleep(WEFT_FOREVER)
+ * sleeps until the task is cancelled (or its timeout scope expires).
+ * weft_call_later/weft_call_at refuse it (and any delay too long to
+ * represent) with UV_EINVAL: a callback that can never run is a bug, and a
+ * timer that never fires would keep the loop from running out of work. */
+#define WEFT_FOREVER UINT64_MAX
+
+/* Alignment in both languages: the public headers compile as C11 and as
+ * C++11 or later (tests/cxx_test.cc). */
+#ifdef __cplusplus
+#define WEFT_ALIGNAS(n) alignas(n)
+#else
+#define WEFT_ALIGNAS(n) _Alignas(n)
+#endif
+
 /* Opaque, caller-allocated. Its size is fixed; internals are private. */
 #define WEFT_LOOP_SIZE 4096
 typedef struct weft_loop {
-    _Alignas(64) unsigned char weft__opaque[WEFT_LOOP_SIZE];
+    WEFT_ALIGNAS(64) unsigned char weft__opaque[WEFT_LOOP_SIZE];
 } weft_loop_t;
 
 /* How task stacks are provided on a loop. */
@@ -119,6 +148,10 @@ void weft_loop_stop(weft_loop_t *loop);
 
 /* The loop running on this thread, or NULL. */
 weft_loop_t *weft_loop_current(void);
+/* The current loop's index in its runtime (weft/runtime.h: 0 .. count-1),
+ * or -1 on a thread that runs no runtime loop (a plain weft_loop_run loop
+ * included). */
+int weft_loop_index(void);
 
 /* The libuv loop inside, for libuv handles that live on this loop. */
 uv_loop_t *weft_loop_uv(weft_loop_t *loop);
@@ -132,14 +165,17 @@ uint64_t weft_loop_now_ns(void);
  * NULL. Returns 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
 WEFT_WARN_UNUSED int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg,
                                     weft_handle_t *out);
-/* Run fn(arg) after delay_ms (no earlier). Equal deadlines run FIFO. */
+/* Run fn(arg) after delay_ms (no earlier). Equal deadlines run FIFO.
+ * UV_EINVAL for WEFT_FOREVER (and any delay above about 292 years). */
 WEFT_WARN_UNUSED int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *arg,
                                      weft_handle_t *out);
-/* Run fn(arg) at weft_loop_now() time `when_ms` (or right away if past). */
+/* Run fn(arg) at weft_loop_now() time `when_ms` (or right away if past);
+ * UV_EINVAL for WEFT_FOREVER, as call_later. */
 WEFT_WARN_UNUSED int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg,
                                   weft_handle_t *out);
 /* Cancel a scheduled callback: 0 if it will not run, UV_ENOENT if it already
- * ran or was cancelled, UV_EINVAL for a zero handle. Loop thread only. */
+ * ran, is running or was cancelled (the handle is stale: error.h), UV_EINVAL for a zero handle.
+ * Loop thread only. */
 int weft_handle_cancel(weft_handle_t h);
 
 /* From ANY thread: run fn(arg) on the loop soon. Lock-free (one atomic

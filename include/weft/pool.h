@@ -28,6 +28,12 @@
  * cancelled), waits for the running ones to finish, and joins the threads.
  * The outcomes are delivered to the loops through their inboxes, so the
  * loops must run again to receive them.
+ *
+ * Lifetime: the pool is library-owned, so it pairs weft_pool_new with
+ * weft_pool_free (as futures pair _new with _unref): shutdown is only the
+ * verb that stops it, as weft_queue_shutdown is for a queue; the pool stays
+ * nameable after it (stats, WEFT_ECLOSED submits) until weft_pool_free.
+ * weft_pool_free shuts the pool down first if that was not done.
  */
 #ifndef WEFT_POOL_H
 #define WEFT_POOL_H
@@ -66,11 +72,10 @@ WEFT_WARN_UNUSED int weft_pool_new(const weft_pool_opts_t *opts, weft_pool_t **o
  * thread that runs no loop, which includes pool threads). Returns 0 and *out
  * (one reference, the caller's; the pool holds its own until the outcome is
  * delivered), UV_EINVAL (NULL pool, fn or out), UV_ENOMEM, WEFT_ECLOSED (the
- * pool is shutting down or shut down; see weft_pool_shutdown for how long
- * the pool may still be named). On an error nothing was submitted and *out
- * is untouched. fn's result is the future's result; a negative return is
- * its error (UV_ECANCELED: cancelled), a positive one becomes UV_EINVAL.
- * Steady state (after the first jobs of a loop) makes no allocator calls. */
+ * pool is shutting down or shut down, and not freed yet). On an error nothing was submitted and
+ * *out is untouched. fn's result is the future's result; a negative return is its error
+ * (UV_ECANCELED: cancelled), a positive one becomes UV_EINVAL. Steady state (after the first jobs
+ * of a loop) makes no allocator calls. */
 WEFT_WARN_UNUSED int weft_to_thread(weft_pool_t *pool, weft_job_fn fn, void *arg,
                                     weft_future_t **out);
 
@@ -86,18 +91,23 @@ bool weft_pool_cancelled(void);
  *
  * The outcomes of the cancelled and finished jobs are posted to their loops,
  * which must run afterwards to receive them (their futures complete then;
- * until then weft_loop_close() returns UV_EBUSY). The pool's memory is freed
- * when the last of them has been received - at once if none is in flight.
- * Until that moment weft_to_thread() and weft_pool_stats() still work
- * (WEFT_ECLOSED and the final counts), and a second shutdown returns
- * WEFT_ECLOSED; afterwards the pool must not be named at all, so submits
- * from other threads must have stopped before shutdown returns.
+ * until then weft_loop_close() returns UV_EBUSY). Until weft_pool_free,
+ * weft_to_thread() and weft_pool_stats() still work (WEFT_ECLOSED and the
+ * final counts), and a second shutdown returns WEFT_ECLOSED.
  *
  * A loop that used the pool may be closed (and freed) as soon as its jobs
  * are back, while the pool lives on: weft_loop_close() waits for posts still
  * in flight to it (a pool thread inside the wake-up of its last post), so
  * "one long-lived pool, one weft_run per request" is fine. */
 int weft_pool_shutdown(weft_pool_t *pool);
+
+/* Release the pool: shut it down if it was not (blocking as shutdown does),
+ * then give up the owner's reference. Its memory is freed when the last
+ * outcome in flight has been received by its loop - at once if none is.
+ * The last call on the pool: nothing may name it afterwards, so submits
+ * from other threads must have stopped before. NULL does nothing; so does
+ * a call from one of this pool's threads (a job), which is misuse. */
+void weft_pool_free(weft_pool_t *pool);
 
 /* Counters, cumulative except queued. completed: jobs that ran to the end
  * (whether or not their future still wanted the result). cancelled_queued:

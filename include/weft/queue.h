@@ -28,7 +28,7 @@
  *   the element was already handed over, the get returns it (0) and the
  *   cancel is delivered at the next suspension.
  * - The queue belongs to the loop of its first user (WEFT_EWRONGLOOP from
- *   other threads). try_* and non-waiting calls work from callbacks too.
+ *   other threads). *_try and non-waiting calls work from callbacks too.
  */
 #ifndef WEFT_QUEUE_H
 #define WEFT_QUEUE_H
@@ -76,8 +76,8 @@ WEFT_WARN_UNUSED int weft_queue_put_prio(weft_queue_t *q, int64_t prio, void *it
 WEFT_WARN_UNUSED int weft_queue_put_timeout(weft_queue_t *q, int64_t prio, void *item,
                                             uint64_t timeout_ms);
 /* 0, UV_EAGAIN (full), WEFT_ECLOSED (shut down), UV_ENOMEM (unbounded). */
-WEFT_WARN_UNUSED int weft_queue_try_put(weft_queue_t *q, void *item);
-WEFT_WARN_UNUSED int weft_queue_try_put_prio(weft_queue_t *q, int64_t prio, void *item);
+WEFT_WARN_UNUSED int weft_queue_put_try(weft_queue_t *q, void *item);
+WEFT_WARN_UNUSED int weft_queue_put_prio_try(weft_queue_t *q, int64_t prio, void *item);
 
 /* 0 and *item (and *prio, if not NULL); WEFT_ECLOSED once shut down and
  * drained; UV_ECANCELED, UV_ETIMEDOUT. */
@@ -86,7 +86,7 @@ WEFT_WARN_UNUSED int weft_queue_get_prio(weft_queue_t *q, void **item, int64_t *
 WEFT_WARN_UNUSED int weft_queue_get_timeout(weft_queue_t *q, void **item, int64_t *prio,
                                             uint64_t timeout_ms);
 /* 0, UV_EAGAIN (empty), WEFT_ECLOSED (shut down and drained). */
-WEFT_WARN_UNUSED int weft_queue_try_get(weft_queue_t *q, void **item, int64_t *prio);
+WEFT_WARN_UNUSED int weft_queue_get_try(weft_queue_t *q, void **item, int64_t *prio);
 
 int weft_queue_task_done(weft_queue_t *q);
 WEFT_WARN_UNUSED int weft_queue_join(weft_queue_t *q);

@@ -77,20 +77,22 @@ int weft_runtime_stop(weft_runtime_t *rt, uint64_t *leftovers);
 /* The multi-loop asyncio.run: start a runtime, run main(arg) as a task on
  * loop 0, stop the runtime when it returns and return its outcome (result
  * in *result). SIGINT and SIGTERM cancel main (which then unwinds as any
- * cancelled task) and so lead to the same graceful stop. */
-WEFT_WARN_UNUSED int weft_runtime_run(const weft_runtime_opts_t *opts, weft_task_fn main, void *arg,
+ * cancelled task) and so lead to the same graceful stop. opts (NULL =
+ * defaults) sits where every call takes its options: after the inputs,
+ * before the out-parameters (as weft_run_ex). */
+WEFT_WARN_UNUSED int weft_runtime_run(weft_task_fn main, void *arg, const weft_runtime_opts_t *opts,
                                       void **result);
 
-/* Which runtime loop runs this thread (0 .. count-1), or -1. */
-int weft_loop_index(void);
+/* weft_loop_index(), which runtime loop runs this thread, is declared with
+ * the loop in weft/loop.h. */
 /* The runtime of the calling loop thread, or NULL. */
 weft_runtime_t *weft_runtime_current(void);
 
 /* Run fn(arg) as a task on `target` and get a future owned by the CALLING
  * loop that completes with its result or error (message included). From a
  * runtime loop's thread only (WEFT_EWRONGLOOP otherwise; plain threads use
- * weft_spawn_threadsafe). When target is the calling loop, the task is
- * spawned directly and *out is its own future. With max_inflight set, a task
+ * weft_spawn_threadsafe). When target is the calling loop (or NULL), the
+ * task is spawned directly and *out is its own future. With max_inflight set, a task
  * that submits past the limit waits (UV_ECANCELED/UV_ETIMEDOUT if its wait
  * is cancelled or times out); a callback gets UV_EAGAIN instead.
  * Cancelling *out (or a task that awaits it) cancels the remote task, as
@@ -103,7 +105,7 @@ WEFT_WARN_UNUSED int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *
  * with no reply: the lightest message (one ring slot, no task, no future).
  * Callbacks sent from one loop to another run in the order they were sent.
  * From a runtime loop's thread (WEFT_EWRONGLOOP otherwise); to the calling
- * loop itself it is weft_call_soon. When the ring to the target is full,
+ * loop itself (or NULL) it is weft_call_soon. When the ring to the target is full,
  * weft_call_on keeps the message in an overflow list (allocates; never
  * drops) and weft_call_on_try returns UV_EAGAIN instead, so a producer can
  * yield and let the target catch up. 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
@@ -124,15 +126,14 @@ WEFT_WARN_UNUSED int weft_submit_to_all(weft_task_fn fn, void *arg, void **resul
 typedef struct weft_tsfuture weft_tsfuture_t;
 
 /* asyncio.run_coroutine_threadsafe: run fn(arg) as a task on `loop` (any
- * loop, runtime or not) from ANY thread. *out gets one reference. 0,
- * UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
+ * loop, runtime or not; NULL = the calling thread's loop) from ANY thread.
+ * *out gets one reference. 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
 WEFT_WARN_UNUSED int weft_spawn_threadsafe(weft_loop_t *loop, weft_task_fn fn, void *arg,
                                            weft_tsfuture_t **out);
 /* Block the calling (non-loop) thread until f is done or timeout_ms passes
- * (WEFT_NO_WAIT_LIMIT = forever): 0 and *result, the task's code,
- * UV_ETIMEDOUT. From a loop thread: WEFT_EWRONGLOOP (it would block the
- * loop; tasks use weft_tsfuture_await). */
-#define WEFT_NO_WAIT_LIMIT UINT64_MAX
+ * (WEFT_FOREVER, or any timeout too long to represent, = no timeout): 0 and
+ * *result, the task's code, UV_ETIMEDOUT. From a loop thread:
+ * WEFT_EWRONGLOOP (it would block the loop; tasks use weft_tsfuture_await). */
 WEFT_WARN_UNUSED int weft_tsfuture_wait_blocking(weft_tsfuture_t *f, uint64_t timeout_ms,
                                                  void **result);
 /* In a task on any loop: await f. Cancelling the awaiting task cancels the

@@ -52,7 +52,8 @@ int weft_lock_init(weft_lock_t *l);
 int weft_lock_close(weft_lock_t *l);
 WEFT_WARN_UNUSED int weft_lock_acquire(weft_lock_t *l);
 WEFT_WARN_UNUSED int weft_lock_acquire_timeout(weft_lock_t *l, uint64_t timeout_ms);
-/* 0 if acquired, UV_EBUSY if held (or others wait), UV_EINVAL for NULL. */
+/* 0 if acquired, UV_EAGAIN if it would wait (held, or others wait),
+ * UV_EINVAL for NULL. */
 WEFT_WARN_UNUSED int weft_lock_try(weft_lock_t *l);
 int weft_lock_release(weft_lock_t *l);
 bool weft_lock_locked(const weft_lock_t *l);

@@ -134,7 +134,9 @@ int weft_fail(int code, const char *message);
 
 /* Let every other ready task and callback run once (asyncio.sleep(0)). */
 WEFT_WARN_UNUSED int weft_yield(void);
-/* Sleep at least ms milliseconds (0 = yield). */
+/* Sleep at least ms milliseconds (0 = yield). WEFT_FOREVER (or any time
+ * too long to represent) sleeps until the task is cancelled or its timeout
+ * scope expires (asyncio.sleep(math.inf)). */
 WEFT_WARN_UNUSED int weft_sleep(uint64_t ms);
 /* Wait until f is done; returns its outcome as weft_future_result(). If the
  * awaiting task is cancelled, the future is cancelled too and UV_ECANCELED is
@@ -144,8 +146,9 @@ WEFT_WARN_UNUSED int weft_sleep(uint64_t ms);
  * (weft_await_token below), because a bare pointer cannot tell whether its
  * slot still holds the same future. */
 WEFT_WARN_UNUSED int weft_await(weft_future_t *f, void **result);
-/* As weft_await but gives up after timeout_ms (0 = do not wait) with
- * UV_ETIMEDOUT, leaving f untouched (not cancelled). */
+/* As weft_await but gives up after timeout_ms (0 = do not wait,
+ * WEFT_FOREVER = no timeout: weft_await) with UV_ETIMEDOUT, leaving f
+ * untouched (not cancelled). */
 WEFT_WARN_UNUSED int weft_await_timeout(weft_future_t *f, uint64_t timeout_ms, void **result);
 /* Await the future named by a token (weft/future.h), of any loop: the task
  * resumes on its own loop. Uses the token up on every return except
@@ -153,8 +156,8 @@ WEFT_WARN_UNUSED int weft_await_timeout(weft_future_t *f, uint64_t timeout_ms, v
  * future, cancellation (or a scope deadline) withdraws the wait and cancels
  * the future there, as for a local await; the _timeout form's own timeout
  * only withdraws the wait; 0 returns UV_ETIMEDOUT without looking (that
- * future's state cannot be read from here). A wait that the owner loop can
- * no longer answer (it closed) returns WEFT_ECLOSED. */
+ * future's state cannot be read from here), WEFT_FOREVER is no timeout. A wait that the owner loop
+ * can no longer answer (it closed) returns WEFT_ECLOSED. */
 WEFT_WARN_UNUSED int weft_await_token(weft_future_token_t tok, void **result);
 WEFT_WARN_UNUSED int weft_await_token_timeout(weft_future_token_t tok, uint64_t timeout_ms,
                                               void **result);
@@ -181,10 +184,12 @@ int weft_nocancel_end(void);
 /* asyncio.run: init a loop, spawn main(arg), run until it finishes, cancel
  * and drain what is left, close the loop. Returns main's outcome (its
  * result in *result if not NULL), or an init/close error. Not re-entrant:
- * WEFT_EREENTRANT when called on a thread that runs a loop. */
+ * WEFT_EREENTRANT when called on a thread that runs a loop. weft_run_ex
+ * takes the loop's options (NULL = defaults) where every call takes its
+ * options: after the inputs, before the out-parameters. */
 WEFT_WARN_UNUSED int weft_run(weft_task_fn main, void *arg, void **result);
-WEFT_WARN_UNUSED int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg,
-                                   void **result);
+WEFT_WARN_UNUSED int weft_run_ex(weft_task_fn main, void *arg, const weft_loop_opts_t *opts,
+                                 void **result);
 
 #ifdef __cplusplus
 }

@@ -3,8 +3,9 @@
  * in C.
  *
  *     weft_timeout_t tmo;
- *     weft_timeout_begin(&tmo, 100);           // deadline = now + 100 ms
- *     int rc = do_work();                      // any suspensions inside
+ *     int rc = weft_timeout_begin(&tmo, 100);  // deadline = now + 100 ms
+ *     if (rc != 0) return rc;
+ *     rc = do_work();                          // any suspensions inside
  *     if (weft_timeout_end(&tmo) == UV_ETIMEDOUT) { ... this scope expired ... }
  *
  * Rules (asyncio's, made level-triggered because C has no exceptions):
@@ -42,10 +43,8 @@
 extern "C" {
 #endif
 
-#define WEFT_NO_DEADLINE UINT64_MAX
-
 typedef struct weft_timeout {
-    uint64_t weft__deadline; /* this scope's own deadline (ns), or WEFT_NO_DEADLINE */
+    uint64_t weft__deadline; /* this scope's own deadline (ns), or WEFT_FOREVER */
     uint64_t weft__eff;      /* earliest deadline of this scope and its parents */
     struct weft_timeout *weft__parent;
     weft_task_t *weft__task;
@@ -53,9 +52,10 @@ typedef struct weft_timeout {
     bool weft__active;
 } weft_timeout_t;
 
-/* Enter a scope whose deadline is timeout_ms from now (WEFT_NO_DEADLINE, or
- * UINT64_MAX, for none). In a task only: WEFT_ENOTASK outside, UV_EINVAL for
- * NULL or an active scope. */
+/* Enter a scope whose deadline is timeout_ms from now (WEFT_FOREVER, or any
+ * timeout too long to represent, for none; for the _at forms WEFT_FOREVER
+ * is the absolute "no deadline"). In a task only: WEFT_ENOTASK outside,
+ * UV_EINVAL for NULL or an active scope. */
 WEFT_WARN_UNUSED int weft_timeout_begin(weft_timeout_t *s, uint64_t timeout_ms);
 /* Same, with an absolute deadline in weft_loop_now_ns() nanoseconds. */
 WEFT_WARN_UNUSED int weft_timeout_begin_at(weft_timeout_t *s, uint64_t deadline_ns);
@@ -67,7 +67,7 @@ int weft_timeout_end(weft_timeout_t *s);
  * deadline is in the future. */
 int weft_timeout_reschedule(weft_timeout_t *s, uint64_t timeout_ms);
 int weft_timeout_reschedule_at(weft_timeout_t *s, uint64_t deadline_ns);
-/* The deadline (ns, WEFT_NO_DEADLINE for none), and whether the scope
+/* The deadline (ns, WEFT_FOREVER for none), and whether the scope
  * expired: its own deadline passed and a suspension inside saw it (asyncio's
  * Timeout.expired()). */
 uint64_t weft_timeout_deadline(const weft_timeout_t *s);
