@@ -107,6 +107,14 @@ int weft__inbox_post(struct weft__inbox *q, weft__inbox_fn fn, uintptr_t a, uint
          * carries the consumer's release of head_pub: the consumer has
          * finished reading every slot below the head we see. */
         uint64_t head = __atomic_load_n(&q->head_cache, __ATOMIC_ACQUIRE);
+        if ((int64_t)(pos - head) < 0) {
+            /* Our tail is older than the head another producer cached: the
+             * ring has moved on since we read it. Without this re-read, the
+             * unsigned difference wraps, the ring looks full, and a post
+             * that may not spin goes to the overflow list for nothing. */
+            pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
+            continue;
+        }
         if (pos - head > q->mask) {
             /* Looks full: refresh from what the consumer published. */
             head = __atomic_load_n(&q->head_pub, __ATOMIC_ACQUIRE);

@@ -938,6 +938,82 @@ Test(runtime, max_inflight_bounds_running_submits, .timeout = TEST_TIMEOUT_S)
     stop_rt(rt);
 }
 
+/* With max_inflight 1, task B waits for A's credit. A's reply and a callback
+ * that tries to submit arrive in one drain: the credit goes to B, and the
+ * callback, which arrives after the handover, must not take it (UV_EAGAIN);
+ * before the handover, it overtook B and B waited again. */
+static atomic_int g_ot_order[4], g_ot_n, g_ot_cb_rc = 1;
+
+static void ot_try_cb(void *arg)
+{
+    (void)arg;
+    weft_future_t *f = NULL;
+    atomic_store(&g_ot_cb_rc, weft_submit_to(loop_at(1), quick_job, NULL, &f));
+    weft_future_unref(f);
+}
+
+static void ot_send_try(void *arg)
+{
+    (void)arg;
+    /* Runs on loop 1 after A's job finished, so after its reply was queued:
+     * this call follows the reply in the same ring. */
+    if (weft_call_on(loop_at(0), ot_try_cb, NULL) != 0)
+        atomic_store(&g_ot_cb_rc, UV_EPROTO);
+}
+
+static int ot_job(void *arg, void **result)
+{
+    int n = atomic_fetch_add(&g_ot_n, 1);
+    if (n < 4)
+        atomic_store(&g_ot_order[n], (int)(uintptr_t)arg);
+    if ((uintptr_t)arg == 1 && weft_call_soon(weft_loop_current(), ot_send_try, NULL, NULL) != 0)
+        return UV_ENOMEM;
+    *result = arg;
+    return 0;
+}
+
+static int ot_submit_and_await(void *arg, void **result)
+{
+    weft_future_t *f = NULL;
+    int rc = weft_submit_to(loop_at(1), ot_job, arg, &f);
+    if (rc == 0)
+        rc = weft_await(f, result);
+    weft_future_unref(f);
+    return rc;
+}
+
+static int ot_main(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    weft_future_t *f = NULL;
+    weft_task_t *b = NULL;
+    int rc = weft_submit_to(loop_at(1), ot_job, (void *)(uintptr_t)1, &f); /* the credit */
+    if (rc == 0)
+        rc = weft_spawn(NULL, ot_submit_and_await, (void *)(uintptr_t)2, &b);
+    /* Let b run up to its wait for the credit (it cannot get it before our
+     * reply, which needs a tick of loop 1 and of ours). */
+    while (rc == 0 && weft_task_state(b) != WEFT_TASK_SUSPENDED)
+        rc = weft_yield();
+    if (f != NULL)
+        rc = keep(rc, weft_await(f, NULL));
+    if (b != NULL)
+        rc = keep(rc, weft_await_task(b, NULL));
+    weft_future_unref(f);
+    weft_task_unref(b);
+    return rc;
+}
+
+Test(runtime, a_freed_credit_goes_to_the_oldest_waiting_submitter, .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 2, .max_inflight = 1));
+    EXPECT_OK(run_on(rt, 0, ot_main, NULL, NULL, WAIT_MS));
+    cr_expect_eq(atomic_load(&g_ot_n), 2);
+    cr_expect_eq(atomic_load(&g_ot_order[0]), 1);
+    cr_expect_eq(atomic_load(&g_ot_order[1]), 2);
+    EXPECT_RC(atomic_load(&g_ot_cb_rc), UV_EAGAIN);
+    stop_rt(rt);
+}
+
 /* ---- stopping with work in flight ------------------------------------------------ */
 
 static atomic_int g_sd_ready, g_sd_trips, g_sd_mode, g_sd_closed, g_sd_bad;
