@@ -559,6 +559,116 @@ void weft__future_remote_withdraw(void *ctx, uintptr_t a, uintptr_t b, uintptr_t
     weft_future_unref(f);
 }
 
+/* ---- proxies: a local future for a future of another loop ------------------- */
+
+/* The record of a proxy's remote wait, on the proxy's loop. It holds one
+ * reference on the proxy until the owner's single answer arrives (the
+ * outcome, a refusal, or the acknowledgement of a withdraw), and is freed
+ * then. The hook sees the proxy complete: if that was not the answer (the
+ * proxy was cancelled, or completed by hand), the wait is withdrawn - with
+ * a cancel of the remote future when the proxy was cancelled. */
+struct proxy {
+    struct weft__list link; /* in the loop's proxies until answered */
+    struct weft_future *p;  /* the local future */
+    struct weft_future *rf; /* the remote one (never read here) */
+    uint32_t gen, seq;
+    bool answered;
+};
+
+static void proxy_hook(struct weft__handle *h, struct weft_future *p)
+{
+    struct proxy *x = h->arg;
+    weft__handle_put(h->loop, h);
+    if (x->answered)
+        return;
+    uintptr_t b = (uintptr_t)x->gen | ((uintptr_t)x->seq << 32);
+    int rc = weft__post(x->rf->loop, weft__future_remote_withdraw, (uintptr_t)x->rf, b,
+                        (uintptr_t)x, p->state == WEFT__F_CANCELLED);
+    (void)rc; /* WEFT_ECLOSED: its close answered every record (ECLOSED) */
+}
+
+void weft__proxy_answer(struct weft__loop *l, void *rec, int err, void *res)
+{
+    (void)l;
+    struct proxy *x = rec;
+    x->answered = true;
+    weft__list_remove(&x->link);
+    if (x->p->state == WEFT__F_PENDING) { /* the hook then sees answered */
+        uint8_t st = err == 0              ? WEFT__F_DONE
+                     : err == UV_ECANCELED ? WEFT__F_CANCELLED
+                                           : WEFT__F_FAILED;
+        weft__future_complete(x->p, st, err == 0 ? res : NULL, err, NULL);
+    }
+    weft_future_unref(x->p);
+    weft__free(x);
+}
+
+int weft_future_from_token(weft_future_token_t tok, weft_future_t **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    struct weft_future *f = tok.weft__f;
+    struct weft__loop *l = weft__tls_loop;
+    if (f == NULL || out == NULL)
+        return UV_EINVAL;
+    if (l == NULL)
+        return WEFT_EWRONGLOOP;
+    if (f->loop == l) {
+        if (!weft__token_valid(f, tok.weft__gen))
+            return UV_EINVAL;
+        l->tokens_live--; /* the token's reference is the caller's now */
+        *out = f;
+        return 0;
+    }
+    struct proxy *x = weft__malloc(sizeof(*x));
+    if (x == NULL)
+        return UV_ENOMEM;
+    weft_future_t *p;
+    int rc = weft_future_new(weft__pub(l), &p);
+    if (rc != 0) {
+        weft__free(x);
+        return rc;
+    }
+    struct weft__handle *h = weft__hook_add(p, proxy_hook, x);
+    if (h == NULL) {
+        weft_future_unref(p);
+        weft__free(x);
+        return UV_ENOMEM;
+    }
+    x->p = p;
+    x->rf = f;
+    x->gen = tok.weft__gen;
+    x->seq = (++l->proxy_seq & ~WEFT__PROXY_SEQ) | WEFT__PROXY_SEQ;
+    x->answered = false;
+    p->refs++; /* the record's, released with the answer */
+    l->remote_out++;
+    uintptr_t b = (uintptr_t)x->gen | ((uintptr_t)x->seq << 32);
+    rc =
+        weft__post(f->loop, weft__future_remote_await, (uintptr_t)f, b, (uintptr_t)x, (uintptr_t)l);
+    if (rc != 0) {
+        l->remote_out--;
+        weft__hook_remove(h);
+        p->refs--;
+        weft_future_unref(p);
+        weft__free(x);
+        return rc; /* WEFT_ECLOSED: the token went with its loop */
+    }
+    weft__list_push_back(&l->proxies, &x->link);
+    *out = p;
+    return 0;
+}
+
+void weft__loop_cancel_proxies(struct weft__loop *l)
+{
+    struct weft__list *it = l->proxies.next;
+    while (it != &l->proxies) {
+        struct proxy *x = WEFT_CONTAINER_OF(it, struct proxy, link);
+        it = it->next; /* x stays listed until its answer, which comes later */
+        if (x->p->state == WEFT__F_PENDING)
+            weft__future_complete(x->p, WEFT__F_CANCELLED, NULL, UV_ECANCELED, NULL);
+    }
+}
+
 /* weft_loop_close: the futures that other loops' tasks still wait for will
  * never complete now; their waiters get WEFT_ECLOSED. */
 void weft__remote_records_close(struct weft__loop *l)

@@ -181,6 +181,7 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
     weft__list_init(&l->free_gens);
     weft__list_init(&l->free_waiters);
     weft__list_init(&l->remote_records);
+    weft__list_init(&l->proxies);
     weft__heap_init(&l->timers);
     l->next_task_id = 1;
     l->magic = WEFT__LOOP_MAGIC;

@@ -235,6 +235,8 @@ struct weft__loop {
      * other loops' waiters, failed with WEFT_ECLOSED when this loop closes. */
     uint64_t tokens_live;
     uint64_t remote_out;
+    uint32_t proxy_seq;        /* numbers proxies' remote waits (future.c) */
+    struct weft__list proxies; /* proxies not answered yet (future.c) */
     struct weft__list remote_records;
     struct weft__chunk *task_chunks; /* tasks, walked by dump and weft_run */
 
@@ -506,6 +508,13 @@ void weft__future_remote_withdraw(void *ctx, uintptr_t a, uintptr_t b, uintptr_t
 void weft__remote_record_fire(struct weft__loop *l, struct weft__handle *h);
 void weft__remote_records_close(struct weft__loop *l);
 void weft__remote_reply(struct weft__loop *rl, uintptr_t task, uint32_t seq, int err, void *res);
+/* A remote wait's sequence number with this bit set names a proxy record
+ * (weft_future_from_token), not a task; task.c's wait_seq never sets it. */
+#define WEFT__PROXY_SEQ 0x80000000u
+void weft__proxy_answer(struct weft__loop *l, void *rec, int err, void *res);
+/* Cancel every pending proxy of l (weft_run's and a runtime stop's clean-up:
+ * their answers are what let the loop run dry). */
+void weft__loop_cancel_proxies(struct weft__loop *l);
 /* Tokens (future.h): is this token's reference still there (counts a stale
  * one), and give it back (owner loop). */
 bool weft__token_valid(struct weft_future *f, uint32_t gen);

@@ -430,6 +430,10 @@ void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, ui
     /* Every request is answered exactly once (future.c): this one is. */
     WEFT_ASSERT(l->remote_out > 0);
     l->remote_out--;
+    if ((uint32_t)b & WEFT__PROXY_SEQ) { /* the waiter is a proxy future (future.c) */
+        weft__proxy_answer(l, (void *)a, (int)(intptr_t)c, (void *)d);
+        return;
+    }
     if (!t->remote_wait || t->wait_seq != (uint32_t)b || t->state != WEFT_TASK_SUSPENDED ||
         t->queued)
         return;                    /* stale, or already woken by its timeout or a cancel */
@@ -1140,6 +1144,7 @@ int weft_run_ex(weft_task_fn main, void *arg, const weft_loop_opts_t *opts, void
         if (weft__task_live(x))
             weft_task_cancel(x);
     }
+    weft__loop_cancel_proxies(l);
     int rc2 = weft_loop_run(loop);
     int rc3 = weft_loop_close(loop);
     /* Busy: timers left, answers from other loops still to come, or posts

@@ -1066,6 +1066,7 @@ static void cancel_all(struct rt_loop *self)
         if (weft__task_live(x))
             weft_task_cancel(x);
     }
+    weft__loop_cancel_proxies(l);
 }
 
 /* On each loop: cancel what runs (and, from then on, whatever is spawned),

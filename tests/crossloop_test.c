@@ -278,6 +278,134 @@ Test(crossloop, an_await_token_that_does_not_wait_gives_the_token_back, .timeout
     free_loop(b);
 }
 
+/* ---- proxies: gather and friends over futures of other loops ------------- */
+
+struct gatherer {
+    weft_future_token_t remote; /* a future of loop b */
+    weft_future_t *local;       /* one of loop a */
+    weft_future_t *proxy;
+    int rc;
+    void *results[2];
+};
+
+static int gather_body(void *arg, void **result)
+{
+    (void)result;
+    struct gatherer *g = arg;
+    int rc = weft_future_from_token(g->remote, &g->proxy);
+    if (rc != 0)
+        return g->rc = rc;
+    weft_future_t *fs[2] = {g->local, g->proxy};
+    g->rc = weft_gather(fs, 2, g->results, NULL, 0);
+    return 0;
+}
+
+Test(crossloop, gather_waits_for_a_local_future_and_a_proxy_of_another_loops_future,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop(), *b = new_loop();
+    weft_future_t *rf;
+    struct gatherer g = {0};
+    ASSERT_OK(weft_future_new(b, &rf));
+    ASSERT_OK(weft_future_token(rf, &g.remote));
+    ASSERT_OK(weft_future_new(a, &g.local));
+    ASSERT_OK(weft_spawn(a, gather_body, &g, NULL));
+    tick(a); /* the proxy asks b */
+    cr_expect_eq(remote_waits(a), 1);
+    ASSERT_OK(weft_future_set_result(g.local, weft_int(1)));
+    tick(a);
+    tick(b); /* recorded */
+    ASSERT_OK(weft_future_set_result(rf, weft_int(2)));
+    tick(b); /* answered */
+    tick(a);
+    EXPECT_OK(weft_loop_run(a));
+    EXPECT_OK(g.rc);
+    cr_expect_eq(weft_to_int(g.results[0]), 1);
+    cr_expect_eq(weft_to_int(g.results[1]), 2);
+    cr_expect_eq(remote_waits(a), 0);
+    weft_future_unref(g.proxy);
+    weft_future_unref(g.local);
+    weft_future_unref(rf);
+    EXPECT_OK(weft_loop_run(b));
+    cr_expect_eq(tokens_live(b), 0);
+    free_loop(a);
+    free_loop(b);
+}
+
+/* Cancelling the proxy cancels the remote future (asyncio.wrap_future). */
+Test(crossloop, cancelling_a_proxy_cancels_the_remote_future, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop(), *b = new_loop();
+    weft_future_t *rf, *p = NULL;
+    weft_future_token_t tok;
+    ASSERT_OK(weft_future_new(b, &rf));
+    ASSERT_OK(weft_future_token(rf, &tok));
+    EXPECT_RC(weft_future_from_token(tok, &p), WEFT_EWRONGLOOP); /* not on a loop */
+    struct gatherer g = {.remote = tok};
+    ASSERT_OK(weft_future_new(a, &g.local));
+    ASSERT_OK(weft_spawn(a, gather_body, &g, NULL));
+    tick(a);
+    tick(b);
+    ASSERT_OK(weft_future_cancel(g.proxy)); /* on a's side, a not running */
+    tick(a);                                /* the gather ends; the withdraw goes */
+    EXPECT_RC(g.rc, UV_ECANCELED);
+    tick(b); /* withdraw with cancel: rf cancelled, acknowledged */
+    cr_expect(weft_future_cancelled(rf));
+    tick(a);
+    cr_expect_eq(remote_waits(a), 0);
+    ASSERT_OK(weft_future_set_result(g.local, NULL));
+    EXPECT_OK(weft_loop_run(a));
+    weft_future_unref(g.proxy);
+    weft_future_unref(g.local);
+    weft_future_unref(rf);
+    free_loop(a);
+    free_loop(b);
+}
+
+/* A proxy of a future whose loop closes fails with WEFT_ECLOSED; a token of
+ * the caller's own loop gives back the future itself. */
+static int own_token_body(void *arg, void **result)
+{
+    (void)result;
+    struct gatherer *g = arg;
+    weft_future_t *same = NULL;
+    g->rc = weft_future_from_token(g->remote, &same);
+    g->results[0] = same;
+    return 0;
+}
+
+Test(crossloop, proxies_of_a_closed_loop_fail_and_own_tokens_give_the_future_back,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop(), *b = new_loop();
+    weft_future_t *rf, *mine;
+    struct gatherer g = {0}, own = {0};
+    ASSERT_OK(weft_future_new(b, &rf));
+    ASSERT_OK(weft_future_token(rf, &g.remote));
+    ASSERT_OK(weft_future_new(a, &g.local));
+    ASSERT_OK(weft_future_set_result(g.local, NULL));
+    ASSERT_OK(weft_spawn(a, gather_body, &g, NULL));
+    ASSERT_OK(weft_future_new(a, &mine));
+    ASSERT_OK(weft_future_token(mine, &own.remote));
+    ASSERT_OK(weft_spawn(a, own_token_body, &own, NULL));
+    tick(a);
+    EXPECT_OK(own.rc);
+    cr_expect_eq(own.results[0], mine);
+    weft_future_unref(own.results[0]); /* the token's reference, now ours */
+    cr_expect_eq(tokens_live(a), 0);
+    tick(b);
+    weft_future_unref(rf);
+    free_loop(b); /* answers the proxy's record: WEFT_ECLOSED */
+    tick(a);
+    EXPECT_OK(weft_loop_run(a));
+    EXPECT_RC(g.rc, WEFT_ECLOSED);
+    EXPECT_RC(weft_future_result(g.proxy, NULL), WEFT_ECLOSED);
+    weft_future_unref(g.proxy);
+    weft_future_unref(g.local);
+    weft_future_unref(mine);
+    free_loop(a);
+}
+
 /* weft_loop_stop before weft_loop_run is not lost: the run does one tick. */
 static int yield_many(void *arg, void **result)
 {

@@ -85,6 +85,18 @@ WEFT_WARN_UNUSED int weft_future_cancel_threadsafe(weft_future_token_t tok);
  * 0, UV_EINVAL, UV_ENOMEM (token still the caller's), WEFT_ECLOSED. */
 WEFT_WARN_UNUSED int weft_future_token_drop(weft_future_token_t tok);
 
+/* asyncio.wrap_future: a future of the calling loop (its thread only) that
+ * completes with the outcome of the token's future, which may belong to any
+ * loop, so that the combinators (gather, wait, as_completed, shield) and
+ * every other local call work with futures of other loops. Uses the token
+ * up. For a future of this loop, *out is that future itself (the token's
+ * reference becomes the caller's). Otherwise cancelling *out (or a task or
+ * combinator awaiting it) cancels the remote future, and if the remote loop
+ * closes first *out fails with WEFT_ECLOSED. The caller gets one reference.
+ * 0, UV_EINVAL (empty token, out NULL), WEFT_EWRONGLOOP (not on a loop's
+ * thread), WEFT_ECLOSED, UV_ENOMEM (token still the caller's). */
+WEFT_WARN_UNUSED int weft_future_from_token(weft_future_token_t tok, weft_future_t **out);
+
 bool weft_future_done(const weft_future_t *f);
 bool weft_future_cancelled(const weft_future_t *f);
 /* The outcome: 0 (and *result set, result may be NULL), the error code,
