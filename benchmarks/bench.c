@@ -1,6 +1,6 @@
 /*
  * benchmarks/bench.c - weft's benchmark suite: the workloads of
- * ../shared/WORKLOADS.md, measured the same way every time.
+ * docs/workloads.md, measured the same way every time.
  *
  * Run:
  *   bazel run -c opt //benchmarks:bench                        every workload
@@ -23,7 +23,7 @@
  * the min/max spread. The JSON file has every value of every run. The exit
  * status is 1 if any workload failed.
  *
- * The workloads (definitions in WORKLOADS.md, code in bench_core.c):
+ * The workloads (definitions in docs/workloads.md, code in bench_core.c):
  *   switch               ns per weft_yield() between two tasks: one task switch
  *   spawn                tasks/s to spawn 1M trivial tasks and await them all
  *   skynet1              ms for a tree of 1.1M tasks (1M leaves) summing ordinals

@@ -2,7 +2,7 @@
  * benchmarks/bench_core.c - the workloads that need only core/: one loop on
  * one thread (plus a plain poster thread for threadsafe_post).
  *
- * Each workload follows ../shared/WORKLOADS.md to the letter, times only the
+ * Each workload follows docs/workloads.md to the letter, times only the
  * work the definition names (never loop set-up or allocation of the
  * harness's own arrays), and checks its answer before it reports a value:
  * a wrong answer is a FAIL, never a number. Task bodies return a negative

@@ -7,7 +7,7 @@
  * and 1 are pinned to the first two CPUs the process may use (weft_cpu_id);
  * the probes pin their two threads the same way.
  * The VM flips between fast and slow cross-core states every few seconds
- * (DESIGN.md), so compare weft's numbers with the probe's from the same run.
+ * (docs/machine.md), so compare weft's numbers with the probe's from the same run.
  */
 #include <pthread.h>
 #include <sched.h>

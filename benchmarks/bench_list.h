@@ -1,6 +1,6 @@
 /*
  * benchmarks/bench_list.h - the registry: every workload, in the order the
- * suite runs them. Definitions of the workloads are in ../shared/WORKLOADS.md;
+ * suite runs them. Definitions of the workloads are in docs/workloads.md;
  * the implementations in bench_*.c.
  *
  * Columns: name (also the C function bench_<name>), unit, higher is better,

@@ -5,7 +5,7 @@
  *   Pushes the callee-saved registers (rbp, rbx, r12-r15) and the MXCSR and
  *   x87 control words on the current stack, stores the stack pointer in
  *   *save_sp, loads load_sp and pops the same frame from there, then returns
- *   with a plain ret. DESIGN.md suggests ending in pop + jmp (~5 ns saved in
+ *   with a plain ret. docs/machine.md: ending in pop + jmp (~5 ns saved in
  *   a bare probe); in weft it cost ~10 ns per yield instead (switch bench:
  *   20.2 ns/op with pop + jmp, 8.6-10.4 ns/op with ret, 2026-11-22): every
  *   task reaches this function through the same call chain, so ret is

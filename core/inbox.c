@@ -9,7 +9,7 @@
 
 #include "alloc.h"
 
-/* ~2,000 pauses is ~45 us here (one pause is ~22 ns, DESIGN.md). */
+/* ~2,000 pauses is ~45 us here (one pause is ~22 ns, docs/machine.md). */
 #define FULL_SPINS 2000u
 /* The consumer publishes its head this often (and at the end of a drain). */
 #define PUBLISH_EVERY 32u

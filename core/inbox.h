@@ -10,7 +10,7 @@
  * producers learn which slots are free from a head index the consumer
  * publishes every 32 messages. A post then pulls its slot's line from the
  * consumer in shared state instead of modified, and the consumer's drain
- * only reads slots. DESIGN.md measured slot-sequenced rings at ~1.3x a bare cache-line
+ * only reads slots. docs/machine.md measured slot-sequenced rings at ~1.3x a bare cache-line
  * round trip against ~2x for ck_ring as shipped, which is why this ring is
  * ours and not ck_ring.
  *

@@ -476,7 +476,7 @@ static void run_ready(struct weft__loop *l)
 
 /* Poll the inbox for up to idle_poll_ns before sleeping: waking a sleeping
  * loop through the eventfd costs 4-11 us here, a cache line ~0.1-0.5 us
- * (DESIGN.md). Checks every 16 pauses (~350 ns) so as not to hammer the
+ * (docs/machine.md). Checks every 16 pauses (~350 ns) so as not to hammer the
  * line the producers write. Returns true if work arrived or is due. */
 static bool idle_poll(struct weft__loop *l)
 {

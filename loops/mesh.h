@@ -6,7 +6,7 @@
  * and each slot carries its own sequence number (position + 1), stored last
  * with release: the consumer learns that a message is there from the slot
  * itself, so a message moves exactly one cache line between the cores (the
- * layout DESIGN.md measured at ~1.3x a bare cache-line round trip, against
+ * layout docs/machine.md measured at ~1.3x a bare cache-line round trip, against
  * ~1.5-1.8x for head/tail indices and 2.0-2.3x for ck_ring as shipped,
  * whose SPSC enqueue also reads the consumer's head on every message). The
  * consumer never writes slots; it publishes its position every 32 messages

@@ -10,7 +10,7 @@
  * tasks and closes that handle; the loop then runs until its work is gone
  * and returns.
  *
- * Wake-up ordering (the rule DESIGN.md calls "wake only the sleeping"):
+ * Wake-up ordering (the rule docs/multiloop.md calls "waking only the sleeping"):
  *   producer: write a slot, its sequence number last (release); then, once
  *             per 32 messages and at the end of its loop's tick: seq_cst
  *             fence; load the target's `sleeping` flag; if set, claim it

@@ -14,11 +14,16 @@
 #include "check.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <weft/weft.h>
+
+#include "core/testhooks.h"
 
 static void reset_globals(void);
 
@@ -423,16 +428,27 @@ struct ts_job {
     weft_future_t *f;
     weft_future_token_t tok; /* f, for the completer thread */
     enum ts_kind kind;
-    useconds_t delay_us;
+    bool after_sleep; /* complete only once the loop sleeps (the task waits) */
     int post_rc;
 };
+
+/* The loop is about to block in the poller (core/testhooks.h): its task is
+ * suspended in its await, and the completion must wake the loop. */
+static atomic_int g_loop_slept;
+
+static void note_sleep(void)
+{
+    atomic_store(&g_loop_slept, 1);
+}
 
 static void *completer_thread(void *arg)
 {
     struct ts_job *job = arg;
     char msg[64];
-    if (job->delay_us != 0) {
-        usleep(job->delay_us); /* makes "task already suspended" the likely case */
+    if (job->after_sleep) {
+        while (!atomic_load(&g_loop_slept)) {
+            sched_yield();
+        }
     }
     switch (job->kind) {
     case TS_RESULT:
@@ -483,9 +499,12 @@ Test(future, set_result_threadsafe_from_another_thread_wakes_the_task_on_its_loo
     ASSERT_OK(weft_future_new(&loop, &job.f));
     ASSERT_OK(weft_future_token(job.f, &job.tok));
     job.kind = TS_RESULT;
-    job.delay_us = 10000;
+    job.after_sleep = true;
+    atomic_store(&g_loop_slept, 0);
+    weft__test_sleep_hook = note_sleep;
     ASSERT_OK(weft_spawn(&loop, ts_waiter_body, &job, &t));
     EXPECT_OK(weft_loop_run(&loop));
+    weft__test_sleep_hook = NULL;
 
     EXPECT_OK(job.post_rc);
     EXPECT_OK(g_await_rc);
@@ -509,9 +528,12 @@ Test(future, set_error_threadsafe_carries_the_code_and_a_copy_of_the_message, .i
     ASSERT_OK(weft_future_new(&loop, &job.f));
     ASSERT_OK(weft_future_token(job.f, &job.tok));
     job.kind = TS_ERROR;
-    job.delay_us = 10000;
+    job.after_sleep = true;
+    atomic_store(&g_loop_slept, 0);
+    weft__test_sleep_hook = note_sleep;
     ASSERT_OK(weft_spawn(&loop, ts_waiter_body, &job, NULL));
     EXPECT_OK(weft_loop_run(&loop));
+    weft__test_sleep_hook = NULL;
 
     EXPECT_OK(job.post_rc);
     EXPECT_RC(g_await_rc, UV_EPIPE);
@@ -534,9 +556,12 @@ Test(future, cancel_threadsafe_cancels_the_future_and_the_waiter_sees_ecanceled,
     ASSERT_OK(weft_future_new(&loop, &job.f));
     ASSERT_OK(weft_future_token(job.f, &job.tok));
     job.kind = TS_CANCEL;
-    job.delay_us = 10000;
+    job.after_sleep = true;
+    atomic_store(&g_loop_slept, 0);
+    weft__test_sleep_hook = note_sleep;
     ASSERT_OK(weft_spawn(&loop, ts_waiter_body, &job, NULL));
     EXPECT_OK(weft_loop_run(&loop));
+    weft__test_sleep_hook = NULL;
 
     EXPECT_OK(job.post_rc);
     EXPECT_RC(g_await_rc, UV_ECANCELED);
