@@ -182,6 +182,7 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
     weft__list_init(&l->free_waiters);
     weft__list_init(&l->remote_records);
     weft__list_init(&l->proxies);
+    weft__list_init(&l->sources);
     weft__heap_init(&l->timers);
     l->next_task_id = 1;
     l->magic = WEFT__LOOP_MAGIC;
@@ -333,12 +334,33 @@ int weft_handle_cancel(weft_handle_t hd)
 
 /* ---- the inbox ------------------------------------------------------------ */
 
-void weft__loop_set_ext(struct weft__loop *l, void (*drain)(void *), bool (*pending)(void *),
-                        void *arg)
+void weft__loop_add_source(struct weft__loop *l, struct weft__source *s)
 {
-    l->ext.drain = drain;
-    l->ext.pending = pending;
-    l->ext.arg = arg;
+    weft__list_push_back(&l->sources, &s->link);
+}
+
+void weft__loop_remove_source(struct weft__source *s)
+{
+    weft__list_remove(&s->link);
+}
+
+static void sources_drain(struct weft__loop *l)
+{
+    for (struct weft__list *it = l->sources.next; it != &l->sources;) {
+        struct weft__source *s = WEFT_CONTAINER_OF(it, struct weft__source, link);
+        it = it->next; /* a drain may remove its own source */
+        s->drain(s->arg);
+    }
+}
+
+static bool sources_pending(struct weft__loop *l)
+{
+    for (struct weft__list *it = l->sources.next; it != &l->sources; it = it->next) {
+        struct weft__source *s = WEFT_CONTAINER_OF(it, struct weft__source, link);
+        if (s->pending(s->arg))
+            return true;
+    }
+    return false;
 }
 
 void weft__loop_wake_if_sleeping(struct weft__loop *l)
@@ -491,8 +513,7 @@ static bool idle_poll(struct weft__loop *l)
      * hop. Reading lines that nobody writes costs the writers nothing; the
      * clock is read every 8 checks. */
     for (unsigned k = 0; now < end; k++) {
-        if (weft__inbox_pending(&l->inbox) ||
-            (l->ext.pending != NULL && l->ext.pending(l->ext.arg)))
+        if (weft__inbox_pending(&l->inbox) || sources_pending(l))
             return true;
         for (int i = 0; i < 2; i++) {
 #if defined(__x86_64__)
@@ -527,9 +548,9 @@ static void block(struct weft__loop *l)
     trim_stacks(l);
     if (!weft__inbox_prepare_sleep(&l->inbox))
         return;
-    if (l->ext.pending != NULL) {
+    if (!weft__list_empty(&l->sources)) {
         weft__fence_seq_cst(); /* see weft__loop_wake_if_sleeping */
-        if (l->ext.pending(l->ext.arg)) {
+        if (sources_pending(l)) {
             weft__inbox_end_sleep(&l->inbox);
             return;
         }
@@ -559,8 +580,7 @@ static void block(struct weft__loop *l)
 static bool out_of_work(struct weft__loop *l)
 {
     return l->timers.live == 0 && l->st.tasks_live == 0 && l->remote_out == 0 &&
-           !uv_loop_alive(&l->uv) && !weft__inbox_nonempty(&l->inbox) &&
-           (l->ext.pending == NULL || !l->ext.pending(l->ext.arg));
+           !uv_loop_alive(&l->uv) && !weft__inbox_nonempty(&l->inbox) && !sources_pending(l);
 }
 
 int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
@@ -580,8 +600,8 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
         l->st.iterations++;
         if (weft__inbox_pending(&l->inbox))
             drain_inbox(l);
-        if (l->ext.drain != NULL)
-            l->ext.drain(l->ext.arg);
+        if (!weft__list_empty(&l->sources))
+            sources_drain(l);
         if (l->timers.live > 0)
             fire_timers(l);
         if (!weft__list_empty(&l->ready))
@@ -595,8 +615,8 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
         }
         if (out_of_work(l))
             break;
-        if (l->ext.drain != NULL) { /* publish what this tick sent first */
-            l->ext.drain(l->ext.arg);
+        if (!weft__list_empty(&l->sources)) { /* publish what this tick sent first */
+            sources_drain(l);
             if (!weft__list_empty(&l->ready))
                 continue;
             /* The drain may have taken the last message (the check above

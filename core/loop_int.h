@@ -216,14 +216,9 @@ struct weft__loop {
     struct weft_future *free_futures; /* linked through ->result */
     struct weft__list free_gens;      /* generator records (gen.c) */
     struct weft__list free_waiters;   /* compact loops' waiter records (task.c) */
-    /* Another message source drained by the loop (the runtime's mesh of
-     * rings, loops/): drain() runs every iteration, pending() is asked
-     * after the loop announced sleep and while it polls before sleeping. */
-    struct {
-        void (*drain)(void *arg);
-        bool (*pending)(void *arg);
-        void *arg;
-    } ext;
+    /* Other message sources drained by the loop (the runtime's mesh of
+     * rings; later channels and I/O): see struct weft__source. */
+    struct weft__list sources;
 
     struct weft__heap timers;
     uint64_t next_task_id;
@@ -318,9 +313,21 @@ int weft__timer_arm(struct weft__loop *l, struct weft__timer *t, uint64_t deadli
 int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
                uintptr_t d);
 int weft__loop_run_until(struct weft__loop *l, weft_future_t *until);
-/* Install the extra message source (see ext above). Before the loop runs. */
-void weft__loop_set_ext(struct weft__loop *l, void (*drain)(void *), bool (*pending)(void *),
-                        void *arg);
+/* A message source besides the inbox: drain() runs every iteration (it
+ * takes what arrived and runs or queues it); pending() is asked while the
+ * loop polls before sleeping and after it announced sleep (then after a
+ * seq_cst fence: a producer publishes, fences, and reads the flag with
+ * weft__loop_wake_if_sleeping). The record is the caller's; it stays
+ * registered until removed. Add and remove on the loop's thread, or before
+ * it runs. */
+struct weft__source {
+    struct weft__list link;
+    void (*drain)(void *arg);
+    bool (*pending)(void *arg);
+    void *arg;
+};
+void weft__loop_add_source(struct weft__loop *l, struct weft__source *s);
+void weft__loop_remove_source(struct weft__source *s);
 /* Any thread, after publishing a message l will find through ext.pending()
  * (with a release store): wake l if it announced sleep. The seq_cst fence
  * here pairs with the one after the loop's announcement (block() in

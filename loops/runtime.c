@@ -84,6 +84,7 @@ struct rt_loop {
     struct mesh_ring **in;      /* in[j]: ring from loop j to this one (atomic; see ring_to) */
     uint32_t *inflight;         /* per target: submits without a reply yet */
     struct weft__list *waiters; /* per target: submitters over the limit */
+    struct weft__source source; /* the mesh, as a message source of the loop */
     struct sub *free_subs;
     struct sub *all_subs;
     /* Submits running here, by (submitter's future, source loop), so that a
@@ -908,7 +909,9 @@ static void *loop_thread(void *arg)
         uv_close((uv_handle_t *)&self->keep, NULL);
     } else {
         tls_rt_loop = self;
-        weft__loop_set_ext(weft__L(&self->loop), mesh_drain, mesh_pending, self);
+        self->source =
+            (struct weft__source){.drain = mesh_drain, .pending = mesh_pending, .arg = self};
+        weft__loop_add_source(weft__L(&self->loop), &self->source);
     }
     int rrc = weft_loop_run(&self->loop);
     (void)rrc;

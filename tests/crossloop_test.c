@@ -15,6 +15,7 @@
 
 #include "plain_test.h"
 #include "check.h"
+#include "core/loop_int.h"
 #include "core/testhooks.h"
 
 static void stop_cb(void *arg)
@@ -403,6 +404,45 @@ Test(crossloop, proxies_of_a_closed_loop_fail_and_own_tokens_give_the_future_bac
     weft_future_unref(g.proxy);
     weft_future_unref(g.local);
     weft_future_unref(mine);
+    free_loop(a);
+}
+
+/* ---- message sources: the loop drains every registered one ---------------- */
+
+struct counting_source {
+    struct weft__source src;
+    int items, drained;
+    bool remove_when_empty;
+};
+
+static void cs_drain(void *arg)
+{
+    struct counting_source *c = arg;
+    if (c->items > 0) { /* one per tick: the loop must come back for the rest */
+        c->items--;
+        c->drained++;
+    }
+    if (c->items == 0 && c->remove_when_empty)
+        weft__loop_remove_source(&c->src); /* from inside its own drain */
+}
+
+static bool cs_pending(void *arg)
+{
+    return ((struct counting_source *)arg)->items > 0;
+}
+
+Test(crossloop, a_loop_drains_every_message_source_until_none_is_pending, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t *a = new_loop();
+    struct counting_source x = {.items = 5}, y = {.items = 3, .remove_when_empty = true};
+    x.src = (struct weft__source){.drain = cs_drain, .pending = cs_pending, .arg = &x};
+    y.src = (struct weft__source){.drain = cs_drain, .pending = cs_pending, .arg = &y};
+    weft__loop_add_source((struct weft__loop *)(void *)a, &x.src);
+    weft__loop_add_source((struct weft__loop *)(void *)a, &y.src);
+    EXPECT_OK(weft_loop_run(a)); /* returns only when no source is pending */
+    cr_expect_eq(x.drained, 5);
+    cr_expect_eq(y.drained, 3);
+    weft__loop_remove_source(&x.src);
     free_loop(a);
 }
 
