@@ -18,6 +18,8 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <weft/future.h>
 #include <weft/loop.h>
 
@@ -36,6 +38,64 @@ void weft__assert_fail(const char *what, const char *file, int line)
 {
     fprintf(stderr, "weft: assertion failed: %s (%s:%d)\n", what, file, line);
     abort();
+}
+
+/* ---- debug mode ------------------------------------------------------------ */
+
+/* On in --config=dbg builds (.bazelrc); WEFT_DEBUG and opts.debug override. */
+#ifndef WEFT_DEBUG_DEFAULT
+#define WEFT_DEBUG_DEFAULT 0
+#endif
+
+static long thread_id(void)
+{
+    static __thread long tid; /* one system call per thread */
+    if (tid == 0)
+        tid = (long)syscall(SYS_gettid);
+    return tid;
+}
+
+static void describe(char *buf, size_t len, int kind, const void *obj)
+{
+    const struct weft_future *f = obj;
+    switch (kind) {
+    case WEFT__OBJ_FUTURE:
+        if (f != NULL && f->is_task)
+            weft__task_label((const struct weft_task *)obj, buf, len);
+        else
+            snprintf(buf, len, "future %p", obj);
+        break;
+    case WEFT__OBJ_HANDLE:
+        snprintf(buf, len, "handle %p", obj);
+        break;
+    case WEFT__OBJ_OTHER:
+        snprintf(buf, len, "object %p", obj);
+        break;
+    default:
+        buf[0] = '\0';
+        break;
+    }
+}
+
+bool weft__wrong_thread_slow(const struct weft__loop *l, const char *call, int kind,
+                             const void *obj, const char *file, int line)
+{
+    if (!l->debug)
+        return true;
+    char who[192];
+    describe(who, sizeof(who), kind, obj);
+    fprintf(stderr,
+            "weft: debug: %s(%s) called from thread %ld, but loop %p runs on thread %ld: a "
+            "loop-only call from another thread (%s:%d)\n",
+            call, who, thread_id(), (const void *)l, l->owner_tid, file, line);
+    abort();
+}
+
+void weft__owner_check(const struct weft__loop *l, const char *call, int kind, const void *obj,
+                       const char *file, int line)
+{
+    if (l->running && weft__tls_loop != l)
+        (void)weft__wrong_thread_slow(l, call, kind, obj, file, line);
 }
 
 /* ---- pools ---------------------------------------------------------------- */
@@ -160,6 +220,15 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
     l->npools = 1;
     l->slow_ns = (uint64_t)o.slow_task_ms * 1000000u;
     l->quiet = o.quiet;
+    int debug = o.debug;
+    if (debug == 0) {
+        const char *env = getenv("WEFT_DEBUG");
+        if (env != NULL && *env != '\0')
+            debug = strcmp(env, "0") != 0 ? 1 : -1;
+        else
+            debug = WEFT_DEBUG_DEFAULT ? 1 : -1;
+    }
+    l->debug = debug > 0;
     l->idle_poll_ns =
         o.idle_poll_us < 0 ? 0 : (uint64_t)(o.idle_poll_us ? o.idle_poll_us : 50) * 1000u;
     int rc = weft__inbox_init(&l->inbox, WEFT__INBOX_SLOTS);
@@ -260,13 +329,13 @@ int weft_loop_close(weft_loop_t *loop)
 /* ---- callbacks ------------------------------------------------------------ */
 
 static int schedule(struct weft__loop *l, uint64_t deadline_ns, bool timed, weft_cb_fn fn,
-                    void *arg, weft_handle_t *out)
+                    void *arg, weft_handle_t *out, const char *call)
 {
     if (fn == NULL || l == NULL || l->magic != WEFT__LOOP_MAGIC)
         return UV_EINVAL;
     if (!weft__loop_usable(l))
         return WEFT_ECLOSED;
-    if (l->running && weft__tls_loop != l)
+    if (WEFT__WRONG_THREAD(l, call, WEFT__OBJ_NONE, NULL))
         return WEFT_EWRONGLOOP;
     struct weft__handle *h = weft__handle_get(l);
     if (h == NULL)
@@ -293,7 +362,7 @@ static int schedule(struct weft__loop *l, uint64_t deadline_ns, bool timed, weft
 
 int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg, weft_handle_t *out)
 {
-    return schedule(weft__L(loop), 0, false, fn, arg, out);
+    return schedule(weft__L(loop), 0, false, fn, arg, out, "weft_call_soon");
 }
 
 int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *arg,
@@ -301,14 +370,15 @@ int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *a
 {
     if (delay_ms > UINT64_MAX / 2000000u)
         return UV_EINVAL;
-    return schedule(weft__L(loop), uv_hrtime() + delay_ms * 1000000u, true, fn, arg, out);
+    return schedule(weft__L(loop), uv_hrtime() + delay_ms * 1000000u, true, fn, arg, out,
+                    "weft_call_later");
 }
 
 int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg, weft_handle_t *out)
 {
     if (when_ms > UINT64_MAX / 2000000u)
         return UV_EINVAL;
-    return schedule(weft__L(loop), when_ms * 1000000u, true, fn, arg, out);
+    return schedule(weft__L(loop), when_ms * 1000000u, true, fn, arg, out, "weft_call_at");
 }
 
 int weft_handle_cancel(weft_handle_t hd)
@@ -319,6 +389,7 @@ int weft_handle_cancel(weft_handle_t hd)
     if (h->gen != hd.weft__gen || h->what != WEFT__H_CALLBACK)
         return UV_ENOENT;
     struct weft__loop *l = h->loop;
+    WEFT__OWNER_ASSERT(l, "weft_handle_cancel", WEFT__OBJ_HANDLE, h);
     if (h->state == WEFT__HS_TIMER)
         weft__timer_disarm(l, &h->tm);
     else if (h->state == WEFT__HS_READY)
@@ -563,6 +634,7 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
         return WEFT_EREENTRANT;
     l->running = true;
     weft__tls_loop = l; /* a stop before the run is kept: one tick, then out */
+    l->owner_tid = thread_id();
 #if defined(__SANITIZE_THREAD__)
     l->sched_tsan_fiber = __tsan_get_current_fiber();
 #endif

@@ -350,7 +350,7 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
         return UV_EINVAL;
     if (!weft__loop_usable(l))
         return WEFT_ECLOSED;
-    if (l->running && weft__tls_loop != l)
+    if (WEFT__WRONG_THREAD(l, "weft_spawn", WEFT__OBJ_NONE, NULL))
         return WEFT_EWRONGLOOP;
     size_t ss = l->default_stack;
     if (opts != NULL && opts->stack_size != 0) {
@@ -444,14 +444,18 @@ void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, ui
 
 void weft_task_ref(weft_task_t *t)
 {
-    if (t != NULL)
-        weft_future_ref(&t->fut);
+    if (t == NULL)
+        return;
+    WEFT__OWNER_ASSERT(t->fut.loop, "weft_task_ref", WEFT__OBJ_FUTURE, t);
+    weft_future_ref(&t->fut);
 }
 
 void weft_task_unref(weft_task_t *t)
 {
-    if (t != NULL)
-        weft_future_unref(&t->fut);
+    if (t == NULL)
+        return;
+    WEFT__OWNER_ASSERT(t->fut.loop, "weft_task_unref", WEFT__OBJ_FUTURE, t);
+    weft_future_unref(&t->fut);
 }
 
 weft_task_t *weft_task_current(void)
@@ -544,7 +548,7 @@ int weft_task_cancel_msg(weft_task_t *t, const char *msg)
     struct weft__loop *l = t->fut.loop;
     if (t->state >= WEFT_TASK_DONE)
         return WEFT_EDONE;
-    if (l->running && weft__tls_loop != l)
+    if (WEFT__WRONG_THREAD(l, "weft_task_cancel", WEFT__OBJ_FUTURE, t))
         return WEFT_EWRONGLOOP;
     if (t->cancels < UINT8_MAX)
         t->cancels++;
@@ -577,7 +581,7 @@ int weft_task_uncancel(weft_task_t *t)
     if (t == NULL)
         return UV_EINVAL;
     struct weft__loop *l = t->fut.loop;
-    if (l->running && weft__tls_loop != l)
+    if (WEFT__WRONG_THREAD(l, "weft_task_uncancel", WEFT__OBJ_FUTURE, t))
         return WEFT_EWRONGLOOP;
     /* A saturated count no longer knows how many requests it stands for:
      * it stays (a cancel is never withdrawn by mistake). */

@@ -63,6 +63,13 @@ typedef struct weft_loop_opts {
      * task or future released without anyone reading its outcome (asyncio's
      * "exception was never retrieved"), and slow tasks. */
     bool quiet;
+    /* Debug mode (docs/core.md, "Debug mode"): a loop-only call made from
+     * another thread while the loop runs aborts with a message naming the
+     * call, the object and both threads, instead of returning
+     * WEFT_EWRONGLOOP. 0 = the environment decides (WEFT_DEBUG=1 on,
+     * WEFT_DEBUG=0 off, read at init; unset: on in --config=dbg builds,
+     * which define WEFT_DEBUG_DEFAULT=1, else off); > 0 = on; < 0 = off. */
+    int debug;
 } weft_loop_opts_t;
 
 /* Per-loop counters (cumulative since init, except the *_live ones). */
