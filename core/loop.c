@@ -98,6 +98,141 @@ void weft__owner_check(const struct weft__loop *l, const char *call, int kind, c
         (void)weft__wrong_thread_slow(l, call, kind, obj, file, line);
 }
 
+/* ---- the shuffle ------------------------------------------------------------ */
+
+/* How far from the head the shuffle looks: each pick moves one of the
+ * first SHUFFLE_WINDOW runnables to the head. */
+#define SHUFFLE_WINDOW 8
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15u;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+static uint64_t xorshift64s(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1du;
+}
+
+static void shuffle_seed(struct weft__loop *l, unsigned idx)
+{
+    l->rng = splitmix64(l->seed ^ splitmix64(idx));
+    if (l->rng == 0)
+        l->rng = 1; /* xorshift's one fixed point */
+}
+
+void weft__loop_set_index(struct weft__loop *l, unsigned idx)
+{
+    shuffle_seed(l, idx);
+}
+
+/* A random seed, one per process: every loop of a run shares it (mixed
+ * with its index), so one printed seed replays them all. */
+static uint64_t process_seed(void)
+{
+    static uint64_t seed; /* 0 = not picked yet */
+    uint64_t s = __atomic_load_n(&seed, __ATOMIC_ACQUIRE);
+    if (s != 0)
+        return s;
+    uint64_t mine = splitmix64(uv_hrtime() ^ ((uint64_t)getpid() << 32)) | 1u;
+    uint64_t none = 0;
+    if (__atomic_compare_exchange_n(&seed, &none, mine, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return mine;
+    return none;
+}
+
+/* opts.shuffle / WEFT_SEED: 0 = off, else on with *seed set. */
+static bool shuffle_config(const weft_loop_opts_t *o, uint64_t *seed)
+{
+    const char *env = getenv("WEFT_SEED");
+    bool env_on = env != NULL && *env != '\0';
+    if (o->shuffle < 0 || (o->shuffle == 0 && !env_on))
+        return false;
+    if (o->seed != 0) {
+        *seed = o->seed;
+        return true;
+    }
+    if (env_on && strcmp(env, "random") != 0) {
+        char *end;
+        unsigned long long v = strtoull(env, &end, 0);
+        if (*end == '\0') {
+            *seed = v;
+            return true;
+        }
+        fprintf(stderr, "weft: WEFT_SEED=%s is not a number or \"random\": using a random seed\n",
+                env);
+    }
+    *seed = process_seed();
+    return true;
+}
+
+/* Print the seed the first time a loop runs with it (once per process for
+ * each seed in use), quiet or not: it is what replays a failure. */
+static void shuffle_announce(const struct weft__loop *l)
+{
+    static uint64_t announced; /* seed + 1 of the last announcement */
+    if (__atomic_exchange_n(&announced, l->seed + 1, __ATOMIC_RELAXED) == l->seed + 1)
+        return;
+    fprintf(stderr,
+            "weft: ready-queue shuffle on, seed %" PRIu64 " (replay: WEFT_SEED=%" PRIu64 ")\n",
+            l->seed, l->seed);
+}
+
+/* Runnables whose relative order the shuffle keeps (docs/core.md): the
+ * callbacks of call_soon/call_later/call_at among themselves (FIFO, as
+ * loop.h promises), and the done callbacks of one future (registration
+ * order, as future.h promises). Tasks, remote wake-up records and done
+ * callbacks of different futures are independent of each other. */
+static bool same_chain(const struct weft__rnode *a, const struct weft__rnode *b)
+{
+    if (a->kind != WEFT__RN_HANDLE || b->kind != WEFT__RN_HANDLE)
+        return false;
+    const struct weft__handle *x = WEFT_CONTAINER_OF(a, struct weft__handle, rn);
+    const struct weft__handle *y = WEFT_CONTAINER_OF(b, struct weft__handle, rn);
+    if (x->what != y->what)
+        return false;
+    return x->what == WEFT__H_CALLBACK || (x->what == WEFT__H_FUTURE_CB && x->fut == y->fut);
+}
+
+void weft__shuffle_step(struct weft__loop *l)
+{
+    if (l->shuffle_hold) { /* a direct hand-over (weft__switch_to_task) */
+        l->shuffle_hold = false;
+        return;
+    }
+    struct weft__list *win[SHUFFLE_WINDOW];
+    unsigned n = 0;
+    for (struct weft__list *it = l->ready.next; it != &l->ready && n < SHUFFLE_WINDOW;
+         it = it->next)
+        win[n++] = it;
+    if (n < 2)
+        return;
+    unsigned j = (unsigned)(xorshift64s(&l->rng) % n);
+    /* The first of j's chain in the window goes instead: moving j past an
+     * earlier runnable of its chain would break the chain's order. */
+    const struct weft__rnode *pick = WEFT_CONTAINER_OF(win[j], struct weft__rnode, link);
+    if (pick->kind == WEFT__RN_TASK && WEFT_CONTAINER_OF(pick, struct weft_task, rn)->yielded)
+        return; /* a yield runs after what was ready before it */
+    for (unsigned i = 0; i < j; i++) {
+        if (same_chain(WEFT_CONTAINER_OF(win[i], struct weft__rnode, link), pick)) {
+            j = i;
+            break;
+        }
+    }
+    if (j == 0)
+        return;
+    weft__list_remove(win[j]);
+    weft__list_push_front(&l->ready, win[j]);
+}
+
 /* ---- pools ---------------------------------------------------------------- */
 
 #define CHUNK_OBJECTS 64
@@ -229,6 +364,9 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
             debug = WEFT_DEBUG_DEFAULT ? 1 : -1;
     }
     l->debug = debug > 0;
+    l->shuffle = shuffle_config(&o, &l->seed);
+    if (l->shuffle)
+        shuffle_seed(l, 0);
     l->idle_poll_ns =
         o.idle_poll_us < 0 ? 0 : (uint64_t)(o.idle_poll_us ? o.idle_poll_us : 50) * 1000u;
     int rc = weft__inbox_init(&l->inbox, WEFT__INBOX_SLOTS);
@@ -522,6 +660,7 @@ static void run_ready(struct weft__loop *l)
     uint64_t t0 = uv_hrtime();
     l->budget = WEFT__TICK_BUDGET;
     while (l->budget > 0) {
+        weft__ready_pick(l);
         struct weft__list *n = weft__list_pop_front(&l->ready);
         if (n == NULL)
             break;
@@ -635,6 +774,8 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
     l->running = true;
     weft__tls_loop = l; /* a stop before the run is kept: one tick, then out */
     l->owner_tid = thread_id();
+    if (__builtin_expect(l->shuffle, 0))
+        shuffle_announce(l);
 #if defined(__SANITIZE_THREAD__)
     l->sched_tsan_fiber = __tsan_get_current_fiber();
 #endif

@@ -150,6 +150,8 @@ struct weft_task {
     bool cancel_msg : 1;        /* fut.msg is the cancel's reason (weft_task_cancel_msg),
                                  * the outcome's message only if the task ends
                                  * cancelled */
+    bool yielded : 1;           /* shuffle only: queued by weft_yield, which runs it
+                                 * after everything ready before it (docs/core.md) */
     bool remote_wait;           /* waiting on another loop's future; the reply is
                                  * parked in fut.result/fut.err, unused while the
                                  * task itself is pending */
@@ -204,6 +206,8 @@ struct weft__loop {
     int budget;                /* runnables left in this tick */
     bool compact;
     bool debug;                                     /* owner-thread assertions (debug mode) */
+    bool shuffle;                                   /* weft__ready_pick shuffles the queue */
+    bool shuffle_hold;                              /* the head is a hand-over: run it first */
     struct weft__stack sched;                       /* the scheduler's context (thread stack) */
     struct weft_task *zombie;                       /* finished task whose stack is still in use */
     struct weft__stack_pool pools[WEFT__MAX_POOLS]; /* [0]: default size */
@@ -252,6 +256,8 @@ struct weft__loop {
 
     /* Debug mode (docs/core.md, "Debug mode"). */
     long owner_tid; /* the thread running the loop (debug messages) */
+    uint64_t seed;  /* the shuffle's seed, as printed */
+    uint64_t rng;   /* the shuffle's xorshift state: seed and loop index */
     bool running, stopping, closed, initialised;
     void *sched_tsan_fiber;
     uint32_t magic;
@@ -325,6 +331,19 @@ void weft__owner_check(const struct weft__loop *l, const char *call, int kind, c
         if (__builtin_expect((l)->debug, 0))                                   \
             weft__owner_check((l), (call), (kind), (obj), __FILE__, __LINE__); \
     } while (0)
+
+/* The shuffle: move a pseudo-random one of the first few runnables of the
+ * ready queue to its head, keeping the orders docs/core.md promises under
+ * shuffle. Called before every pick of the next runnable. */
+void weft__shuffle_step(struct weft__loop *l);
+static inline void weft__ready_pick(struct weft__loop *l)
+{
+    if (__builtin_expect(l->shuffle, 0))
+        weft__shuffle_step(l);
+}
+/* The runtime (loops/) numbers its loops: the shuffle mixes the index into
+ * each loop's stream, so every loop of a run gets its own, replayable. */
+void weft__loop_set_index(struct weft__loop *l, unsigned idx);
 
 /* Small hot helpers, inline so that every file's fast path has them. */
 static inline void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn)

@@ -227,6 +227,7 @@ static void leave(struct weft__loop *l, struct weft__stack *from, bool dying)
     if (__builtin_expect(l->slow_ns != 0, 0))
         slow_check(l);
     if (!l->compact && l->budget > 0) {
+        weft__ready_pick(l);
         struct weft__list *n = l->ready.next;
         if (n != &l->ready) {
             struct weft__rnode *rn = WEFT_CONTAINER_OF(n, struct weft__rnode, link);
@@ -378,6 +379,7 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     t->state = WEFT_TASK_CREATED;
     t->cancel_pending = false;
     t->cancel_msg = false;
+    t->yielded = false;
     t->cancels = 0;
     t->remote_wait = false;
     t->tm_timeout = false;
@@ -809,6 +811,7 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
             return UV_ENOMEM;
         next->queued = true;
         weft__list_push_front(&l->ready, &next->rn.link);
+        l->shuffle_hold = l->shuffle; /* next runs next, shuffle or not */
         int crc = suspend(l, t);
         weft__timer_disarm(l, &t->tm);
         return crc;
@@ -879,7 +882,13 @@ int weft_yield(void)
     t->wake_code = 0;
     t->queued = true;
     weft__ready_push(l, &t->rn);
-    return suspend(l, t);
+    if (__builtin_expect(!l->shuffle, 1))
+        return suspend(l, t);
+    /* The shuffle keeps a yield's promise: what was ready runs first. */
+    t->yielded = true;
+    rc = suspend(l, t);
+    t->yielded = false;
+    return rc;
 }
 
 int weft_sleep(uint64_t ms)

@@ -70,6 +70,15 @@ typedef struct weft_loop_opts {
      * WEFT_DEBUG=0 off, read at init; unset: on in --config=dbg builds,
      * which define WEFT_DEBUG_DEFAULT=1, else off); > 0 = on; < 0 = off. */
     int debug;
+    /* Seeded shuffle of the ready queue: the next runnable is picked
+     * pseudo-randomly among the first few, within the orders that the
+     * shuffle keeps (docs/core.md). 0 = the environment decides
+     * (WEFT_SEED=<n> on with seed n, WEFT_SEED=random on with a random
+     * seed, unset off); > 0 = on; < 0 = off. The seed is printed to stderr
+     * when the loop first runs, so a failure can be replayed. */
+    int shuffle;
+    /* The shuffle's seed when on; 0 = WEFT_SEED's, else a random one. */
+    uint64_t seed;
 } weft_loop_opts_t;
 
 /* Per-loop counters (cumulative since init, except the *_live ones). */
@@ -135,7 +144,8 @@ uint64_t weft_loop_now(void);
 uint64_t weft_loop_now_ns(void);
 
 /* Schedule fn(arg) to run on the loop, FIFO with other call_soon callbacks
- * and with woken tasks. Loop thread (or before the loop runs). `out` may be
+ * and with woken tasks (under the debug shuffle, FIFO with other callbacks
+ * only: docs/core.md). Loop thread (or before the loop runs). `out` may be
  * NULL. Returns 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
 WEFT_WARN_UNUSED int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg,
                                     weft_handle_t *out);
