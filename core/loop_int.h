@@ -255,9 +255,11 @@ struct weft__loop {
     bool quiet;            /* count warnings but do not print them */
 
     /* Debug mode (docs/core.md, "Debug mode"). */
-    long owner_tid; /* the thread running the loop (debug messages) */
-    uint64_t seed;  /* the shuffle's seed, as printed */
-    uint64_t rng;   /* the shuffle's xorshift state: seed and loop index */
+    uint64_t stall_window_ns; /* start of the slow-task reports' current minute */
+    uint32_t stall_reports;   /* reports made in that minute (at most 5) */
+    long owner_tid;           /* the thread running the loop (debug messages) */
+    uint64_t seed;            /* the shuffle's seed, as printed */
+    uint64_t rng;             /* the shuffle's xorshift state: seed and loop index */
     bool running, stopping, closed, initialised;
     void *sched_tsan_fiber;
     uint32_t magic;

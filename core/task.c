@@ -180,6 +180,37 @@ void weft__task_label(const struct weft_task *t, char *buf, size_t len)
              t->file ? t->file : "?", t->line);
 }
 
+/* Stall reports per loop and minute: a loop that stalls all the time
+ * should not also flood stderr. slow_tasks counts every stall. */
+#define STALL_REPORTS   5u
+#define STALL_WINDOW_NS (60ull * 1000u * 1000u * 1000u)
+
+/* Report t, which held the loop for `ran` ns: counted in slow_reports, and
+ * printed unless quiet, at most STALL_REPORTS times a minute. */
+static void stall_report(struct weft__loop *l, const struct weft_task *t, uint64_t now,
+                         uint64_t ran)
+{
+    if (l->stall_window_ns == 0 || now - l->stall_window_ns >= STALL_WINDOW_NS) {
+        l->stall_window_ns = now;
+        l->stall_reports = 0;
+    }
+    if (l->stall_reports >= STALL_REPORTS)
+        return;
+    l->stall_reports++;
+    l->st.slow_reports++;
+    if (l->quiet)
+        return;
+    char who[160];
+    weft__task_label(t, who, sizeof(who));
+    fprintf(stderr,
+            "weft: stall: %s ran %.1f ms without suspending, holding loop %p past "
+            "slow_task_ms = %.0f ms%s\n",
+            who, (double)ran / 1e6, (void *)l, (double)l->slow_ns / 1e6,
+            l->stall_reports == STALL_REPORTS
+                ? " (the loop's last report this minute; stats.slow_tasks counts the rest)"
+                : "");
+}
+
 /* Debug aid (opts.slow_task_ms): the running task stops running now; warn
  * if it held the loop longer than allowed, and start the next one's clock. */
 static void slow_check(struct weft__loop *l)
@@ -188,12 +219,7 @@ static void slow_check(struct weft__loop *l)
     const struct weft_task *t = l->current;
     if (t != NULL && now - l->ran_since_ns > l->slow_ns) {
         l->st.slow_tasks++;
-        if (!l->quiet) {
-            char who[160];
-            weft__task_label(t, who, sizeof(who));
-            fprintf(stderr, "weft: %s ran %.1f ms without suspending, blocking its loop\n", who,
-                    (double)(now - l->ran_since_ns) / 1e6);
-        }
+        stall_report(l, t, now, now - l->ran_since_ns);
     }
     l->ran_since_ns = now;
 }

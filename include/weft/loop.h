@@ -103,6 +103,10 @@ typedef struct weft_loop_stats {
     uint64_t tokens_stale;       /* token messages that found their future recycled */
     uint64_t remote_waits;       /* this loop's waits on other loops' futures not yet
                                   * answered */
+
+    /* Debug aids (docs/core.md, "Debug mode"). */
+    uint64_t slow_reports; /* slow-task reports made (at most 5 a minute; printed
+                            * unless quiet); slow_tasks counts them all */
 } weft_loop_stats_t;
 
 typedef void (*weft_cb_fn)(void *arg);
