@@ -849,7 +849,7 @@ void weft_loop_stats(const weft_loop_t *loop, weft_loop_stats_t *out)
     }
 }
 
-static void dump_task(FILE *out, const struct weft_task *t)
+void weft__dump_task(FILE *out, const struct weft_task *t)
 {
     char what[96];
     const struct weft_task *child = weft__inline_child(t);
@@ -879,14 +879,10 @@ static int by_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int weft_loop_dump(const weft_loop_t *loop, FILE *out)
+/* Print the live tasks of l, in spawn order (unsorted if there
+ * is no memory to sort); returns how many. */
+static size_t dump_live(struct weft__loop *l, FILE *out)
 {
-    struct weft__loop *l = (struct weft__loop *)(uintptr_t)(const void *)loop;
-    if (l == NULL || out == NULL || l->magic != WEFT__LOOP_MAGIC || l->closed)
-        return UV_EINVAL;
-    fprintf(out, "weft loop %p: %" PRIu64 " live tasks, %zu timers\n", (const void *)l,
-            l->st.tasks_live, l->timers.live);
-    /* Live tasks in spawn order; unsorted if there is no memory to sort. */
     size_t n = 0, cap = (size_t)l->st.tasks_live;
     const struct weft_task **all = cap ? weft__malloc(cap * sizeof(*all)) : NULL;
     WEFT__FOR_EACH_TASK(l, t)
@@ -896,15 +892,47 @@ int weft_loop_dump(const weft_loop_t *loop, FILE *out)
         if (all != NULL && n < cap)
             all[n] = t;
         else
-            dump_task(out, t);
+            weft__dump_task(out, t);
         n++;
     }
     if (all != NULL) {
         size_t k = n < cap ? n : cap;
         qsort(all, k, sizeof(*all), by_id);
         for (size_t i = 0; i < k; i++)
-            dump_task(out, all[i]);
+            weft__dump_task(out, all[i]);
         weft__free(all);
     }
-    return (int)n;
+    return n;
+}
+
+int weft_loop_dump(const weft_loop_t *loop, FILE *out)
+{
+    struct weft__loop *l = (struct weft__loop *)(uintptr_t)(const void *)loop;
+    if (l == NULL || out == NULL || l->magic != WEFT__LOOP_MAGIC || l->closed)
+        return UV_EINVAL;
+    fprintf(out, "weft loop %p: %" PRIu64 " live tasks, %zu timers\n", (const void *)l,
+            l->st.tasks_live, l->timers.live);
+    return (int)dump_live(l, out);
+}
+
+size_t weft__report_pending(struct weft__loop *l, const struct weft_task *main_task)
+{
+    /* A finished main is not live: every live task is one main left behind. */
+    size_t n = (size_t)l->st.tasks_live;
+    if (n == 0)
+        return 0;
+    l->st.tasks_pending_at_exit += n;
+    if (l->quiet)
+        return n;
+    if (weft__task_live(main_task))
+        fprintf(stderr,
+                "weft: weft_run: the loop ran out of work before main finished; %zu task(s) "
+                "pending (main included), cancelled now:\n",
+                n);
+    else
+        fprintf(stderr,
+                "weft: weft_run: main finished with %zu task(s) still pending, cancelled now:\n",
+                n);
+    dump_live(l, stderr);
+    return n;
 }

@@ -381,6 +381,12 @@ void weft__loop_set_ext(struct weft__loop *l, void (*drain)(void *), bool (*pend
  * the announcement and writes the eventfd. */
 void weft__loop_wake_if_sleeping(struct weft__loop *l);
 
+/* The dump's line for one task (weft_loop_dump, weft_run's warning). */
+void weft__dump_task(FILE *out, const struct weft_task *t);
+/* weft_run: main finished (or the loop ran dry, then main is pending too):
+ * warn about every other live task and count them. Returns how many. */
+size_t weft__report_pending(struct weft__loop *l, const struct weft_task *main_task);
+
 /* task.c */
 /* "task 7 \"name\" (spawned at f.c:12)", for warnings. */
 void weft__task_label(const struct weft_task *t, char *buf, size_t len);

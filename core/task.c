@@ -1172,6 +1172,9 @@ int weft_run_opts(const weft_loop_opts_t *opts, weft_task_fn main, void *arg, vo
     if (rc == 0) {
         rc = weft__loop_run_until(l, &t->fut);
         if (rc == 0) {
+            /* Left behind (asyncio.run cancels them too): say which, and
+             * what each waits for, before the cancels change that. */
+            weft__report_pending(l, t);
             rc = weft_task_result(t, result);
             if (rc == WEFT_EPENDING) /* the loop ran dry: main waits forever */
                 weft_task_cancel(t);

@@ -61,7 +61,8 @@ typedef struct weft_loop_opts {
     uint32_t slow_task_ms;
     /* Count warnings in the stats but do not print them. Warnings: a failed
      * task or future released without anyone reading its outcome (asyncio's
-     * "exception was never retrieved"), and slow tasks. */
+     * "exception was never retrieved"), slow tasks, and tasks still pending
+     * when weft_run's main task finished. */
     bool quiet;
     /* Debug mode (docs/core.md, "Debug mode"): a loop-only call made from
      * another thread while the loop runs aborts with a message naming the
@@ -105,8 +106,10 @@ typedef struct weft_loop_stats {
                                   * answered */
 
     /* Debug aids (docs/core.md, "Debug mode"). */
-    uint64_t slow_reports; /* slow-task reports made (at most 5 a minute; printed
-                            * unless quiet); slow_tasks counts them all */
+    uint64_t slow_reports;          /* slow-task reports made (at most 5 a minute; printed
+                                     * unless quiet); slow_tasks counts them all */
+    uint64_t tasks_pending_at_exit; /* tasks still pending when weft_run's main
+                                     * finished (warned about, then cancelled) */
 } weft_loop_stats_t;
 
 typedef void (*weft_cb_fn)(void *arg);
