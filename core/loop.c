@@ -162,7 +162,7 @@ static bool shuffle_config(const weft_loop_opts_t *o, uint64_t *seed)
     }
     if (env_on && strcmp(env, "random") != 0) {
         char *end;
-        unsigned long long v = strtoull(env, &end, 0);
+        unsigned long long v = strtoull(env, &end, 10);
         if (*end == '\0') {
             *seed = v;
             return true;
