@@ -231,6 +231,42 @@ Test(debug, the_abort_message_names_the_call_the_object_and_both_threads, .timeo
     cr_expect(strstr(out, "core/future.c:") != NULL, "stderr: %s", out);
 }
 
+/* opts.debug = 0: WEFT_DEBUG decides, read at init; unset, the build's
+ * default (on in --config=dbg, which defines WEFT_DEBUG_DEFAULT=1). Each
+ * test runs in a process of its own, so setenv stays there. */
+Test(debug, weft_debug_1_in_the_environment_turns_debug_mode_on, .signal = SIGABRT,
+     .timeout = TEST_TIMEOUT_S)
+{
+    setenv("WEFT_DEBUG", "1", 1);
+    run_owner(CALL_SET_RESULT, 0);
+}
+
+Test(debug, weft_debug_0_in_the_environment_turns_debug_mode_off, .timeout = TEST_TIMEOUT_S)
+{
+    setenv("WEFT_DEBUG", "0", 1);
+    run_owner(CALL_SET_RESULT, 0);
+    EXPECT_RC(atomic_load(&g_foreign_rc), WEFT_EWRONGLOOP);
+}
+
+static void default_debug_child(void)
+{
+    unsetenv("WEFT_DEBUG");
+    run_owner(CALL_SET_RESULT, 0);
+}
+
+Test(debug, without_weft_debug_the_build_default_decides, .timeout = TEST_TIMEOUT_S)
+{
+#if defined(WEFT_DEBUG_DEFAULT) && WEFT_DEBUG_DEFAULT
+    const bool on = true;
+#else
+    const bool on = false;
+#endif
+    char out[4096];
+    int status = run_captured(default_debug_child, out, sizeof out);
+    cr_expect_eq(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, on,
+                 "build default %s, status %#x, stderr: %s", on ? "on" : "off", status, out);
+}
+
 /* ---- the shuffle ----------------------------------------------------------- */
 
 #define N_TASKS  24
