@@ -86,11 +86,6 @@ static struct weft_future *future_get(struct weft__loop *l)
     return f;
 }
 
-static bool wrong_thread(const struct weft__loop *l)
-{
-    return l->running && weft__tls_loop != l;
-}
-
 int weft_future_new(weft_loop_t *loop, weft_future_t **out)
 {
     struct weft__loop *l = loop ? weft__L(loop) : weft__tls_loop;
@@ -98,7 +93,7 @@ int weft_future_new(weft_loop_t *loop, weft_future_t **out)
         return UV_EINVAL;
     if (!weft__loop_usable(l))
         return WEFT_ECLOSED;
-    if (wrong_thread(l))
+    if (WEFT__WRONG_THREAD(l, "weft_future_new", WEFT__OBJ_NONE, NULL))
         return WEFT_EWRONGLOOP;
     struct weft_future *f = future_get(l);
     if (f == NULL)
@@ -110,14 +105,17 @@ int weft_future_new(weft_loop_t *loop, weft_future_t **out)
 
 void weft_future_ref(weft_future_t *f)
 {
-    if (f != NULL)
-        f->refs++;
+    if (f == NULL)
+        return;
+    WEFT__OWNER_ASSERT(f->loop, "weft_future_ref", WEFT__OBJ_FUTURE, f);
+    f->refs++;
 }
 
 void weft_future_unref(weft_future_t *f)
 {
     if (f == NULL)
         return;
+    WEFT__OWNER_ASSERT(f->loop, "weft_future_unref", WEFT__OBJ_FUTURE, f);
     WEFT_ASSERT(f->refs > 0);
     if (--f->refs > 0)
         return;
@@ -177,7 +175,7 @@ int weft_future_set_result(weft_future_t *f, void *result)
 {
     if (f == NULL)
         return UV_EINVAL;
-    if (wrong_thread(f->loop))
+    if (WEFT__WRONG_THREAD(f->loop, "weft_future_set_result", WEFT__OBJ_FUTURE, f))
         return WEFT_EWRONGLOOP;
     if (f->is_task)
         return UV_EPERM; /* finish() completes it when the body returns */
@@ -188,7 +186,7 @@ int weft_future_set_error(weft_future_t *f, int code, const char *message)
 {
     if (f == NULL || code >= 0)
         return UV_EINVAL;
-    if (wrong_thread(f->loop))
+    if (WEFT__WRONG_THREAD(f->loop, "weft_future_set_error", WEFT__OBJ_FUTURE, f))
         return WEFT_EWRONGLOOP;
     if (f->is_task)
         return UV_EPERM;
@@ -204,7 +202,7 @@ int weft_future_cancel(weft_future_t *f)
         return UV_EINVAL;
     if (f->state != WEFT__F_PENDING)
         return WEFT_EDONE;
-    if (wrong_thread(f->loop))
+    if (WEFT__WRONG_THREAD(f->loop, "weft_future_cancel", WEFT__OBJ_FUTURE, f))
         return WEFT_EWRONGLOOP;
     if (f->is_task)
         return weft_task_cancel((weft_task_t *)f);
@@ -250,7 +248,7 @@ int weft_future_add_done_callback(weft_future_t *f, weft_future_cb fn, void *arg
     if (f == NULL || fn == NULL)
         return UV_EINVAL;
     struct weft__loop *l = f->loop;
-    if (wrong_thread(l))
+    if (WEFT__WRONG_THREAD(l, "weft_future_add_done_callback", WEFT__OBJ_FUTURE, f))
         return WEFT_EWRONGLOOP;
     struct weft__handle *h = weft__handle_get(l);
     if (h == NULL)
@@ -274,7 +272,7 @@ int weft_future_remove_done_callback(weft_future_t *f, weft_future_cb fn, void *
 {
     if (f == NULL || fn == NULL)
         return UV_EINVAL;
-    if (wrong_thread(f->loop))
+    if (WEFT__WRONG_THREAD(f->loop, "weft_future_remove_done_callback", WEFT__OBJ_FUTURE, f))
         return WEFT_EWRONGLOOP;
     int removed = 0;
     struct weft__list *it = f->waiters.next;
@@ -326,7 +324,7 @@ int weft_future_token(weft_future_t *f, weft_future_token_t *out)
         *out = (weft_future_token_t){0};
     if (f == NULL || out == NULL)
         return UV_EINVAL;
-    if (wrong_thread(f->loop))
+    if (WEFT__WRONG_THREAD(f->loop, "weft_future_token", WEFT__OBJ_FUTURE, f))
         return WEFT_EWRONGLOOP;
     f->refs++; /* carried by the token, released where it is used */
     f->loop->tokens_live++;

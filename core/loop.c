@@ -18,6 +18,8 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <weft/future.h>
 #include <weft/loop.h>
 
@@ -37,6 +39,199 @@ void weft__assert_fail(const char *what, const char *file, int line)
 {
     fprintf(stderr, "weft: assertion failed: %s (%s:%d)\n", what, file, line);
     abort();
+}
+
+/* ---- debug mode ------------------------------------------------------------ */
+
+/* On in --config=dbg builds (.bazelrc); WEFT_DEBUG and opts.debug override. */
+#ifndef WEFT_DEBUG_DEFAULT
+#define WEFT_DEBUG_DEFAULT 0
+#endif
+
+static long thread_id(void)
+{
+    static __thread long tid; /* one system call per thread */
+    if (tid == 0)
+        tid = (long)syscall(SYS_gettid);
+    return tid;
+}
+
+static void describe(char *buf, size_t len, int kind, const void *obj)
+{
+    const struct weft_future *f = obj;
+    switch (kind) {
+    case WEFT__OBJ_FUTURE:
+        if (f != NULL && f->is_task)
+            weft__task_label((const struct weft_task *)obj, buf, len);
+        else
+            snprintf(buf, len, "future %p", obj);
+        break;
+    case WEFT__OBJ_HANDLE:
+        snprintf(buf, len, "handle %p", obj);
+        break;
+    case WEFT__OBJ_OTHER:
+        snprintf(buf, len, "object %p", obj);
+        break;
+    default:
+        buf[0] = '\0';
+        break;
+    }
+}
+
+bool weft__wrong_thread_slow(const struct weft__loop *l, const char *call, int kind,
+                             const void *obj, const char *file, int line)
+{
+    if (!l->debug)
+        return true;
+    char who[192];
+    describe(who, sizeof(who), kind, obj);
+    fprintf(stderr,
+            "weft: debug: %s(%s) called from thread %ld, but loop %p runs on thread %ld: a "
+            "loop-only call from another thread (%s:%d)\n",
+            call, who, thread_id(), (const void *)l, l->owner_tid, file, line);
+    abort();
+}
+
+void weft__owner_check(const struct weft__loop *l, const char *call, int kind, const void *obj,
+                       const char *file, int line)
+{
+    if (l->running && weft__tls_loop != l)
+        (void)weft__wrong_thread_slow(l, call, kind, obj, file, line);
+}
+
+/* ---- the shuffle ------------------------------------------------------------ */
+
+/* How far from the head the shuffle looks: each pick moves one of the
+ * first SHUFFLE_WINDOW runnables to the head. */
+#define SHUFFLE_WINDOW 8
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15u;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+static uint64_t xorshift64s(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1du;
+}
+
+static void shuffle_seed(struct weft__loop *l, unsigned idx)
+{
+    l->rng = splitmix64(l->seed ^ splitmix64(idx));
+    if (l->rng == 0)
+        l->rng = 1; /* xorshift's one fixed point */
+}
+
+void weft__loop_set_index(struct weft__loop *l, unsigned idx)
+{
+    shuffle_seed(l, idx);
+}
+
+/* A random seed, one per process: every loop of a run shares it (mixed
+ * with its index), so one printed seed replays them all. */
+static uint64_t process_seed(void)
+{
+    static uint64_t seed; /* 0 = not picked yet */
+    uint64_t s = __atomic_load_n(&seed, __ATOMIC_ACQUIRE);
+    if (s != 0)
+        return s;
+    uint64_t mine = splitmix64(uv_hrtime() ^ ((uint64_t)getpid() << 32)) | 1u;
+    uint64_t none = 0;
+    if (__atomic_compare_exchange_n(&seed, &none, mine, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return mine;
+    return none;
+}
+
+/* opts.shuffle / WEFT_SEED: 0 = off, else on with *seed set. */
+static bool shuffle_config(const weft_loop_opts_t *o, uint64_t *seed)
+{
+    const char *env = getenv("WEFT_SEED");
+    bool env_on = env != NULL && *env != '\0';
+    if (o->shuffle < 0 || (o->shuffle == 0 && !env_on))
+        return false;
+    if (o->seed != 0) {
+        *seed = o->seed;
+        return true;
+    }
+    if (env_on && strcmp(env, "random") != 0) {
+        char *end;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (*end == '\0') {
+            *seed = v;
+            return true;
+        }
+        fprintf(stderr, "weft: WEFT_SEED=%s is not a number or \"random\": using a random seed\n",
+                env);
+    }
+    *seed = process_seed();
+    return true;
+}
+
+/* Print the seed the first time a loop runs with it (once per process for
+ * each seed in use), quiet or not: it is what replays a failure. */
+static void shuffle_announce(const struct weft__loop *l)
+{
+    static uint64_t announced; /* seed + 1 of the last announcement */
+    if (__atomic_exchange_n(&announced, l->seed + 1, __ATOMIC_RELAXED) == l->seed + 1)
+        return;
+    fprintf(stderr,
+            "weft: ready-queue shuffle on, seed %" PRIu64 " (replay: WEFT_SEED=%" PRIu64 ")\n",
+            l->seed, l->seed);
+}
+
+/* Runnables whose relative order the shuffle keeps (docs/core.md): the
+ * callbacks of call_soon/call_later/call_at among themselves (FIFO, as
+ * loop.h promises), and the done callbacks of one future (registration
+ * order, as future.h promises). Tasks, remote wake-up records and done
+ * callbacks of different futures are independent of each other. */
+static bool same_chain(const struct weft__rnode *a, const struct weft__rnode *b)
+{
+    if (a->kind != WEFT__RN_HANDLE || b->kind != WEFT__RN_HANDLE)
+        return false;
+    const struct weft__handle *x = WEFT_CONTAINER_OF(a, struct weft__handle, rn);
+    const struct weft__handle *y = WEFT_CONTAINER_OF(b, struct weft__handle, rn);
+    if (x->what != y->what)
+        return false;
+    return x->what == WEFT__H_CALLBACK || (x->what == WEFT__H_FUTURE_CB && x->fut == y->fut);
+}
+
+void weft__shuffle_step(struct weft__loop *l)
+{
+    if (l->shuffle_hold) { /* a direct hand-over (weft__switch_to_task) */
+        l->shuffle_hold = false;
+        return;
+    }
+    struct weft__list *win[SHUFFLE_WINDOW];
+    unsigned n = 0;
+    for (struct weft__list *it = l->ready.next; it != &l->ready && n < SHUFFLE_WINDOW;
+         it = it->next)
+        win[n++] = it;
+    if (n < 2)
+        return;
+    unsigned j = (unsigned)(xorshift64s(&l->rng) % n);
+    /* The first of j's chain in the window goes instead: moving j past an
+     * earlier runnable of its chain would break the chain's order. */
+    const struct weft__rnode *pick = WEFT_CONTAINER_OF(win[j], struct weft__rnode, link);
+    if (pick->kind == WEFT__RN_TASK && WEFT_CONTAINER_OF(pick, struct weft_task, rn)->yielded)
+        return; /* a yield runs after what was ready before it */
+    for (unsigned i = 0; i < j; i++) {
+        if (same_chain(WEFT_CONTAINER_OF(win[i], struct weft__rnode, link), pick)) {
+            j = i;
+            break;
+        }
+    }
+    if (j == 0)
+        return;
+    weft__list_remove(win[j]);
+    weft__list_push_front(&l->ready, win[j]);
 }
 
 /* ---- pools ---------------------------------------------------------------- */
@@ -161,6 +356,18 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
     l->npools = 1;
     l->slow_ns = (uint64_t)o.slow_task_ms * 1000000u;
     l->quiet = o.quiet;
+    int debug = o.debug;
+    if (debug == 0) {
+        const char *env = getenv("WEFT_DEBUG");
+        if (env != NULL && *env != '\0')
+            debug = strcmp(env, "0") != 0 ? 1 : -1;
+        else
+            debug = WEFT_DEBUG_DEFAULT ? 1 : -1;
+    }
+    l->debug = debug > 0;
+    l->shuffle = shuffle_config(&o, &l->seed);
+    if (l->shuffle)
+        shuffle_seed(l, 0);
     l->idle_poll_ns =
         o.idle_poll_us < 0 ? 0 : (uint64_t)(o.idle_poll_us ? o.idle_poll_us : 50) * 1000u;
     int rc = weft__inbox_init(&l->inbox, WEFT__INBOX_SLOTS);
@@ -263,13 +470,13 @@ int weft_loop_close(weft_loop_t *loop)
 /* ---- callbacks ------------------------------------------------------------ */
 
 static int schedule(struct weft__loop *l, uint64_t deadline_ns, bool timed, weft_cb_fn fn,
-                    void *arg, weft_handle_t *out)
+                    void *arg, weft_handle_t *out, const char *call)
 {
     if (fn == NULL || l == NULL || l->magic != WEFT__LOOP_MAGIC)
         return UV_EINVAL;
     if (!weft__loop_usable(l))
         return WEFT_ECLOSED;
-    if (l->running && weft__tls_loop != l)
+    if (WEFT__WRONG_THREAD(l, call, WEFT__OBJ_NONE, NULL))
         return WEFT_EWRONGLOOP;
     struct weft__handle *h = weft__handle_get(l);
     if (h == NULL)
@@ -296,7 +503,7 @@ static int schedule(struct weft__loop *l, uint64_t deadline_ns, bool timed, weft
 
 int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg, weft_handle_t *out)
 {
-    return schedule(weft__L_cur(loop), 0, false, fn, arg, out);
+    return schedule(weft__L_cur(loop), 0, false, fn, arg, out, "weft_call_soon");
 }
 
 int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *arg,
@@ -304,14 +511,15 @@ int weft_call_later(weft_loop_t *loop, uint64_t delay_ms, weft_cb_fn fn, void *a
 {
     if (delay_ms >= WEFT__MS_MAX) /* WEFT_FOREVER: refused (loop.h) */
         return UV_EINVAL;
-    return schedule(weft__L_cur(loop), uv_hrtime() + delay_ms * 1000000u, true, fn, arg, out);
+    return schedule(weft__L_cur(loop), uv_hrtime() + delay_ms * 1000000u, true, fn, arg, out,
+                    "weft_call_later");
 }
 
 int weft_call_at(weft_loop_t *loop, uint64_t when_ms, weft_cb_fn fn, void *arg, weft_handle_t *out)
 {
     if (when_ms >= WEFT__MS_MAX) /* WEFT_FOREVER: refused (loop.h) */
         return UV_EINVAL;
-    return schedule(weft__L_cur(loop), when_ms * 1000000u, true, fn, arg, out);
+    return schedule(weft__L_cur(loop), when_ms * 1000000u, true, fn, arg, out, "weft_call_at");
 }
 
 int weft_handle_cancel(weft_handle_t hd)
@@ -322,6 +530,7 @@ int weft_handle_cancel(weft_handle_t hd)
     if (h->gen != hd.weft__gen || h->what != WEFT__H_CALLBACK)
         return UV_ENOENT;
     struct weft__loop *l = h->loop;
+    WEFT__OWNER_ASSERT(l, "weft_handle_cancel", WEFT__OBJ_HANDLE, h);
     if (h->state == WEFT__HS_TIMER)
         weft__timer_disarm(l, &h->tm);
     else if (h->state == WEFT__HS_READY)
@@ -481,6 +690,7 @@ static void run_ready(struct weft__loop *l)
     uint64_t t0 = uv_hrtime();
     l->budget = WEFT__TICK_BUDGET;
     while (l->budget > 0) {
+        weft__ready_pick(l);
         struct weft__list *n = weft__list_pop_front(&l->ready);
         if (n == NULL)
             break;
@@ -593,6 +803,9 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
         return WEFT_EREENTRANT;
     l->running = true;
     weft__tls_loop = l; /* a stop before the run is kept: one tick, then out */
+    l->owner_tid = thread_id();
+    if (__builtin_expect(l->shuffle, 0))
+        shuffle_announce(l);
 #if defined(__SANITIZE_THREAD__)
     l->sched_tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -666,7 +879,7 @@ void weft_loop_stats(const weft_loop_t *loop, weft_loop_stats_t *out)
     }
 }
 
-static void dump_task(FILE *out, const struct weft_task *t)
+void weft__dump_task(FILE *out, const struct weft_task *t)
 {
     char what[96];
     const struct weft_task *child = weft__inline_child(t);
@@ -696,14 +909,10 @@ static int by_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int weft_loop_dump(const weft_loop_t *loop, FILE *out)
+/* Print the live tasks of l, in spawn order (unsorted if there
+ * is no memory to sort); returns how many. */
+static size_t dump_live(struct weft__loop *l, FILE *out)
 {
-    struct weft__loop *l = weft__L_cur(loop);
-    if (l == NULL || out == NULL || l->magic != WEFT__LOOP_MAGIC || l->closed)
-        return UV_EINVAL;
-    fprintf(out, "weft loop %p: %" PRIu64 " live tasks, %zu timers\n", (const void *)l,
-            l->st.tasks_live, l->timers.live);
-    /* Live tasks in spawn order; unsorted if there is no memory to sort. */
     size_t n = 0, cap = (size_t)l->st.tasks_live;
     const struct weft_task **all = cap ? weft__malloc(cap * sizeof(*all)) : NULL;
     WEFT__FOR_EACH_TASK(l, t)
@@ -713,15 +922,47 @@ int weft_loop_dump(const weft_loop_t *loop, FILE *out)
         if (all != NULL && n < cap)
             all[n] = t;
         else
-            dump_task(out, t);
+            weft__dump_task(out, t);
         n++;
     }
     if (all != NULL) {
         size_t k = n < cap ? n : cap;
         qsort(all, k, sizeof(*all), by_id);
         for (size_t i = 0; i < k; i++)
-            dump_task(out, all[i]);
+            weft__dump_task(out, all[i]);
         weft__free(all);
     }
-    return (int)n;
+    return n;
+}
+
+int weft_loop_dump(const weft_loop_t *loop, FILE *out)
+{
+    struct weft__loop *l = weft__L_cur((weft_loop_t *)(uintptr_t)(const void *)loop);
+    if (l == NULL || out == NULL || l->magic != WEFT__LOOP_MAGIC || l->closed)
+        return UV_EINVAL;
+    fprintf(out, "weft loop %p: %" PRIu64 " live tasks, %zu timers\n", (const void *)l,
+            l->st.tasks_live, l->timers.live);
+    return (int)dump_live(l, out);
+}
+
+size_t weft__report_pending(struct weft__loop *l, const struct weft_task *main_task)
+{
+    /* A finished main is not live: every live task is one main left behind. */
+    size_t n = (size_t)l->st.tasks_live;
+    if (n == 0)
+        return 0;
+    l->st.tasks_pending_at_exit += n;
+    if (l->quiet)
+        return n;
+    if (weft__task_live(main_task))
+        fprintf(stderr,
+                "weft: weft_run: the loop ran out of work before main finished; %zu task(s) "
+                "pending (main included), cancelled now:\n",
+                n);
+    else
+        fprintf(stderr,
+                "weft: weft_run: main finished with %zu task(s) still pending, cancelled now:\n",
+                n);
+    dump_live(l, stderr);
+    return n;
 }

@@ -150,6 +150,8 @@ struct weft_task {
     bool cancel_msg : 1;        /* fut.msg is the cancel's reason (weft_task_cancel_msg),
                                  * the outcome's message only if the task ends
                                  * cancelled */
+    bool yielded : 1;           /* shuffle only: queued by weft_yield, which runs it
+                                 * after everything ready before it (docs/core.md) */
     bool remote_wait;           /* waiting on another loop's future; the reply is
                                  * parked in fut.result/fut.err, unused while the
                                  * task itself is pending */
@@ -203,6 +205,9 @@ struct weft__loop {
     struct weft__list ready;   /* rnodes */
     int budget;                /* runnables left in this tick */
     bool compact;
+    bool debug;                                     /* owner-thread assertions (debug mode) */
+    bool shuffle;                                   /* weft__ready_pick shuffles the queue */
+    bool shuffle_hold;                              /* the head is a hand-over: run it first */
     struct weft__stack sched;                       /* the scheduler's context (thread stack) */
     struct weft_task *zombie;                       /* finished task whose stack is still in use */
     struct weft__stack_pool pools[WEFT__MAX_POOLS]; /* [0]: default size */
@@ -245,6 +250,13 @@ struct weft__loop {
     uint64_t slow_ns;      /* warn about a task running this long; 0 = off */
     uint64_t ran_since_ns; /* when the running task got the CPU (slow_ns) */
     bool quiet;            /* count warnings but do not print them */
+
+    /* Debug mode (docs/core.md, "Debug mode"). */
+    uint64_t stall_window_ns; /* start of the slow-task reports' current minute */
+    uint32_t stall_reports;   /* reports made in that minute (at most 5) */
+    long owner_tid;           /* the thread running the loop (debug messages) */
+    uint64_t seed;            /* the shuffle's seed, as printed */
+    uint64_t rng;             /* the shuffle's xorshift state: seed and loop index */
     bool running, stopping, closed, initialised;
     void *sched_tsan_fiber;
     uint32_t magic;
@@ -288,6 +300,56 @@ static inline void weft__fence_seq_cst(void)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 #pragma GCC diagnostic pop
+
+/* ---- debug mode (docs/core.md, "Debug mode") -------------------------------
+ *
+ * Loop-only calls check that they run on the loop's thread while it runs.
+ * Calls that return WEFT_EWRONGLOOP keep doing so outside debug mode, and
+ * test the debug flag only once they know the thread is wrong: no cost on
+ * the right thread beyond the check they always made. Calls that have no
+ * error return (ref/unref, weft_handle_cancel) check only in debug mode,
+ * behind one predictable branch on l->debug. */
+
+/* What an owner check names. */
+enum {
+    WEFT__OBJ_NONE = 0,
+    WEFT__OBJ_FUTURE, /* a future or a task (labelled as a task) */
+    WEFT__OBJ_HANDLE,
+    WEFT__OBJ_OTHER, /* a primitive bound to the loop */
+};
+/* The call `call` on object obj (kind WEFT__OBJ_*) of loop l came from the
+ * wrong thread while l runs: in debug mode print who and where, and abort;
+ * else return true (the caller returns WEFT_EWRONGLOOP). */
+bool weft__wrong_thread_slow(const struct weft__loop *l, const char *call, int kind,
+                             const void *obj, const char *file, int line);
+/* Debug mode only: abort unless the calling thread may touch l now. */
+void weft__owner_check(const struct weft__loop *l, const char *call, int kind, const void *obj,
+                       const char *file, int line);
+
+/* True (WEFT_EWRONGLOOP) if l runs on another thread; aborts instead in
+ * debug mode. */
+#define WEFT__WRONG_THREAD(l, call, kind, obj)                     \
+    (__builtin_expect((l)->running && weft__tls_loop != (l), 0) && \
+     weft__wrong_thread_slow((l), (call), (kind), (obj), __FILE__, __LINE__))
+/* Debug mode: abort if l runs on another thread. */
+#define WEFT__OWNER_ASSERT(l, call, kind, obj)                                 \
+    do {                                                                       \
+        if (__builtin_expect((l)->debug, 0))                                   \
+            weft__owner_check((l), (call), (kind), (obj), __FILE__, __LINE__); \
+    } while (0)
+
+/* The shuffle: move a pseudo-random one of the first few runnables of the
+ * ready queue to its head, keeping the orders docs/core.md promises under
+ * shuffle. Called before every pick of the next runnable. */
+void weft__shuffle_step(struct weft__loop *l);
+static inline void weft__ready_pick(struct weft__loop *l)
+{
+    if (__builtin_expect(l->shuffle, 0))
+        weft__shuffle_step(l);
+}
+/* The runtime (loops/) numbers its loops: the shuffle mixes the index into
+ * each loop's stream, so every loop of a run gets its own, replayable. */
+void weft__loop_set_index(struct weft__loop *l, unsigned idx);
 
 /* Small hot helpers, inline so that every file's fast path has them. */
 static inline void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn)
@@ -334,6 +396,12 @@ void weft__loop_remove_source(struct weft__source *s);
  * loop.c): either the loop sees the message before it sleeps, or this sees
  * the announcement and writes the eventfd. */
 void weft__loop_wake_if_sleeping(struct weft__loop *l);
+
+/* The dump's line for one task (weft_loop_dump, weft_run's warning). */
+void weft__dump_task(FILE *out, const struct weft_task *t);
+/* weft_run: main finished (or the loop ran dry, then main is pending too):
+ * warn about every other live task and count them. Returns how many. */
+size_t weft__report_pending(struct weft__loop *l, const struct weft_task *main_task);
 
 /* task.c */
 /* "task 7 \"name\" (spawned at f.c:12)", for warnings. */
@@ -426,13 +494,15 @@ static inline struct weft_task *weft__running(struct weft__loop **lp)
 }
 /* Bind a loop-bound object (lazily, to the caller's loop) and check that the
  * caller is on it: 0, WEFT_EWRONGLOOP or (no loop at all) WEFT_ENOTASK. */
-int weft__bind_slow(void **loop_slot);
-static inline int weft__bind(void **loop_slot)
+int weft__bind_slow(void **loop_slot, const char *call);
+static inline int weft__bind_(void **loop_slot, const char *call)
 {
     if (__builtin_expect(*loop_slot == (void *)weft__tls_loop, 1))
         return 0;
-    return weft__bind_slow(loop_slot);
+    return weft__bind_slow(loop_slot, call);
 }
+/* Names the calling function in debug mode's message. */
+#define weft__bind(loop_slot) weft__bind_((loop_slot), __func__)
 /* The common body of a primitive's wait: checks (WEFT_ENOTASK, a pending
  * cancel, a passed scope deadline), timeout 0 = UV_ETIMEDOUT without
  * waiting, then weft__wait_on(). */

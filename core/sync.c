@@ -15,7 +15,7 @@
 
 _Static_assert(sizeof(weft_waitq_t) == sizeof(struct weft__list), "waitq is a list node");
 
-int weft__bind_slow(void **slot)
+int weft__bind_slow(void **slot, const char *call)
 {
     struct weft__loop *l = weft__tls_loop;
     struct weft__loop *o = *slot;
@@ -27,6 +27,9 @@ int weft__bind_slow(void **slot)
     }
     if (l == NULL && !o->running)
         return 0; /* set-up or tear-down code while its loop is not running */
+    /* Its loop runs on another thread: debug mode aborts there. */
+    if (o->running)
+        (void)weft__wrong_thread_slow(o, call, WEFT__OBJ_OTHER, slot, __FILE__, __LINE__);
     return WEFT_EWRONGLOOP;
 }
 

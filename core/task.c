@@ -180,6 +180,37 @@ void weft__task_label(const struct weft_task *t, char *buf, size_t len)
              t->file ? t->file : "?", t->line);
 }
 
+/* Stall reports per loop and minute: a loop that stalls all the time
+ * should not also flood stderr. slow_tasks counts every stall. */
+#define STALL_REPORTS   5u
+#define STALL_WINDOW_NS (60ull * 1000u * 1000u * 1000u)
+
+/* Report t, which held the loop for `ran` ns: counted in slow_reports, and
+ * printed unless quiet, at most STALL_REPORTS times a minute. */
+static void stall_report(struct weft__loop *l, const struct weft_task *t, uint64_t now,
+                         uint64_t ran)
+{
+    if (l->stall_window_ns == 0 || now - l->stall_window_ns >= STALL_WINDOW_NS) {
+        l->stall_window_ns = now;
+        l->stall_reports = 0;
+    }
+    if (l->stall_reports >= STALL_REPORTS)
+        return;
+    l->stall_reports++;
+    l->st.slow_reports++;
+    if (l->quiet)
+        return;
+    char who[160];
+    weft__task_label(t, who, sizeof(who));
+    fprintf(stderr,
+            "weft: stall: %s ran %.1f ms without suspending, holding loop %p past "
+            "slow_task_ms = %.0f ms%s\n",
+            who, (double)ran / 1e6, (void *)l, (double)l->slow_ns / 1e6,
+            l->stall_reports == STALL_REPORTS
+                ? " (the loop's last report this minute; stats.slow_tasks counts the rest)"
+                : "");
+}
+
 /* Debug aid (opts.slow_task_ms): the running task stops running now; warn
  * if it held the loop longer than allowed, and start the next one's clock. */
 static void slow_check(struct weft__loop *l)
@@ -188,12 +219,7 @@ static void slow_check(struct weft__loop *l)
     const struct weft_task *t = l->current;
     if (t != NULL && now - l->ran_since_ns > l->slow_ns) {
         l->st.slow_tasks++;
-        if (!l->quiet) {
-            char who[160];
-            weft__task_label(t, who, sizeof(who));
-            fprintf(stderr, "weft: %s ran %.1f ms without suspending, blocking its loop\n", who,
-                    (double)(now - l->ran_since_ns) / 1e6);
-        }
+        stall_report(l, t, now, now - l->ran_since_ns);
     }
     l->ran_since_ns = now;
 }
@@ -227,6 +253,7 @@ static void leave(struct weft__loop *l, struct weft__stack *from, bool dying)
     if (__builtin_expect(l->slow_ns != 0, 0))
         slow_check(l);
     if (!l->compact && l->budget > 0) {
+        weft__ready_pick(l);
         struct weft__list *n = l->ready.next;
         if (n != &l->ready) {
             struct weft__rnode *rn = WEFT_CONTAINER_OF(n, struct weft__rnode, link);
@@ -350,7 +377,7 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
         return UV_EINVAL;
     if (!weft__loop_usable(l))
         return WEFT_ECLOSED;
-    if (l->running && weft__tls_loop != l)
+    if (WEFT__WRONG_THREAD(l, "weft_spawn", WEFT__OBJ_NONE, NULL))
         return WEFT_EWRONGLOOP;
     size_t ss = l->default_stack;
     if (opts != NULL && opts->stack_size != 0) {
@@ -378,6 +405,7 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     t->state = WEFT_TASK_CREATED;
     t->cancel_pending = false;
     t->cancel_msg = false;
+    t->yielded = false;
     t->cancels = 0;
     t->remote_wait = false;
     t->tm_timeout = false;
@@ -448,14 +476,18 @@ void weft__task_remote_wake(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, ui
 
 void weft_task_ref(weft_task_t *t)
 {
-    if (t != NULL)
-        weft_future_ref(&t->fut);
+    if (t == NULL)
+        return;
+    WEFT__OWNER_ASSERT(t->fut.loop, "weft_task_ref", WEFT__OBJ_FUTURE, t);
+    weft_future_ref(&t->fut);
 }
 
 void weft_task_unref(weft_task_t *t)
 {
-    if (t != NULL)
-        weft_future_unref(&t->fut);
+    if (t == NULL)
+        return;
+    WEFT__OWNER_ASSERT(t->fut.loop, "weft_task_unref", WEFT__OBJ_FUTURE, t);
+    weft_future_unref(&t->fut);
 }
 
 weft_task_t *weft_task_current(void)
@@ -548,7 +580,7 @@ int weft_task_cancel_msg(weft_task_t *t, const char *msg)
     struct weft__loop *l = t->fut.loop;
     if (t->state >= WEFT_TASK_DONE)
         return WEFT_EDONE;
-    if (l->running && weft__tls_loop != l)
+    if (WEFT__WRONG_THREAD(l, "weft_task_cancel", WEFT__OBJ_FUTURE, t))
         return WEFT_EWRONGLOOP;
     if (t->cancels < UINT8_MAX)
         t->cancels++;
@@ -581,7 +613,7 @@ int weft_task_uncancel(weft_task_t *t)
     if (t == NULL)
         return UV_EINVAL;
     struct weft__loop *l = t->fut.loop;
-    if (l->running && weft__tls_loop != l)
+    if (WEFT__WRONG_THREAD(l, "weft_task_uncancel", WEFT__OBJ_FUTURE, t))
         return WEFT_EWRONGLOOP;
     /* A saturated count no longer knows how many requests it stands for:
      * it stays (a cancel is never withdrawn by mistake). */
@@ -809,6 +841,7 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
             return UV_ENOMEM;
         next->queued = true;
         weft__list_push_front(&l->ready, &next->rn.link);
+        l->shuffle_hold = l->shuffle; /* next runs next, shuffle or not */
         int crc = suspend(l, t);
         weft__timer_disarm(l, &t->tm);
         return crc;
@@ -879,7 +912,13 @@ int weft_yield(void)
     t->wake_code = 0;
     t->queued = true;
     weft__ready_push(l, &t->rn);
-    return suspend(l, t);
+    if (__builtin_expect(!l->shuffle, 1))
+        return suspend(l, t);
+    /* The shuffle keeps a yield's promise: what was ready runs first. */
+    t->yielded = true;
+    rc = suspend(l, t);
+    t->yielded = false;
+    return rc;
 }
 
 int weft_sleep(uint64_t ms)
@@ -1132,6 +1171,9 @@ int weft_run_ex(weft_task_fn main, void *arg, const weft_loop_opts_t *opts, void
     if (rc == 0) {
         rc = weft__loop_run_until(l, &t->fut);
         if (rc == 0) {
+            /* Left behind (asyncio.run cancels them too): say which, and
+             * what each waits for, before the cancels change that. */
+            weft__report_pending(l, t);
             rc = weft_task_result(t, result);
             if (rc == WEFT_EPENDING) /* the loop ran dry: main waits forever */
                 weft_task_cancel(t);

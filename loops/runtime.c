@@ -884,6 +884,7 @@ static void *loop_thread(void *arg)
     int arena = rt->arenas ? own_arena() : -1;
     int rc = weft_loop_init(&self->loop, &rt->opts.loop);
     if (rc == 0) {
+        weft__loop_set_index(weft__L(&self->loop), self->idx); /* the shuffle's stream */
         rc = uv_async_init(weft_loop_uv(&self->loop), &self->keep, keep_cb);
         if (rc != 0) {
             int crc = weft_loop_close(&self->loop);

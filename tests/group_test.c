@@ -28,10 +28,14 @@
 /* Run main(arg) as the only top-level task of a fresh (quiet) loop; expect
  * it to finish with 0, no task left, no failure left unretrieved (children's
  * failures count as retrieved), and the loop to close. */
+/* opts.shuffle of the next run: -1 for tests of one FIFO interleaving,
+ * which the ready-queue shuffle leaves open (docs/core.md, "Debug mode"). */
+static int g_shuffle;
+
 static void run_main_mode(weft_task_fn main, void *arg, weft_stack_mode_t mode)
 {
     weft_loop_t loop;
-    weft_loop_opts_t opts = {.quiet = true, .stack_mode = mode};
+    weft_loop_opts_t opts = {.quiet = true, .stack_mode = mode, .shuffle = g_shuffle};
     weft_task_t *t = NULL;
     weft_loop_stats_t st;
     ASSERT_OK(weft_loop_init(&loop, &opts));
@@ -374,6 +378,7 @@ TASK_FN(merged_cancel_main)
 Test(group, an_external_cancel_merged_with_the_group_cancel_of_the_owner_is_not_withdrawn,
      .timeout = TEST_TIMEOUT_S)
 {
+    g_shuffle = -1; /* "in the same turn": the canceller runs before the woken owner */
     run_main(merged_cancel_main, NULL);
 }
 
@@ -405,13 +410,22 @@ Test(group, spawning_into_a_failed_group_returns_ecanceled_and_starts_nothing,
  * cancelled: the cancel outranks the failure (a cancel is delivered once;
  * reported as the failure it would be lost), which stays readable. */
 static int g_outrank[4];
+static bool g_outrank_waiting;
 
 TASK_FN(outranked_owner_body)
 {
     weft_group_t g;
     g_outrank[0] = NOT_SET;
     T_OK(weft_group_init(&g));
-    T_OK(weft_group_spawn(&g, cancelled_then_fails_body, &g_outrank[0], NULL));
+    weft_task_t *child = NULL; /* the group's reference */
+    T_OK(weft_group_spawn(&g, cancelled_then_fails_body, &g_outrank[0], &child));
+    /* Wait in the group only once the child sleeps: the cancel must find
+     * it started, whatever order the shuffle runs them in. */
+    for (int i = 0; child != NULL && i < 1000 && weft_task_state(child) != WEFT_TASK_SUSPENDED;
+         i++) {
+        T_OK(weft_yield());
+    }
+    g_outrank_waiting = true; /* and waits now, without suspending first */
     g_outrank[1] = weft_group_wait(&g);
     g_outrank[2] = weft_group_error(&g);
     T_OK(weft_group_close(&g));
@@ -425,7 +439,8 @@ TASK_FN(outrank_main)
     if (owner == NULL) {
         return 0;
     }
-    for (int i = 0; i < 1000 && weft_task_state(owner) != WEFT_TASK_SUSPENDED; i++) {
+    for (int i = 0;
+         i < 1000 && (!g_outrank_waiting || weft_task_state(owner) != WEFT_TASK_SUSPENDED); i++) {
         T_OK(weft_yield());
     }
     T_OK(weft_task_cancel(owner));

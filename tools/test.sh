@@ -6,9 +6,14 @@
 #     folders (a failure is counted, then the tests still run);
 #  3. bazel test //...                            (default -O2 -g build)
 #     bazel test --config=asan --config=ubsan //...
+#     bazel test --test_env=WEFT_SEED=<s> //...     (plain, once per seed in
+#                                                     $WEFT_TEST_SEEDS, "1 7")
 #     bazel test --config=tsan <tests tagged "tsan">  (the _plain builds)
-#     Runs 3a and 3b skip the "tsan" plain builds: they are the same sources
-#     as their Criterion twins, which already run there.
+#     Runs 3a-3c skip the "tsan" plain builds: they are the same sources
+#     as their Criterion twins, which already run there. The seeded runs
+#     shuffle every loop's ready queue (docs/core.md, "Debug mode") to flush
+#     out tests that rely on an order weft does not promise; they reuse the
+#     plain build, so each costs one more run of the suite (~1 min).
 #  4. one summary line per test binary, read from its test.log (Criterion's
 #     "Synthesis" line, or "PLAIN: N passed, M failed" from tests/plain_test.h),
 #     then the total over all runs as the last line: "N passed, M failed".
@@ -174,6 +179,9 @@ run_tests() {
 }
 
 run_tests plain "--test_tag_filters=-tsan" //...
+for seed in ${WEFT_TEST_SEEDS-1 7}; do
+    run_tests "shuffle WEFT_SEED=$seed" "--test_env=WEFT_SEED=$seed --test_tag_filters=-tsan" //...
+done
 run_tests asan+ubsan "--config=asan --config=ubsan --test_tag_filters=-tsan" //...
 
 # Exactly the tag "tsan" (a plain regex would also match "notsan"). With

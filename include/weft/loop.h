@@ -90,8 +90,25 @@ typedef struct weft_loop_opts {
     uint32_t slow_task_ms;
     /* Count warnings in the stats but do not print them. Warnings: a failed
      * task or future released without anyone reading its outcome (asyncio's
-     * "exception was never retrieved"), and slow tasks. */
+     * "exception was never retrieved"), slow tasks, and tasks still pending
+     * when weft_run's main task finished. */
     bool quiet;
+    /* Debug mode (docs/core.md, "Debug mode"): a loop-only call made from
+     * another thread while the loop runs aborts with a message naming the
+     * call, the object and both threads, instead of returning
+     * WEFT_EWRONGLOOP. 0 = the environment decides (WEFT_DEBUG=1 on,
+     * WEFT_DEBUG=0 off, read at init; unset: on in --config=dbg builds,
+     * which define WEFT_DEBUG_DEFAULT=1, else off); > 0 = on; < 0 = off. */
+    int debug;
+    /* Seeded shuffle of the ready queue: the next runnable is picked
+     * pseudo-randomly among the first few, within the orders that the
+     * shuffle keeps (docs/core.md). 0 = the environment decides
+     * (WEFT_SEED=<n> on with seed n, WEFT_SEED=random on with a random
+     * seed, unset off); > 0 = on; < 0 = off. The seed is printed to stderr
+     * when the loop first runs, so a failure can be replayed. */
+    int shuffle;
+    /* The shuffle's seed when on; 0 = WEFT_SEED's, else a random one. */
+    uint64_t seed;
 } weft_loop_opts_t;
 
 /* Per-loop counters (cumulative since init, except the *_live ones). */
@@ -116,6 +133,12 @@ typedef struct weft_loop_stats {
     uint64_t tokens_stale;       /* token messages that found their future recycled */
     uint64_t remote_waits;       /* this loop's waits on other loops' futures not yet
                                   * answered */
+
+    /* Debug aids (docs/core.md, "Debug mode"). */
+    uint64_t slow_reports;          /* slow-task reports made (at most 5 a minute; printed
+                                     * unless quiet); slow_tasks counts them all */
+    uint64_t tasks_pending_at_exit; /* tasks still pending when weft_run's main
+                                     * finished (warned about, then cancelled) */
 } weft_loop_stats_t;
 
 typedef void (*weft_cb_fn)(void *arg);
@@ -161,7 +184,8 @@ uint64_t weft_loop_now(void);
 uint64_t weft_loop_now_ns(void);
 
 /* Schedule fn(arg) to run on the loop, FIFO with other call_soon callbacks
- * and with woken tasks. Loop thread (or before the loop runs). `out` may be
+ * and with woken tasks (under the debug shuffle, FIFO with other callbacks
+ * only: docs/core.md). Loop thread (or before the loop runs). `out` may be
  * NULL. Returns 0, UV_EINVAL, UV_ENOMEM, WEFT_ECLOSED. */
 WEFT_WARN_UNUSED int weft_call_soon(weft_loop_t *loop, weft_cb_fn fn, void *arg,
                                     weft_handle_t *out);
