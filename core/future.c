@@ -69,12 +69,10 @@ void weft__future_recycled(struct weft_future *f)
 static struct weft_future *future_get(struct weft__loop *l)
 {
     if (l->free_futures == NULL) {
-        struct weft__chunk *c = weft__calloc(1, sizeof(*c) + CHUNK * sizeof(struct weft_future));
-        if (c == NULL)
+        struct weft_future *f =
+            weft__chunk_carve(&l->chunks, _Alignof(struct weft_future), CHUNK * sizeof(*f));
+        if (f == NULL)
             return NULL;
-        c->next = l->chunks;
-        l->chunks = c;
-        struct weft_future *f = (struct weft_future *)(c + 1);
         for (int i = 0; i < CHUNK; i++) {
             f[i].loop = l; /* written once: other threads read it */
             f[i].result = l->free_futures;

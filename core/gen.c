@@ -47,12 +47,10 @@ struct weft_gen {
 static struct weft_gen *gen_get(struct weft__loop *l)
 {
     if (weft__list_empty(&l->free_gens)) {
-        struct weft__chunk *c = weft__calloc(1, sizeof(*c) + GEN_CHUNK * sizeof(struct weft_gen));
-        if (c == NULL)
+        struct weft_gen *g =
+            weft__chunk_carve(&l->chunks, _Alignof(struct weft_gen), GEN_CHUNK * sizeof(*g));
+        if (g == NULL)
             return NULL;
-        c->next = l->chunks;
-        l->chunks = c;
-        struct weft_gen *g = (struct weft_gen *)(c + 1);
         for (int i = 0; i < GEN_CHUNK; i++)
             weft__list_push_back(&l->free_gens, &g[i].link);
     }

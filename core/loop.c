@@ -238,20 +238,20 @@ void weft__shuffle_step(struct weft__loop *l)
 
 #define CHUNK_OBJECTS 64
 
-static void *chunk_alloc(struct weft__loop *l, size_t obj_size)
+void *weft__chunk_carve(struct weft__chunk **list, size_t align, size_t bytes)
 {
-    struct weft__chunk *c = weft__calloc(1, sizeof(*c) + 15 + CHUNK_OBJECTS * obj_size);
+    struct weft__chunk *c = weft__calloc(1, sizeof(*c) + align - 1 + bytes);
     if (c == NULL)
         return NULL;
-    c->next = l->chunks;
-    l->chunks = c;
-    return (void *)(((uintptr_t)(c + 1) + 15) & ~(uintptr_t)15);
+    c->next = *list;
+    *list = c;
+    return weft__chunk_start(c, align);
 }
 
 struct weft__handle *weft__handle_get(struct weft__loop *l)
 {
     if (weft__list_empty(&l->free_handles)) {
-        struct weft__handle *h = chunk_alloc(l, sizeof(*h));
+        struct weft__handle *h = weft__chunk_carve(&l->chunks, 16, CHUNK_OBJECTS * sizeof(*h));
         if (h == NULL)
             return NULL;
         for (int i = 0; i < CHUNK_OBJECTS; i++) {

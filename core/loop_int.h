@@ -172,9 +172,20 @@ struct weft_task {
  * recycled tasks are in a finished state. */
 #define WEFT__TASK_CHUNK 64
 
+/* The one way pooled objects get memory (loop.c): a zeroed chunk whose
+ * objects start at an `align`-aligned address (a power of two), linked into
+ * *list and freed when the loop closes - so a stale pointer another thread
+ * holds always points at memory of the same type until then. Returns the
+ * aligned start, or NULL. weft__chunk_start finds that start again. */
+void *weft__chunk_carve(struct weft__chunk **list, size_t align, size_t bytes);
+static inline void *weft__chunk_start(struct weft__chunk *c, size_t align)
+{
+    return (void *)(((uintptr_t)(c + 1) + align - 1) & ~(uintptr_t)(align - 1));
+}
+
 static inline struct weft_task *weft__chunk_tasks(struct weft__chunk *c)
 {
-    return (struct weft_task *)(((uintptr_t)(c + 1) + 63) & ~(uintptr_t)63);
+    return (struct weft_task *)weft__chunk_start(c, 64);
 }
 
 static inline bool weft__task_live(const struct weft_task *t)

@@ -52,13 +52,11 @@ static void task_entry(void *arg);
 static struct weft_task *task_get(struct weft__loop *l)
 {
     if (weft__list_empty(&l->free_tasks)) {
-        struct weft__chunk *c =
-            weft__calloc(1, sizeof(*c) + 63 + WEFT__TASK_CHUNK * sizeof(struct weft_task));
-        if (c == NULL)
+        /* Their own list: weft__chunk_tasks walks it to find every task. */
+        struct weft_task *t =
+            weft__chunk_carve(&l->task_chunks, 64, WEFT__TASK_CHUNK * sizeof(struct weft_task));
+        if (t == NULL)
             return NULL;
-        c->next = l->task_chunks;
-        l->task_chunks = c;
-        struct weft_task *t = weft__chunk_tasks(c);
         for (int i = 0; i < WEFT__TASK_CHUNK; i++) {
             t[i].fut.loop = l;
             t[i].rn.kind = WEFT__RN_TASK;
@@ -760,12 +758,10 @@ int weft__park(struct weft__loop *l, struct weft_task *t, uint64_t deadline_ns, 
 static struct weft__waiter *waiter_copy_in(struct weft__loop *l, struct weft__waiter *w)
 {
     if (weft__list_empty(&l->free_waiters)) {
-        struct weft__chunk *c = weft__calloc(1, sizeof(*c) + CHUNK * sizeof(struct weft__waiter));
-        if (c == NULL)
+        struct weft__waiter *a =
+            weft__chunk_carve(&l->chunks, _Alignof(struct weft__waiter), CHUNK * sizeof(*a));
+        if (a == NULL)
             return NULL;
-        c->next = l->chunks;
-        l->chunks = c;
-        struct weft__waiter *a = (struct weft__waiter *)(c + 1);
         for (int i = 0; i < CHUNK; i++)
             weft__list_push_back(&l->free_waiters, &a[i].link);
     }
