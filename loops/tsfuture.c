@@ -320,3 +320,104 @@ int weft_tsfuture_await(weft_tsfuture_t *f, void **result)
     weft_tsfuture_unref(f);
     return rc;
 }
+
+/* ---- weft_tsfuture_wrap --------------------------------------------------------- */
+
+/* The wrapped future's side: the awaiter record (in f's list until the
+ * completion takes it) and a reference on f, both given back when the
+ * wrapped future completes - through the record's token, or otherwise
+ * (cancelled), in which case the record is taken back and f's task is
+ * cancelled as well. */
+struct ts_wrap {
+    weft_tsfuture_t *f;
+    struct ts_awaiter *a;
+};
+
+static void ts_wrap_done(struct weft__handle *h, struct weft_future *mine)
+{
+    struct ts_wrap *w = h->arg;
+    weft__handle_put(h->loop, h);
+    weft_tsfuture_t *f = w->f;
+    pthread_mutex_lock(&f->mu);
+    bool found = false;
+    for (struct ts_awaiter **p = &f->awaiters; *p != NULL; p = &(*p)->next) {
+        if (*p == w->a) {
+            *p = w->a->next;
+            found = true;
+            break;
+        }
+    }
+    bool done = f->done;
+    pthread_mutex_unlock(&f->mu);
+    if (found) { /* completed before f: the token is ours to give back */
+        int drc = weft_future_token_drop(w->a->tok);
+        WEFT_ASSERT(drc == 0); /* on its own loop */
+        weft__free(w->a);
+        if (!done && mine->state == WEFT__F_CANCELLED)
+            (void)weft_tsfuture_cancel(f);
+    }
+    weft_tsfuture_unref(f);
+    weft__free(w);
+}
+
+int weft_tsfuture_wrap(weft_tsfuture_t *f, weft_future_t **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (f == NULL || out == NULL)
+        return UV_EINVAL;
+    if (weft_loop_current() == NULL)
+        return WEFT_EWRONGLOOP;
+    weft_future_t *mine;
+    int rc = weft_future_new(NULL, &mine);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&f->mu);
+    if (f->done) {
+        int err = f->err;
+        void *res = f->result;
+        pthread_mutex_unlock(&f->mu);
+        rc = err == 0 ? weft_future_set_result(mine, res) : weft_future_set_error(mine, err, NULL);
+        WEFT_ASSERT(rc == 0);
+        *out = mine;
+        return 0;
+    }
+    pthread_mutex_unlock(&f->mu);
+    struct ts_wrap *w = weft__malloc(sizeof(*w));
+    struct ts_awaiter *a = weft__malloc(sizeof(*a));
+    struct weft__handle *h = NULL;
+    if (w == NULL || a == NULL || weft_future_token(mine, &a->tok) != 0) {
+        weft__free(w);
+        weft__free(a);
+        weft_future_unref(mine);
+        return UV_ENOMEM;
+    }
+    w->f = f;
+    w->a = a;
+    weft_tsfuture_ref(f); /* released by ts_wrap_done */
+    h = weft__hook_add(mine, ts_wrap_done, w);
+    if (h == NULL) {
+        int drc = weft_future_token_drop(a->tok);
+        (void)drc;
+        weft_tsfuture_unref(f);
+        weft__free(w);
+        weft__free(a);
+        weft_future_unref(mine);
+        return UV_ENOMEM;
+    }
+    /* Listed either way: if f is already done, its completion has come and
+     * gone, so we complete mine here and the hook takes the record back. */
+    pthread_mutex_lock(&f->mu);
+    bool done = f->done;
+    int err = f->err;
+    void *res = f->result;
+    a->next = f->awaiters;
+    f->awaiters = a;
+    pthread_mutex_unlock(&f->mu);
+    if (done) {
+        rc = err == 0 ? weft_future_set_result(mine, res) : weft_future_set_error(mine, err, NULL);
+        WEFT_ASSERT(rc == 0);
+    }
+    *out = mine;
+    return 0;
+}

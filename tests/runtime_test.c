@@ -746,6 +746,55 @@ Test(runtime, cancelling_a_tsfuture_awaiter_cancels_the_remote_task, .timeout = 
     cr_expect_eq(atomic_load(&g_sleepers_uncancelled), 0);
 }
 
+/* weft_tsfuture_wrap: a thread-safe future in gather, and a cancel of the
+ * wrapped future that reaches the remote task. */
+static int wrap_task(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    weft_tsfuture_t *quick = NULL, *slow = NULL;
+    weft_future_t *fs[2] = {NULL, NULL}, *w = NULL;
+    void *res[2] = {NULL, NULL};
+    int rc = weft_spawn_threadsafe(loop_at(1), pong, (void *)(uintptr_t)3, &quick);
+    if (rc == 0)
+        rc = weft_tsfuture_wrap(quick, &fs[0]);
+    if (rc == 0)
+        rc = weft_future_new(NULL, &fs[1]);
+    if (rc == 0)
+        rc = weft_future_set_result(fs[1], weft_int(5));
+    if (rc == 0)
+        rc = weft_gather(fs, 2, res, NULL, 0);
+    if (rc == 0 && (weft_to_int(res[0]) != 7 || weft_to_int(res[1]) != 5))
+        rc = UV_EIO;
+    /* Cancel a wrapped long sleeper: its task on loop 1 is cancelled. */
+    if (rc == 0)
+        rc = weft_spawn_threadsafe(loop_at(1), sleeper, NULL, &slow);
+    if (rc == 0)
+        rc = weft_tsfuture_wrap(slow, &w);
+    if (rc == 0)
+        rc = task_wait_atomic(&g_sleepers_started, 1);
+    if (rc == 0)
+        rc = weft_future_cancel(w);
+    if (rc == 0) {
+        weft_tsfuture_unref(slow); /* the wrapper keeps its own reference */
+        slow = NULL;
+    }
+    for (int i = 0; i < 2; i++)
+        weft_future_unref(fs[i]);
+    weft_future_unref(w);
+    weft_tsfuture_unref(quick);
+    weft_tsfuture_unref(slow);
+    return rc;
+}
+
+Test(runtime, a_wrapped_tsfuture_joins_gather_and_its_cancel_reaches_the_task,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 2));
+    EXPECT_OK(run_on(rt, 0, wrap_task, NULL, NULL, WAIT_MS));
+    cr_expect(wait_atomic(&g_sleepers_cancelled, 1), "the remote sleeper was not cancelled");
+    cr_expect_eq(stop_rt(rt), 0);
+}
+
 /* ---- a stalled receiver and a ring of 8 ------------------------------------- */
 
 #define OVF_N (10000 / SCALE)

@@ -139,6 +139,12 @@ WEFT_WARN_UNUSED int weft_tsfuture_wait_blocking(weft_tsfuture_t *f, uint64_t ti
 /* In a task on any loop: await f. Cancelling the awaiting task cancels the
  * remote task too. */
 WEFT_WARN_UNUSED int weft_tsfuture_await(weft_tsfuture_t *f, void **result);
+/* asyncio.wrap_future for a thread-safe future: a future of the calling
+ * loop (its thread only) that completes with f's outcome, so that gather,
+ * wait and the other combinators take it. Cancelling *out cancels f's task.
+ * The caller gets one reference on *out; f may be unreferenced meanwhile.
+ * 0, UV_EINVAL (NULL), WEFT_EWRONGLOOP (not on a loop's thread), UV_ENOMEM. */
+WEFT_WARN_UNUSED int weft_tsfuture_wrap(weft_tsfuture_t *f, weft_future_t **out);
 /* Not blocking: WEFT_EPENDING while running. Any thread. */
 int weft_tsfuture_result(weft_tsfuture_t *f, void **result);
 /* Ask the remote task to cancel (any thread). 0 or WEFT_EDONE. */
