@@ -146,6 +146,31 @@ WEFT_WARN_UNUSED int weft_loop_run(weft_loop_t *loop);
 /* Make weft_loop_run() return after the current tick. Loop thread only. */
 void weft_loop_stop(weft_loop_t *loop);
 
+typedef struct weft_future weft_future_t;
+
+/* asyncio's loop.run_until_complete(fut): run the loop until fut (a future
+ * or a task's future, weft_task_future(), of this loop) is done, then
+ * return 0; read its outcome with weft_future_result(). The caller keeps
+ * its reference on fut for the call. Like weft_loop_run it runs at least
+ * one tick (a future already done returns after it), and the loop is left
+ * as it is: tasks still live stay live for a later run. Returns 0,
+ * UV_EINVAL (fut NULL, no loop), WEFT_EWRONGLOOP (fut is another loop's),
+ * WEFT_ECLOSED, WEFT_EREENTRANT (this or another loop already runs on this
+ * thread, or this loop runs on another), or WEFT_EPENDING when the loop
+ * stopped (weft_loop_stop, weft_loop_stop_threadsafe) or ran out of work
+ * before fut was done - asyncio's "Event loop stopped before Future
+ * completed". */
+WEFT_WARN_UNUSED int weft_loop_run_until_complete(weft_loop_t *loop, weft_future_t *fut);
+
+/* From ANY thread: weft_loop_stop() through the loop's inbox (asyncio's
+ * loop.call_soon_threadsafe(loop.stop)). The running loop returns from
+ * weft_loop_run() after the tick that takes the message (waking it if it
+ * sleeps); a loop that is not running takes it in the first tick of its
+ * next run, which then returns after that tick, as a weft_loop_stop()
+ * made before a run does. Returns 0, UV_EINVAL (NULL on a thread with no
+ * loop), WEFT_ECLOSED (the loop is closed), UV_ENOMEM. */
+int weft_loop_stop_threadsafe(weft_loop_t *loop);
+
 /* The loop running on this thread, or NULL. */
 weft_loop_t *weft_loop_current(void);
 /* The current loop's index in its runtime (weft/runtime.h: 0 .. count-1),

@@ -1,0 +1,217 @@
+/*
+ * tests/api_test.c - the asyncio/Tokio/Seastar extras: run_until_complete,
+ * stop_threadsafe, per-loop signal handlers (weft/loop.h), task-local
+ * storage and copied task names (weft/task.h), result destructors
+ * (weft/future.h), queue item destructors (weft/queue.h), weft_foreign_t
+ * and runtime statistics (weft/runtime.h).
+ *
+ * Cross-thread tests (stop_threadsafe, a signal from another thread,
+ * foreign_free from a thread, stats read while the loops run) are why this
+ * file also builds as a plain program for TSan. Every test that creates a
+ * loop ends by closing it and expecting 0.
+ */
+#include "plain_test.h"
+#include "check.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <weft/runtime.h>
+#include <weft/weft.h>
+
+#include "core/loop_int.h"
+
+#define WAIT_MS 20000 /* bound of every wait; never reached when passing */
+
+#ifdef __SANITIZE_THREAD__
+#define NO_ARENAS true /* see runtime_test.c */
+#else
+#define NO_ARENAS false
+#endif
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int sleep_forever_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return weft_sleep(WEFT_FOREVER);
+}
+
+/* Cancel every live task of loop, run it dry and close it. */
+static void finish_loop(weft_loop_t *loop)
+{
+    struct weft__loop *l = weft__L(loop);
+    WEFT__FOR_EACH_TASK(l, x)
+    {
+        if (weft__task_live(x))
+            weft_task_cancel(x);
+    }
+    EXPECT_OK(weft_loop_run(loop));
+    EXPECT_OK(weft_loop_close(loop));
+}
+
+/* ==== weft_loop_run_until_complete ======================================== */
+
+static void set_result_cb(void *arg)
+{
+    cr_expect_eq(weft_future_set_result(arg, weft_int(42)), 0);
+}
+
+Test(api, run_until_complete_returns_when_the_future_is_done_and_leaves_the_rest,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    weft_future_t *f;
+    ASSERT_OK(weft_future_new(&loop, &f));
+    weft_task_t *sleeper;
+    ASSERT_OK(weft_spawn(&loop, sleep_forever_body, NULL, &sleeper));
+    ASSERT_OK(weft_call_later(&loop, 5, set_result_cb, f, NULL));
+    EXPECT_OK(weft_loop_run_until_complete(&loop, f));
+    void *r = NULL;
+    EXPECT_OK(weft_future_result(f, &r));
+    cr_expect_eq(weft_to_int(r), 42);
+    /* The sleeper is left alive for a later run. */
+    cr_expect_eq(weft_task_state(sleeper), WEFT_TASK_SUSPENDED);
+    /* Already done: one tick, then 0. */
+    EXPECT_OK(weft_loop_run_until_complete(&loop, f));
+    weft_future_unref(f);
+    weft_task_unref(sleeper);
+    finish_loop(&loop);
+}
+
+static int answer_body(void *arg, void **result)
+{
+    (void)arg;
+    int rc = weft_sleep(1);
+    *result = weft_int(7);
+    return rc;
+}
+
+Test(api, run_until_complete_of_a_task_future, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    weft_task_t *t;
+    ASSERT_OK(weft_spawn(&loop, answer_body, NULL, &t));
+    EXPECT_OK(weft_loop_run_until_complete(&loop, weft_task_future(t)));
+    void *r = NULL;
+    EXPECT_OK(weft_task_result(t, &r));
+    cr_expect_eq(weft_to_int(r), 7);
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+static weft_loop_t *g_loop;
+static weft_future_t *g_fut;
+static int g_rc;
+
+static int reenter_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    g_rc = weft_loop_run_until_complete(g_loop, g_fut);
+    return 0;
+}
+
+static void stop_cb(void *arg)
+{
+    weft_loop_stop(arg);
+}
+
+Test(api, run_until_complete_misuse, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop, other;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_loop_init(&other, NULL));
+    weft_future_t *f, *g;
+    ASSERT_OK(weft_future_new(&loop, &f));
+    ASSERT_OK(weft_future_new(&other, &g));
+
+    EXPECT_RC(weft_loop_run_until_complete(&loop, NULL), UV_EINVAL);
+    EXPECT_RC(weft_loop_run_until_complete(NULL, f), UV_EINVAL); /* no loop here */
+    EXPECT_RC(weft_loop_run_until_complete(&loop, g), WEFT_EWRONGLOOP);
+    /* Nothing will complete f: the loop runs dry first. */
+    EXPECT_RC(weft_loop_run_until_complete(&loop, f), WEFT_EPENDING);
+    /* Stopped before f is done. */
+    weft_task_t *sleeper;
+    ASSERT_OK(weft_spawn(&loop, sleep_forever_body, NULL, &sleeper));
+    ASSERT_OK(weft_call_later(&loop, 1, stop_cb, &loop, NULL));
+    EXPECT_RC(weft_loop_run_until_complete(&loop, f), WEFT_EPENDING);
+    /* From inside the loop: re-entrant. */
+    g_loop = &loop;
+    g_fut = f;
+    ASSERT_OK(weft_spawn(&loop, reenter_body, NULL, NULL));
+    ASSERT_OK(weft_future_set_result(f, NULL));
+    EXPECT_OK(weft_loop_run_until_complete(&loop, f));
+    cr_expect_eq(g_rc, WEFT_EREENTRANT, "got %d", g_rc);
+    weft_task_unref(sleeper);
+    weft_future_unref(f);
+    weft_future_unref(g);
+    finish_loop(&loop);
+    EXPECT_OK(weft_loop_close(&other));
+    /* Closed. */
+    EXPECT_RC(weft_loop_run_until_complete(&loop, f), WEFT_ECLOSED);
+}
+
+/* ==== weft_loop_stop_threadsafe ============================================ */
+
+static void *stopper_thread(void *arg)
+{
+    sleep_ms(20);
+    cr_expect_eq(weft_loop_stop_threadsafe(arg), 0);
+    cr_expect_eq(weft_loop_stop_threadsafe(NULL), UV_EINVAL); /* no loop here */
+    return NULL;
+}
+
+Test(api, stop_threadsafe_ends_a_run_from_another_thread, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    weft_task_t *t;
+    ASSERT_OK(weft_spawn(&loop, sleep_forever_body, NULL, &t));
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, stopper_thread, &loop), 0);
+    EXPECT_OK(weft_loop_run(&loop)); /* returns only because of the stop */
+    pthread_join(th, NULL);
+    cr_expect_eq(weft_task_state(t), WEFT_TASK_SUSPENDED);
+    weft_task_unref(t);
+    finish_loop(&loop);
+    EXPECT_RC(weft_loop_stop_threadsafe(&loop), WEFT_ECLOSED);
+}
+
+static int g_ticks;
+static void count_cb(void *arg)
+{
+    (void)arg;
+    g_ticks++;
+}
+
+Test(api, stop_threadsafe_before_a_run_and_twice_stops_one_run, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    weft_task_t *t;
+    ASSERT_OK(weft_spawn(&loop, sleep_forever_body, NULL, &t));
+    EXPECT_OK(weft_loop_stop_threadsafe(&loop));
+    EXPECT_OK(weft_loop_stop_threadsafe(&loop));
+    EXPECT_OK(weft_loop_run(&loop)); /* both taken in its first tick */
+    /* The next run is not stopped: it runs the timer, then is stopped by it. */
+    ASSERT_OK(weft_call_later(&loop, 10, count_cb, NULL, NULL));
+    ASSERT_OK(weft_call_later(&loop, 20, stop_cb, &loop, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    cr_expect_eq(g_ticks, 1);
+    weft_task_unref(t);
+    finish_loop(&loop);
+}
