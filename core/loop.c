@@ -231,6 +231,7 @@ int weft_loop_close(weft_loop_t *loop)
                 "weft: loop %p closes with %" PRIu64
                 " future token(s) never used (their futures leak until now)\n",
                 (void *)l, l->tokens_live);
+    weft__signals_close(l);
     uv_close((uv_handle_t *)&l->async, NULL);
     uv_close((uv_handle_t *)&l->uv_timer, NULL);
     uv_run(&l->uv, UV_RUN_DEFAULT);
@@ -590,6 +591,8 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
         if (!weft__list_empty(&l->ready)) {
             if (uv_loop_alive(&l->uv))
                 uv_run(&l->uv, UV_RUN_NOWAIT);
+            else if (l->sigs_active > 0)
+                weft__signals_poll(l); /* unreferenced watchers (loopx.c) */
             continue;
         }
         if (out_of_work(l))

@@ -197,6 +197,16 @@ static inline struct weft_task *weft__inline_child(const struct weft_task *t)
     for (struct weft__chunk *c_ = (l)->task_chunks; c_ != NULL; c_ = c_->next) \
         for (struct weft_task *t = weft__chunk_tasks(c_), *e_ = t + WEFT__TASK_CHUNK; t < e_; t++)
 
+/* A signal watcher (core/loopx.c); signum 0 = stopped, reusable. */
+struct weft__sig {
+    uv_signal_t h;
+    struct weft__sig *next;
+    struct weft__loop *loop;
+    void (*cb)(int signum, void *arg);
+    void *arg;
+    int signum;
+};
+
 struct weft__loop {
     /* Hot scheduling state first. */
     struct weft_task *current; /* running task, NULL in the scheduler */
@@ -251,6 +261,10 @@ struct weft__loop {
     bool running, stopping, closed, initialised;
     void *sched_tsan_fiber;
     uint32_t magic;
+
+    /* Cold extras (loopx.c). */
+    struct weft__sig *sigs; /* every watcher made, active or stopped */
+    unsigned sigs_active;   /* started watchers: libuv is polled every tick */
 };
 
 #define WEFT__LOOP_MAGIC 0x77656674u /* "weft" */
@@ -480,6 +494,13 @@ bool weft__gen_body(const struct weft_task *t);
 /* timeout.c: mark every scope of the chain whose own deadline is <= now
  * as expired. */
 void weft__scope_mark(struct weft_timeout *s, uint64_t now);
+
+/* loopx.c: the loop closes: close its signal watchers. */
+void weft__signals_close(struct weft__loop *l);
+/* loopx.c: a busy loop with signal watchers and no referenced libuv handle:
+ * poll libuv once without blocking (uv_run does nothing on a loop that is
+ * not alive, and unreferenced watchers do not make it alive). */
+void weft__signals_poll(struct weft__loop *l);
 
 /* future.c */
 void weft__future_init(struct weft_future *f, struct weft__loop *l, bool is_task);

@@ -215,3 +215,177 @@ Test(api, stop_threadsafe_before_a_run_and_twice_stops_one_run, .timeout = TEST_
     weft_task_unref(t);
     finish_loop(&loop);
 }
+
+/* ==== signal handlers ========================================================= */
+
+static int g_sig_seen, g_sig_other;
+
+static void sig_set_future(int signum, void *arg)
+{
+    cr_expect_eq(signum, SIGUSR1);
+    cr_expect_not_null(weft_loop_current(), "a handler runs on the loop");
+    cr_expect_null(weft_task_current(), "a handler is a callback, not a task");
+    g_sig_seen++;
+    if (!weft_future_done(arg))
+        cr_expect_eq(weft_future_set_result(arg, NULL), 0);
+}
+
+static void sig_other(int signum, void *arg)
+{
+    (void)signum;
+    (void)arg;
+    g_sig_other++;
+}
+
+static int raise_and_wait_body(void *arg, void **result)
+{
+    (void)result;
+    if (raise(SIGUSR1) != 0)
+        return UV_EIO;
+    return weft_await_timeout(arg, WAIT_MS, NULL);
+}
+
+Test(api, signal_raised_on_the_loop_thread_runs_the_handler, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    weft_future_t *f;
+    ASSERT_OK(weft_future_new(&loop, &f));
+    /* Replacing: the second handler for the signal is the one that runs. */
+    ASSERT_OK(weft_loop_add_signal_handler(&loop, SIGUSR1, sig_other, NULL));
+    ASSERT_OK(weft_loop_add_signal_handler(&loop, SIGUSR1, sig_set_future, f));
+    weft_task_t *t;
+    ASSERT_OK(weft_spawn(&loop, raise_and_wait_body, f, &t));
+    EXPECT_OK(weft_loop_run_until_complete(&loop, weft_task_future(t)));
+    EXPECT_OK(weft_task_result(t, NULL));
+    cr_expect_eq(g_sig_seen, 1);
+    cr_expect_eq(g_sig_other, 0);
+    EXPECT_OK(weft_loop_remove_signal_handler(&loop, SIGUSR1));
+    EXPECT_RC(weft_loop_remove_signal_handler(&loop, SIGUSR1), UV_ENOENT);
+    /* Added again: the stopped watcher is reused. */
+    ASSERT_OK(weft_loop_add_signal_handler(&loop, SIGUSR1, sig_other, NULL));
+    EXPECT_OK(weft_loop_remove_signal_handler(&loop, SIGUSR1));
+    weft_task_unref(t);
+    weft_future_unref(f);
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+static void *kill_thread(void *arg)
+{
+    (void)arg;
+    sleep_ms(10);
+    cr_expect_eq(kill(getpid(), SIGUSR1), 0);
+    return NULL;
+}
+
+static int wait_body(void *arg, void **result)
+{
+    (void)result;
+    return weft_await_timeout(arg, WAIT_MS, NULL);
+}
+
+Test(api, signal_sent_from_another_thread_runs_the_handler_on_the_loop, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    weft_future_t *f;
+    ASSERT_OK(weft_future_new(&loop, &f));
+    ASSERT_OK(weft_loop_add_signal_handler(&loop, SIGUSR1, sig_set_future, f));
+    /* A task awaits what the handler sets: the live task keeps the run. */
+    weft_task_t *t;
+    ASSERT_OK(weft_spawn(&loop, wait_body, f, &t));
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, kill_thread, NULL), 0);
+    EXPECT_OK(weft_loop_run_until_complete(&loop, weft_task_future(t)));
+    pthread_join(th, NULL);
+    EXPECT_OK(weft_task_result(t, NULL));
+    cr_expect_eq(g_sig_seen, 1);
+    weft_task_unref(t);
+    weft_future_unref(f);
+    EXPECT_OK(weft_loop_close(&loop)); /* closes the handler too */
+}
+
+Test(api, a_signal_handler_does_not_keep_the_loop_running, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_loop_add_signal_handler(&loop, SIGUSR2, sig_other, NULL));
+    EXPECT_OK(weft_loop_run(&loop)); /* returns: no work */
+    weft_loop_stats_t st;
+    weft_loop_stats(&loop, &st);
+    cr_expect_eq(st.tasks_live, 0);
+    EXPECT_OK(weft_loop_close(&loop)); /* with the handler still installed */
+}
+
+static int g_busy_iters;
+
+static int busy_raise_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    if (raise(SIGUSR1) != 0)
+        return UV_EIO;
+    /* Never idle: the loop always has ready work, yet the handler runs. */
+    while (g_sig_other == 0 && g_busy_iters < 10000000) {
+        g_busy_iters++;
+        int rc = weft_yield();
+        if (rc != 0)
+            return rc;
+    }
+    return g_sig_other > 0 ? 0 : UV_ETIMEDOUT;
+}
+
+Test(api, a_signal_reaches_a_loop_that_is_never_idle, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_loop_add_signal_handler(&loop, SIGUSR1, sig_other, NULL));
+    weft_task_t *t;
+    ASSERT_OK(weft_spawn(&loop, busy_raise_body, NULL, &t));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_task_result(t, NULL));
+    cr_expect_eq(g_sig_other, 1);
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+static void *add_from_thread(void *arg)
+{
+    g_rc = weft_loop_add_signal_handler(arg, SIGUSR2, sig_other, NULL);
+    int rc2 = weft_loop_remove_signal_handler(arg, SIGUSR2);
+    if (g_rc == 0)
+        g_rc = rc2;
+    return NULL;
+}
+
+static int wrong_thread_body(void *arg, void **result)
+{
+    (void)result;
+    pthread_t th;
+    if (pthread_create(&th, NULL, add_from_thread, arg) != 0)
+        return UV_EIO;
+    pthread_join(th, NULL); /* blocks the loop briefly: fine in a test */
+    return 0;
+}
+
+Test(api, signal_handler_misuse, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    EXPECT_RC(weft_loop_add_signal_handler(NULL, SIGUSR1, sig_other, NULL), UV_EINVAL);
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    EXPECT_RC(weft_loop_add_signal_handler(&loop, SIGUSR1, NULL, NULL), UV_EINVAL);
+    EXPECT_RC(weft_loop_add_signal_handler(&loop, 0, sig_other, NULL), UV_EINVAL);
+    EXPECT_RC(weft_loop_add_signal_handler(&loop, SIGKILL, sig_other, NULL), UV_EINVAL);
+    EXPECT_RC(weft_loop_add_signal_handler(&loop, SIGSTOP, sig_other, NULL), UV_EINVAL);
+    EXPECT_RC(weft_loop_add_signal_handler(&loop, 100000, sig_other, NULL), UV_EINVAL);
+    EXPECT_RC(weft_loop_remove_signal_handler(&loop, SIGUSR2), UV_ENOENT);
+    EXPECT_RC(weft_loop_remove_signal_handler(&loop, -1), UV_EINVAL);
+    g_rc = 1;
+    ASSERT_OK(weft_spawn(&loop, wrong_thread_body, &loop, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    cr_expect_eq(g_rc, WEFT_EWRONGLOOP, "got %d", g_rc);
+    EXPECT_OK(weft_loop_close(&loop));
+    EXPECT_RC(weft_loop_add_signal_handler(&loop, SIGUSR1, sig_other, NULL), WEFT_ECLOSED);
+    EXPECT_RC(weft_loop_remove_signal_handler(&loop, SIGUSR1), WEFT_ECLOSED);
+}

@@ -171,6 +171,39 @@ WEFT_WARN_UNUSED int weft_loop_run_until_complete(weft_loop_t *loop, weft_future
  * loop), WEFT_ECLOSED (the loop is closed), UV_ENOMEM. */
 int weft_loop_stop_threadsafe(weft_loop_t *loop);
 
+/* Signal handlers of one loop, asyncio's loop.add_signal_handler: when the
+ * process gets signal signum, cb(signum, arg) runs on the loop's thread as
+ * an ordinary callback (never in a signal handler, never inside a task: it
+ * may spawn, complete futures, call weft_loop_stop; it must not suspend).
+ * Several deliveries before the loop looks may run cb once. Each loop has
+ * at most one handler per signal: adding another replaces it; every loop
+ * that adds one for the same signal gets its own call (libuv's signal
+ * watchers, uv_signal_t, underneath: they change the process's disposition
+ * of signum while any is started, and restore it after the last stops).
+ *
+ * A handler does not keep the loop running: weft_loop_run returns when
+ * there is no other work, handlers or not (the watcher is unreferenced,
+ * uv_unref), because in weft "no work left" ends a run, and a watcher that
+ * counted as work would keep every program that installs a SIGINT handler
+ * from ever ending. asyncio has no such ending: its run_forever runs until
+ * stop(), and its handler does not count as work either. A program that
+ * waits for a signal waits for it as for anything: a task awaits an event
+ * or a future that the handler sets (weft_loop_run_until_complete on that
+ * future), and the live task keeps the loop running. While handlers are
+ * installed, a loop busy with ready work still polls libuv every tick, so
+ * handlers run even then.
+ *
+ * Loop thread (or before the loop runs): WEFT_EWRONGLOOP from another
+ * thread while the loop runs. add: 0, UV_EINVAL (cb NULL, no loop, a
+ * signal that cannot be caught: SIGKILL, SIGSTOP, out of range),
+ * WEFT_ECLOSED, UV_ENOMEM. remove: 0, or UV_ENOENT if the loop has no
+ * handler for signum (removing twice), and as add. Closing the loop
+ * removes its handlers. */
+typedef void (*weft_signal_fn)(int signum, void *arg);
+WEFT_WARN_UNUSED int weft_loop_add_signal_handler(weft_loop_t *loop, int signum, weft_signal_fn cb,
+                                                  void *arg);
+int weft_loop_remove_signal_handler(weft_loop_t *loop, int signum);
+
 /* The loop running on this thread, or NULL. */
 weft_loop_t *weft_loop_current(void);
 /* The current loop's index in its runtime (weft/runtime.h: 0 .. count-1),
