@@ -242,6 +242,7 @@ int weft_loop_close(weft_loop_t *loop)
     weft__inbox_destroy(&l->inbox);
     for (unsigned i = 0; i < l->npools; i++)
         weft__stack_pool_destroy(&l->pools[i]);
+    weft__side_close(l); /* records of objects never released */
     /* Pooled futures own their messages until recycled. */
     for (struct weft_future *f = l->free_futures; f != NULL; f = f->result)
         WEFT_ASSERT(f->msg == NULL);

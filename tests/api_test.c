@@ -389,3 +389,212 @@ Test(api, signal_handler_misuse, .timeout = TEST_TIMEOUT_S)
     EXPECT_RC(weft_loop_add_signal_handler(&loop, SIGUSR1, sig_other, NULL), WEFT_ECLOSED);
     EXPECT_RC(weft_loop_remove_signal_handler(&loop, SIGUSR1), WEFT_ECLOSED);
 }
+
+/* ==== task-local storage ====================================================== */
+
+static int g_freed;
+static void count_free(void *v)
+{
+    (void)v;
+    g_freed++;
+}
+static void *dup_str(void *v)
+{
+    return strdup(v);
+}
+
+static weft_task_key_t k_plain, k_copy, k_local;
+static int g_child_rc;
+
+static int child_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    /* Copies of the parent's values at the spawn. */
+    cr_expect_eq(weft_to_int(weft_task_local_get(k_plain)), 1);
+    const char *s = weft_task_local_get(k_copy);
+    cr_expect(s != NULL && strcmp(s, "parent") == 0);
+    cr_expect_null(weft_task_local_get(k_local), "no_inherit: not copied");
+    /* The child's own changes stay its own. */
+    g_child_rc = weft_task_local_set(k_copy, strdup("child"));
+    return weft_task_local_set(k_plain, weft_int(2));
+}
+
+static int parent_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    cr_expect_null(weft_task_local_get(k_plain), "a task starts with no values");
+    int rc = weft_task_local_set(k_plain, weft_int(1));
+    rc = rc ? rc : weft_task_local_set(k_copy, strdup("parent"));
+    rc = rc ? rc : weft_task_local_set(k_local, weft_int(3));
+    if (rc != 0)
+        return rc;
+    weft_task_t *c;
+    rc = weft_spawn(NULL, child_body, NULL, &c);
+    if (rc != 0)
+        return rc;
+    /* Set after the spawn: the child does not see it. */
+    rc = weft_task_local_set(k_local, weft_int(4)); /* replaces 3: one destructor */
+    if (rc != 0)
+        return rc;
+    rc = weft_await_task(c, NULL);
+    weft_task_unref(c);
+    cr_expect_eq(weft_to_int(weft_task_local_get(k_plain)), 1);
+    cr_expect_str_eq((const char *)weft_task_local_get(k_copy), "parent");
+    cr_expect_eq(weft_to_int(weft_task_local_get(k_local)), 4);
+    /* The same pointer again: no destructor. */
+    int rc2 = weft_task_local_set(k_local, weft_int(4));
+    return rc ? rc : rc2;
+}
+
+Test(api, task_locals_are_per_task_inherited_as_copies_and_destroyed_at_the_end,
+     .timeout = TEST_TIMEOUT_S)
+{
+    ASSERT_OK(weft_task_key_new(count_free, &k_plain)); /* shallow */
+    ASSERT_OK(weft_task_key_new_ex(free, &(weft_task_key_opts_t){.copy = dup_str}, &k_copy));
+    ASSERT_OK(
+        weft_task_key_new_ex(count_free, &(weft_task_key_opts_t){.no_inherit = true}, &k_local));
+    cr_expect_neq(k_plain.weft__id, k_copy.weft__id);
+    EXPECT_OK(weft_run(parent_body, NULL, NULL));
+    EXPECT_OK(g_child_rc);
+    /* k_plain: 1 held by two tasks (destroyed once by each) and the child's
+     * 2 (which replaced its 1: once more); k_local: 3 replaced, 4 at the end. */
+    cr_expect_eq(g_freed, 3 + 2, "destructors ran %d times", g_freed);
+}
+
+static int inherit_none_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    cr_expect_null(weft_task_local_get(k_plain), "spawned from a callback: nothing inherited");
+    return 0;
+}
+
+static void spawn_from_cb(void *arg)
+{
+    (void)arg;
+    cr_expect_null(weft_task_local_get(k_plain));
+    cr_expect_eq(weft_task_local_set(k_plain, weft_int(1)), WEFT_ENOTASK);
+    cr_expect_eq(weft_spawn(NULL, inherit_none_body, NULL, NULL), 0);
+}
+
+static int locals_then_callback_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rc = weft_task_local_set(k_plain, weft_int(9));
+    if (rc != 0)
+        return rc;
+    return weft_call_soon(NULL, spawn_from_cb, NULL, NULL); /* spawns from a callback */
+}
+
+Test(api, task_local_misuse_and_no_inheritance_outside_tasks, .timeout = TEST_TIMEOUT_S)
+{
+    EXPECT_RC(weft_task_key_new(NULL, NULL), UV_EINVAL);
+    ASSERT_OK(weft_task_key_new(count_free, &k_plain));
+    EXPECT_RC(weft_task_local_set(k_plain, weft_int(1)), WEFT_ENOTASK);
+    cr_expect_null(weft_task_local_get(k_plain));
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_call_soon(&loop, spawn_from_cb, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    ASSERT_OK(weft_spawn(&loop, locals_then_callback_body, NULL, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+static int bad_key_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_task_key_t none = {0}, bogus = {WEFT_TASK_KEYS_MAX + 1};
+    cr_expect_eq(weft_task_local_set(none, weft_int(1)), UV_EINVAL);
+    cr_expect_eq(weft_task_local_set(bogus, weft_int(1)), UV_EINVAL);
+    cr_expect_null(weft_task_local_get(none));
+    cr_expect_eq(weft_task_local_set(k_plain, NULL), 0, "clearing what was never set");
+    return 0;
+}
+
+Test(api, task_local_keys_run_out_at_the_maximum, .timeout = TEST_TIMEOUT_S)
+{
+    weft_task_key_t k;
+    int made = 0, rc;
+    while ((rc = weft_task_key_new(NULL, &k)) == 0)
+        made++;
+    cr_expect_eq(rc, UV_ENOSPC);
+    cr_expect_leq(made, WEFT_TASK_KEYS_MAX);
+    cr_expect_gt(made, 0);
+    cr_expect_eq(k.weft__id, 0u, "a failed key_new leaves an invalid key");
+    k_plain = (weft_task_key_t){WEFT_TASK_KEYS_MAX}; /* made above */
+    EXPECT_OK(weft_run(bad_key_body, NULL, NULL));
+}
+
+/* ==== task names =============================================================== */
+
+static int named_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return weft_sleep(1);
+}
+
+static void *rename_from_thread(void *arg)
+{
+    g_rc = weft_task_set_name(arg, "x");
+    return NULL;
+}
+
+static int rename_wrong_thread_body(void *arg, void **result)
+{
+    (void)result;
+    pthread_t th;
+    if (pthread_create(&th, NULL, rename_from_thread, arg) != 0)
+        return UV_EIO;
+    pthread_join(th, NULL);
+    return 0;
+}
+
+Test(api, task_set_name_copies_and_shows_in_dump_and_labels, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    weft_task_t *t;
+    ASSERT_OK(weft_spawn_ex(&loop, named_body, NULL, &(weft_task_opts_t){.name = "literal"}, &t));
+    cr_expect_str_eq(weft_task_name(t), "literal");
+    char buf[32];
+    snprintf(buf, sizeof buf, "worker-%d", 17);
+    EXPECT_OK(weft_task_set_name(t, buf));
+    EXPECT_OK(weft_task_set_name(t, buf)); /* twice: the first copy is freed */
+    memset(buf, 'z', sizeof buf - 1);      /* the task kept its own copy */
+    cr_expect_str_eq(weft_task_name(t), "worker-17");
+    char label[160];
+    weft__task_label(t, label, sizeof label);
+    cr_expect(strstr(label, "\"worker-17\"") != NULL, "label: %s", label);
+    char *dump = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&dump, &len);
+    cr_assert_not_null(out);
+    cr_expect_eq(weft_loop_dump(&loop, out), 1);
+    fclose(out);
+    cr_expect(strstr(dump, "worker-17") != NULL, "dump: %s", dump);
+    free(dump);
+    EXPECT_RC(weft_task_set_name(NULL, "x"), UV_EINVAL);
+    g_rc = 1;
+    ASSERT_OK(weft_spawn(&loop, rename_wrong_thread_body, t, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    cr_expect_eq(g_rc, WEFT_EWRONGLOOP, "got %d", g_rc);
+    /* Finished and still referenced: renaming works; NULL clears. */
+    EXPECT_OK(weft_task_set_name(t, "after"));
+    cr_expect_str_eq(weft_task_name(t), "after");
+    EXPECT_OK(weft_task_set_name(t, NULL));
+    cr_expect_str_eq(weft_task_name(t), "");
+    EXPECT_OK(weft_task_set_name(t, "again"));
+    weft_task_unref(t); /* recycled: the copy is freed (ASan/LSan check) */
+    /* The slot's next task has no name. */
+    ASSERT_OK(weft_spawn(&loop, named_body, NULL, &t));
+    cr_expect_str_eq(weft_task_name(t), "");
+    weft_task_unref(t);
+    EXPECT_OK(weft_loop_run(&loop));
+    EXPECT_OK(weft_loop_close(&loop));
+}
