@@ -527,6 +527,9 @@ void weft__side_task_finished(struct weft_task *t);
 /* Spawning child from parent (parent->fut.side): copy the parent's
  * task-local values. 0 or UV_ENOMEM (nothing copied). */
 int weft__side_inherit(struct weft_task *parent, struct weft_task *child);
+/* A result arrived for f after it was done (a cancelled submit's late
+ * reply, a late threadsafe completion): free it with f's destructor. */
+void weft__side_drop_result(struct weft_future *f, void *result);
 /* The loop closes: free what records are left (objects never released). */
 void weft__side_close(struct weft__loop *l);
 /* loopx.c: the loop closes: close its signal watchers. */

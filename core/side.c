@@ -141,6 +141,12 @@ void weft__side_release(struct weft_future *f)
 {
     struct weft__side *rec = find(&f->loop->side, f);
     WEFT_ASSERT(rec != NULL);
+    if (rec->result_dtor != NULL && f->state == WEFT__F_DONE && !f->retrieved &&
+        f->result != NULL) {
+        void *r = f->result;
+        f->result = NULL;
+        rec->result_dtor(r);
+    }
     if (f->is_task) {
         struct weft_task *t = (struct weft_task *)f;
         run_local_dtors(rec); /* finished tasks have none left; be safe */
@@ -149,6 +155,15 @@ void weft__side_release(struct weft_future *f)
     }
     weft__free(rec->name);
     side_drop(f, rec);
+}
+
+void weft__side_drop_result(struct weft_future *f, void *result)
+{
+    if (result == NULL || !f->side)
+        return;
+    struct weft__side *rec = find(&f->loop->side, f);
+    if (rec != NULL && rec->result_dtor != NULL)
+        rec->result_dtor(result);
 }
 
 void weft__side_close(struct weft__loop *l)
@@ -163,6 +178,23 @@ void weft__side_close(struct weft__loop *l)
     }
     weft__free(l->side.slots);
     memset(&l->side, 0, sizeof(l->side));
+}
+
+/* ---- result destructors -------------------------------------------------- */
+
+int weft_future_set_result_dtor(weft_future_t *f, void (*dtor)(void *result))
+{
+    if (f == NULL)
+        return UV_EINVAL;
+    if (f->loop->running && weft__tls_loop != f->loop)
+        return WEFT_EWRONGLOOP;
+    struct weft__side *rec = side_of(f, dtor != NULL);
+    if (rec == NULL)
+        return dtor == NULL ? 0 : UV_ENOMEM;
+    rec->result_dtor = dtor;
+    if (dtor == NULL)
+        side_trim(f, rec);
+    return 0;
 }
 
 /* ---- task names ---------------------------------------------------------- */

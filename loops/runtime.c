@@ -459,6 +459,8 @@ static void on_reply(struct rt_loop *self, const struct mesh_msg *m)
     /* f is still ours: the submit's hook holds a reference until now. */
     if (f->state != WEFT__F_PENDING) {
         weft__free(m->msg); /* cancelled before the reply came */
+        if (m->err == 0)
+            weft__side_drop_result(f, m->result); /* its result destructor, if any */
     } else {
         uint8_t st = m->err == 0              ? WEFT__F_DONE
                      : m->err == UV_ECANCELED ? WEFT__F_CANCELLED

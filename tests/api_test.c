@@ -598,3 +598,109 @@ Test(api, task_set_name_copies_and_shows_in_dump_and_labels, .timeout = TEST_TIM
     EXPECT_OK(weft_loop_run(&loop));
     EXPECT_OK(weft_loop_close(&loop));
 }
+
+/* ==== result destructors ======================================================== */
+
+static int g_rfreed;
+static void result_free(void *r)
+{
+    g_rfreed++;
+    free(r);
+}
+
+static int malloc_result_body(void *arg, void **result)
+{
+    (void)arg;
+    *result = malloc(16);
+    return weft_sleep(1);
+}
+
+Test(api, future_result_dtor_frees_an_unread_result_only, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    weft_future_t *f;
+    /* Unread: freed at release. */
+    ASSERT_OK(weft_future_new(&loop, &f));
+    EXPECT_OK(weft_future_set_result_dtor(f, result_free));
+    EXPECT_OK(weft_future_set_result_dtor(f, result_free)); /* twice: same */
+    ASSERT_OK(weft_future_set_result(f, malloc(8)));
+    EXPECT_RC(weft_future_set_result(f, NULL), UV_EINVAL); /* stays the caller's (NULL) */
+    weft_future_unref(f);
+    cr_expect_eq(g_rfreed, 1);
+    /* Read: the reader's. */
+    ASSERT_OK(weft_future_new(&loop, &f));
+    EXPECT_OK(weft_future_set_result_dtor(f, result_free));
+    void *mine = malloc(8);
+    ASSERT_OK(weft_future_set_result(f, mine));
+    void *r = NULL;
+    EXPECT_OK(weft_future_result(f, &r));
+    cr_expect_eq(r, mine);
+    weft_future_unref(f);
+    cr_expect_eq(g_rfreed, 1);
+    free(mine);
+    /* Cleared, or cancelled: nothing. */
+    ASSERT_OK(weft_future_new(&loop, &f));
+    EXPECT_OK(weft_future_set_result_dtor(f, result_free));
+    EXPECT_OK(weft_future_set_result_dtor(f, NULL));
+    EXPECT_OK(weft_future_cancel(f));
+    weft_future_unref(f);
+    cr_expect_eq(g_rfreed, 1);
+    /* A task's future whose result nobody reads. */
+    weft_task_t *t;
+    ASSERT_OK(weft_spawn(&loop, malloc_result_body, NULL, &t));
+    EXPECT_OK(weft_future_set_result_dtor(weft_task_future(t), result_free));
+    EXPECT_OK(weft_loop_run(&loop));
+    weft_task_unref(t);
+    cr_expect_eq(g_rfreed, 2);
+    EXPECT_RC(weft_future_set_result_dtor(NULL, result_free), UV_EINVAL);
+    EXPECT_OK(weft_loop_close(&loop));
+}
+
+static weft_future_token_t g_tok;
+static void *late_result_thread(void *arg)
+{
+    (void)arg;
+    cr_expect_eq(weft_future_set_result_threadsafe(g_tok, malloc(4)), 0);
+    return NULL;
+}
+
+static void *set_dtor_from_thread(void *arg)
+{
+    g_rc = weft_future_set_result_dtor(arg, result_free);
+    return NULL;
+}
+
+static int late_body(void *arg, void **result)
+{
+    (void)result;
+    weft_future_t *f = arg;
+    pthread_t th;
+    if (pthread_create(&th, NULL, set_dtor_from_thread, f) != 0)
+        return UV_EIO;
+    pthread_join(th, NULL);
+    int rc = weft_future_token(f, &g_tok);
+    if (rc != 0)
+        return rc;
+    weft_future_cancel(f); /* done before the thread's result comes */
+    if (pthread_create(&th, NULL, late_result_thread, NULL) != 0)
+        return UV_EIO;
+    pthread_join(th, NULL);
+    return weft_sleep(5); /* the message is taken meanwhile */
+}
+
+Test(api, future_result_dtor_frees_a_late_threadsafe_result, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    weft_future_t *f;
+    ASSERT_OK(weft_future_new(&loop, &f));
+    EXPECT_OK(weft_future_set_result_dtor(f, result_free));
+    g_rc = 1;
+    ASSERT_OK(weft_spawn(&loop, late_body, f, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    cr_expect_eq(g_rc, WEFT_EWRONGLOOP, "got %d", g_rc);
+    cr_expect_eq(g_rfreed, 1);
+    weft_future_unref(f);
+    EXPECT_OK(weft_loop_close(&loop));
+}
