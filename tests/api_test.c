@@ -704,3 +704,41 @@ Test(api, future_result_dtor_frees_a_late_threadsafe_result, .timeout = TEST_TIM
     weft_future_unref(f);
     EXPECT_OK(weft_loop_close(&loop));
 }
+
+/* ==== queue item destructors ====================================================== */
+
+Test(api, queue_item_dtor_frees_what_shutdown_and_close_discard, .timeout = TEST_TIMEOUT_S)
+{
+    weft_queue_opts_t qo = {.item_dtor = result_free};
+    for (int kind = WEFT_QUEUE_FIFO; kind <= WEFT_QUEUE_PRIORITY; kind++) {
+        g_rfreed = 0;
+        weft_queue_t q;
+        ASSERT_OK(weft_queue_init_ex(&q, (weft_queue_kind_t)kind, 0, &qo));
+        for (int i = 0; i < 5; i++)
+            ASSERT_OK(weft_queue_put_prio_try(&q, 5 - i, malloc(8)));
+        void *item;
+        ASSERT_OK(weft_queue_get_try(&q, &item, NULL)); /* the getter's */
+        free(item);
+        cr_expect_eq(weft_queue_shutdown(&q, true), 4);
+        cr_expect_eq(g_rfreed, 4, "kind %d: %d freed", kind, g_rfreed);
+        cr_expect_eq(weft_queue_shutdown(&q, true), 0, "again: nothing left");
+        EXPECT_RC(weft_queue_put_try(&q, &qo), WEFT_ECLOSED); /* stays the caller's */
+        EXPECT_OK(weft_queue_close(&q));
+        cr_expect_eq(g_rfreed, 4);
+
+        /* Close frees what is still queued; a wrapped ring too. */
+        ASSERT_OK(weft_queue_init_ex(&q, (weft_queue_kind_t)kind, 4, &qo));
+        for (int i = 0; i < 4; i++)
+            ASSERT_OK(weft_queue_put_prio_try(&q, i, malloc(8)));
+        ASSERT_OK(weft_queue_get_try(&q, &item, NULL));
+        free(item);
+        ASSERT_OK(weft_queue_put_prio_try(&q, 9, malloc(8)));
+        EXPECT_OK(weft_queue_close(&q));
+        cr_expect_eq(g_rfreed, 8);
+        EXPECT_OK(weft_queue_close(&q)); /* twice: nothing left */
+    }
+    weft_queue_t q;
+    ASSERT_OK(weft_queue_init_ex(&q, WEFT_QUEUE_FIFO, 0, NULL)); /* NULL = defaults */
+    EXPECT_OK(weft_queue_close(&q));
+    EXPECT_RC(weft_queue_init_ex(NULL, WEFT_QUEUE_FIFO, 0, &qo), UV_EINVAL);
+}
