@@ -742,3 +742,67 @@ Test(api, queue_item_dtor_frees_what_shutdown_and_close_discard, .timeout = TEST
     EXPECT_OK(weft_queue_close(&q));
     EXPECT_RC(weft_queue_init_ex(NULL, WEFT_QUEUE_FIFO, 0, &qo), UV_EINVAL);
 }
+
+/* ==== weft_foreign_t =================================================================== */
+
+static weft_loop_t *g_freed_on;
+static pthread_t g_freed_thread;
+static void foreign_dtor(void *p)
+{
+    g_freed_on = weft_loop_current();
+    g_freed_thread = pthread_self();
+    free(p);
+}
+
+static void *foreign_free_thread(void *arg)
+{
+    cr_expect_eq(weft_foreign_free(arg), 0);
+    return NULL;
+}
+
+static int foreign_body(void *arg, void **result)
+{
+    (void)result;
+    weft_foreign_t *f;
+    int rc = weft_foreign_new(NULL, malloc(8), foreign_dtor, &f);
+    if (rc != 0)
+        return rc;
+    cr_expect_eq(weft_foreign_owner(f), weft_loop_current());
+    pthread_t th;
+    if (pthread_create(&th, NULL, foreign_free_thread, f) != 0)
+        return UV_EIO;
+    pthread_join(th, NULL);
+    cr_expect_null(g_freed_on, "not run on the freeing thread");
+    rc = weft_sleep(5); /* the owner takes the message */
+    cr_expect_eq(g_freed_on, arg);
+    cr_expect(pthread_equal(g_freed_thread, pthread_self()));
+    /* On the owner: at once. */
+    g_freed_on = NULL;
+    int rc2 = weft_foreign_new(NULL, malloc(8), foreign_dtor, &f);
+    if (rc2 == 0) {
+        rc2 = weft_foreign_free(f);
+        cr_expect_eq(g_freed_on, arg);
+    }
+    return rc ? rc : rc2;
+}
+
+Test(api, foreign_free_runs_the_destructor_on_the_owner_loop, .timeout = TEST_TIMEOUT_S)
+{
+    weft_loop_t loop;
+    ASSERT_OK(weft_loop_init(&loop, NULL));
+    ASSERT_OK(weft_spawn(&loop, foreign_body, &loop, NULL));
+    EXPECT_OK(weft_loop_run(&loop));
+    weft_foreign_t *f;
+    int x = 5;
+    EXPECT_RC(weft_foreign_new(NULL, &x, foreign_dtor, &f), UV_EINVAL); /* no loop here */
+    EXPECT_RC(weft_foreign_new(&loop, &x, NULL, &f), UV_EINVAL);
+    EXPECT_RC(weft_foreign_new(&loop, &x, foreign_dtor, NULL), UV_EINVAL);
+    EXPECT_RC(weft_foreign_free(NULL), UV_EINVAL);
+    cr_expect_null(weft_foreign_get(NULL));
+    ASSERT_OK(weft_foreign_new(&loop, &x, foreign_dtor, &f));
+    cr_expect_eq(weft_foreign_get(f), &x);
+    EXPECT_OK(weft_loop_close(&loop));
+    EXPECT_RC(weft_foreign_free(f), WEFT_ECLOSED); /* still ours */
+    cr_expect_eq(weft_foreign_take(f), &x);
+    cr_expect_null(weft_foreign_take(NULL));
+}
