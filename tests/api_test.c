@@ -806,3 +806,119 @@ Test(api, foreign_free_runs_the_destructor_on_the_owner_loop, .timeout = TEST_TI
     cr_expect_eq(weft_foreign_take(f), &x);
     cr_expect_null(weft_foreign_take(NULL));
 }
+
+/* ==== runtime statistics ============================================================== */
+
+#define N_SUBMITS 20
+static int g_dfreed; /* atomic */
+
+static void late_free(void *r)
+{
+    __atomic_fetch_add(&g_dfreed, 1, __ATOMIC_RELAXED);
+    free(r);
+}
+
+static int remote_body(void *arg, void **result)
+{
+    (void)arg;
+    *result = weft_int(1);
+    return 0;
+}
+
+static int g_started; /* atomic */
+
+static int slow_malloc_body(void *arg, void **result)
+{
+    (void)arg;
+    __atomic_store_n(&g_started, 1, __ATOMIC_RELEASE);
+    int rc = weft_nocancel_begin();
+    if (rc != 0)
+        return rc;
+    rc = weft_sleep(20); /* in a no-cancel region: the cancel waits */
+    weft_nocancel_end();
+    *result = malloc(8);
+    return rc == 0 ? 0 : rc;
+}
+
+static void noop_cb(void *arg)
+{
+    (void)arg;
+}
+
+static volatile int g_reader_stop; /* atomic */
+
+static void *stats_reader(void *arg)
+{
+    weft_runtime_loop_stats_t st[2];
+    while (!__atomic_load_n(&g_reader_stop, __ATOMIC_ACQUIRE)) {
+        cr_expect_eq(weft_runtime_stats(arg, 2, st), 2);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static int stats_main(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_runtime_t *rt = weft_runtime_current();
+    weft_loop_t *l1 = weft_runtime_loop(rt, 1);
+    pthread_t th;
+    if (pthread_create(&th, NULL, stats_reader, rt) != 0)
+        return UV_EIO;
+    int rc = 0;
+    weft_future_t *f[N_SUBMITS];
+    for (int i = 0; i < N_SUBMITS && rc == 0; i++)
+        rc = weft_submit_to(l1, remote_body, NULL, &f[i]);
+    weft_runtime_loop_stats_t st[2];
+    if (rc == 0) {
+        cr_expect_eq(weft_runtime_stats(rt, 2, st), 2);
+        cr_expect_eq(st[0].submits_inflight, N_SUBMITS);
+    }
+    for (int i = 0; i < N_SUBMITS; i++) {
+        rc = rc ? rc : weft_await(f[i], NULL);
+        weft_future_unref(f[i]);
+    }
+    /* A burst of calls into a ring of 4 slots overflows. */
+    for (int i = 0; i < 64 && rc == 0; i++)
+        rc = weft_call_on(l1, noop_cb, NULL);
+    rc = rc ? rc : weft_sleep(20);
+    /* A cancelled submit's late result goes to the destructor. */
+    weft_future_t *g;
+    rc = rc ? rc : weft_submit_to(l1, slow_malloc_body, NULL, &g);
+    if (rc == 0) {
+        rc = weft_future_set_result_dtor(g, late_free);
+        /* Cancel once it runs (a task cancelled before it starts never
+         * produces a result). */
+        for (int i = 0; i < 5000 && !__atomic_load_n(&g_started, __ATOMIC_ACQUIRE); i++)
+            rc = rc ? rc : weft_sleep(1);
+        weft_future_cancel(g);
+        for (int i = 0; i < 500 && __atomic_load_n(&g_dfreed, __ATOMIC_RELAXED) == 0; i++)
+            rc = rc ? rc : weft_sleep(2);
+        weft_future_unref(g);
+    }
+    cr_expect_eq(__atomic_load_n(&g_dfreed, __ATOMIC_RELAXED), 1);
+    __atomic_store_n(&g_reader_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    cr_expect_eq(weft_runtime_stats(rt, 2, st), 2);
+    cr_expect_geq(st[0].mesh_sent, N_SUBMITS + 64 + 1);
+    cr_expect_geq(st[1].mesh_received, N_SUBMITS + 64 + 1);
+    cr_expect_geq(st[1].mesh_sent, N_SUBMITS + 1); /* the replies */
+    cr_expect_geq(st[0].mesh_received, N_SUBMITS + 1);
+    cr_expect_gt(st[0].ring_overflows, 0);
+    cr_expect_eq(st[0].overflow_depth, 0);
+    cr_expect_eq(st[0].submits_inflight, 0);
+    cr_expect_eq(st[1].submits_inflight, 0);
+    EXPECT_RC(weft_runtime_stats(NULL, 2, st), UV_EINVAL);
+    EXPECT_RC(weft_runtime_stats(rt, 2, NULL), UV_EINVAL);
+    cr_expect_eq(weft_runtime_stats(rt, 0, NULL), 2);
+    cr_expect_eq(weft_runtime_stats(rt, 1, st), 2);
+    return rc;
+}
+
+Test(api, runtime_stats_count_mesh_traffic_and_overflows, .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_opts_t o = {
+        .loops = 2, .no_pinning = true, .no_arenas = NO_ARENAS, .ring_size = 4};
+    EXPECT_OK(weft_runtime_run(stats_main, NULL, &o, NULL));
+}

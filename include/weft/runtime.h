@@ -119,6 +119,29 @@ WEFT_WARN_UNUSED int weft_call_on_try(weft_loop_t *target, weft_cb_fn cb, void *
  * (all are waited for either way). */
 WEFT_WARN_UNUSED int weft_submit_to_all(weft_task_fn fn, void *arg, void **results, int *errors);
 
+/* Mesh counters of one runtime loop (weft_runtime_stats). Cumulative since
+ * the start, except the two "now" values. */
+typedef struct weft_runtime_loop_stats {
+    uint64_t mesh_sent;        /* messages this loop sent over the mesh: submits,
+                                * replies, weft_call_on callbacks, cancels */
+    uint64_t mesh_received;    /* messages it took from its incoming rings */
+    uint64_t ring_overflows;   /* sends that found their ring full and went to
+                                * the overflow list (never dropped) */
+    uint64_t overflow_depth;   /* now: messages waiting in its overflow lists */
+    uint64_t submits_inflight; /* now: its weft_submit_to calls to other loops
+                                * not answered yet */
+} weft_runtime_loop_stats_t;
+
+/* Any thread, while rt runs (until weft_runtime_stop returns): fill out[i]
+ * with loop i's counters for i < n (and < the loop count), and return the
+ * loop count (or UV_EINVAL for NULL rt, or out NULL with n > 0; n = 0 just
+ * counts). Each counter is written by its own loop's thread only, with
+ * relaxed atomic stores, and read here with relaxed loads: nothing is
+ * posted and no loop is stopped, so the numbers are each exact but not a
+ * snapshot of one instant (a message may show as sent and not yet
+ * received). */
+int weft_runtime_stats(const weft_runtime_t *rt, size_t n, weft_runtime_loop_stats_t *out);
+
 /* Seastar's foreign_ptr: a pointer that belongs to one loop and is used on
  * others, destroyed on its owner. weft_foreign_new wraps ptr with the
  * destructor to run and the owner loop (NULL = the calling thread's loop);
