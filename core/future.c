@@ -124,6 +124,8 @@ void weft_future_unref(weft_future_t *f)
     /* Pending with waiters would mean a waiter without a reference. */
     WEFT_ASSERT(weft__list_empty(&f->waiters));
     weft__future_recycled(f);
+    if (__builtin_expect(f->side, 0)) /* a result destructor (side.c) */
+        weft__side_release(f);
     if (f->msg != NULL) { /* rare: skip the allocator call on the hot path */
         weft__free(f->msg);
         f->msg = NULL;
@@ -361,6 +363,8 @@ static void apply_token(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintpt
     }
     if (op == OP_DROP || f->state != WEFT__F_PENDING) {
         weft__free(msg); /* nothing to do, or already done: ignored */
+        if (op == WEFT__F_DONE)
+            weft__side_drop_result(f, (void *)c); /* a late result: its destructor */
     } else if (op == WEFT__F_CANCELLED && f->is_task) {
         weft_task_cancel((weft_task_t *)f);
     } else {

@@ -440,6 +440,7 @@ int weft_loop_close(weft_loop_t *loop)
                 "weft: loop %p closes with %" PRIu64
                 " future token(s) never used (their futures leak until now)\n",
                 (void *)l, l->tokens_live);
+    weft__signals_close(l);
     uv_close((uv_handle_t *)&l->async, NULL);
     uv_close((uv_handle_t *)&l->uv_timer, NULL);
     uv_run(&l->uv, UV_RUN_DEFAULT);
@@ -450,6 +451,7 @@ int weft_loop_close(weft_loop_t *loop)
     weft__inbox_destroy(&l->inbox);
     for (unsigned i = 0; i < l->npools; i++)
         weft__stack_pool_destroy(&l->pools[i]);
+    weft__side_close(l); /* records of objects never released */
     /* Pooled futures own their messages until recycled. */
     for (struct weft_future *f = l->free_futures; f != NULL; f = f->result)
         WEFT_ASSERT(f->msg == NULL);
@@ -824,6 +826,8 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
         if (!weft__list_empty(&l->ready)) {
             if (uv_loop_alive(&l->uv))
                 uv_run(&l->uv, UV_RUN_NOWAIT);
+            else if (l->sigs_active > 0)
+                weft__signals_poll(l); /* unreferenced watchers (loopx.c) */
             continue;
         }
         if (out_of_work(l))

@@ -125,6 +125,9 @@ struct weft_future {
     uint8_t state;
     bool is_task;
     bool retrieved; /* someone read the outcome (warnings) */
+    bool side;      /* has a side record (side.c): task-local values, an owned
+                     * name, a result destructor. In what was padding: a
+                     * future stays 56 bytes, a task 192. */
 };
 
 /* 64-byte aligned, 192 bytes of fields: exactly three cache lines, none
@@ -210,6 +213,35 @@ static inline struct weft_task *weft__inline_child(const struct weft_task *t)
     for (struct weft__chunk *c_ = (l)->task_chunks; c_ != NULL; c_ = c_->next) \
         for (struct weft_task *t = weft__chunk_tasks(c_), *e_ = t + WEFT__TASK_CHUNK; t < e_; t++)
 
+/* Side records (core/side.c): what a few tasks and futures carry and most
+ * do not - task-local values, a copied name, a result destructor - kept out
+ * of the objects (a task is exactly three cache lines) in a per-loop open
+ * addressing table keyed by the object's address. f->side says a record
+ * exists, so objects without one never look. */
+struct weft__side {
+    char *name;                  /* weft_task_set_name's copy (t->name points here) */
+    void (*result_dtor)(void *); /* weft_future_set_result_dtor */
+    uint32_t nvals;              /* room in vals */
+    void **vals;                 /* task-local values, by key id - 1 */
+};
+struct weft__side_slot {
+    const void *key;
+    struct weft__side *rec;
+};
+struct weft__side_map {
+    struct weft__side_slot *slots; /* cap slots, a power of two (or NULL) */
+    size_t cap, n;
+};
+/* A signal watcher (core/loopx.c); signum 0 = stopped, reusable. */
+struct weft__sig {
+    uv_signal_t h;
+    struct weft__sig *next;
+    struct weft__loop *loop;
+    void (*cb)(int signum, void *arg);
+    void *arg;
+    int signum;
+};
+
 struct weft__loop {
     /* Hot scheduling state first. */
     struct weft_task *current; /* running task, NULL in the scheduler */
@@ -271,6 +303,11 @@ struct weft__loop {
     bool running, stopping, closed, initialised;
     void *sched_tsan_fiber;
     uint32_t magic;
+
+    /* Cold extras (side.c, loopx.c). */
+    struct weft__side_map side;
+    struct weft__sig *sigs; /* every watcher made, active or stopped */
+    unsigned sigs_active;   /* started watchers: libuv is polled every tick */
 };
 
 #define WEFT__LOOP_MAGIC 0x77656674u /* "weft" */
@@ -570,6 +607,27 @@ bool weft__gen_body(const struct weft_task *t);
 /* timeout.c: mark every scope of the chain whose own deadline is <= now
  * as expired. */
 void weft__scope_mark(struct weft_timeout *s, uint64_t now);
+
+/* side.c. Each is called only when f->side (cold). */
+/* f is recycled: a result nobody read goes to its destructor, the record
+ * (name included) is freed. After the unretrieved-error warning. */
+void weft__side_release(struct weft_future *f);
+/* t finished: its task-local values go to their destructors. */
+void weft__side_task_finished(struct weft_task *t);
+/* Spawning child from parent (parent->fut.side): copy the parent's
+ * task-local values. 0 or UV_ENOMEM (nothing copied). */
+int weft__side_inherit(struct weft_task *parent, struct weft_task *child);
+/* A result arrived for f after it was done (a cancelled submit's late
+ * reply, a late threadsafe completion): free it with f's destructor. */
+void weft__side_drop_result(struct weft_future *f, void *result);
+/* The loop closes: free what records are left (objects never released). */
+void weft__side_close(struct weft__loop *l);
+/* loopx.c: the loop closes: close its signal watchers. */
+void weft__signals_close(struct weft__loop *l);
+/* loopx.c: a busy loop with signal watchers and no referenced libuv handle:
+ * poll libuv once without blocking (uv_run does nothing on a loop that is
+ * not alive, and unreferenced watchers do not make it alive). */
+void weft__signals_poll(struct weft__loop *l);
 
 /* future.c */
 void weft__future_init(struct weft_future *f, struct weft__loop *l, bool is_task);

@@ -44,6 +44,31 @@ static size_t entry_size(const weft_queue_t *q)
     return q->weft__kind == WEFT_QUEUE_PRIORITY ? sizeof(struct pentry) : sizeof(void *);
 }
 
+int weft_queue_init_ex(weft_queue_t *q, weft_queue_kind_t kind, size_t maxsize,
+                       const weft_queue_opts_t *opts)
+{
+    int rc = weft_queue_init(q, kind, maxsize);
+    if (rc == 0 && opts != NULL)
+        q->weft__dtor = opts->item_dtor;
+    return rc;
+}
+
+/* Give every queued element to the item destructor (the caller empties the
+ * queue). */
+static void discard_all(weft_queue_t *q)
+{
+    if (q->weft__dtor == NULL)
+        return;
+    for (size_t i = 0; i < q->weft__count; i++) {
+        void *item;
+        if (q->weft__kind == WEFT_QUEUE_PRIORITY)
+            item = ((struct pentry *)q->weft__buf)[i].item;
+        else
+            item = ((void **)q->weft__buf)[(q->weft__head + i) % q->weft__cap];
+        q->weft__dtor(item);
+    }
+}
+
 int weft_queue_init(weft_queue_t *q, weft_queue_kind_t kind, size_t maxsize)
 {
     if (q == NULL || (unsigned)kind > WEFT_QUEUE_PRIORITY)
@@ -75,6 +100,7 @@ int weft_queue_close(weft_queue_t *q)
     if (!weft__list_empty(getters(q)) || !weft__list_empty(putters(q)) ||
         !weft__list_empty(joiners(q)))
         return UV_EBUSY;
+    discard_all(q);
     weft__free(q->weft__buf);
     q->weft__buf = NULL;
     q->weft__cap = q->weft__count = q->weft__head = 0;
@@ -340,6 +366,7 @@ int weft_queue_shutdown(weft_queue_t *q, bool immediate)
     size_t dropped = 0;
     q->weft__shutdown = immediate ? 2 : (q->weft__shutdown ? q->weft__shutdown : 1);
     if (immediate && q->weft__count > 0) {
+        discard_all(q);
         dropped = q->weft__count;
         q->weft__count = 0;
         q->weft__head = 0;

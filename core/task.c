@@ -74,6 +74,8 @@ void weft__task_free(struct weft_task *t)
     struct weft__loop *l = t->fut.loop;
     WEFT_ASSERT(t->stk == NULL && !t->queued);
     weft__future_recycled(&t->fut);
+    if (__builtin_expect(t->fut.side, 0)) /* a copied name, a result destructor */
+        weft__side_release(&t->fut);
     if (t->fut.msg != NULL) {
         weft__free(t->fut.msg);
         t->fut.msg = NULL;
@@ -338,6 +340,8 @@ static void finish(struct weft__loop *l, struct weft_task *t, int rc, void *res)
     l->st.tasks_live--;
     int c = weft__future_complete(&t->fut, fs, rc == 0 ? res : NULL, rc, NULL);
     WEFT_ASSERT(c == 0);
+    if (__builtin_expect(t->fut.side, 0)) /* task-local values: their destructors */
+        weft__side_task_finished(t);
 }
 
 static void run_body(struct weft__loop *l, struct weft_task *t)
@@ -388,6 +392,14 @@ int weft__spawn(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task_o
     struct weft_task *t = task_get(l);
     if (t == NULL)
         return UV_ENOMEM;
+    /* The spawner's task-local values (side.c): one flag read when it has
+     * none. */
+    struct weft_task *parent = weft__tls_loop == l ? l->current : NULL;
+    if (__builtin_expect(parent != NULL && parent->fut.side, 0) &&
+        weft__side_inherit(parent, t) != 0) {
+        weft__list_push_front(&l->free_tasks, &t->rn.link);
+        return UV_ENOMEM;
+    }
     weft__future_init(&t->fut, l, true);
     t->fut.refs = out != NULL ? 2 : 1; /* the loop's, and the caller's */
     t->stk = NULL;

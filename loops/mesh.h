@@ -63,7 +63,8 @@ struct mesh_ring {
     uint32_t head_cache;         /* consumer's head as last seen */
     uint32_t woken;              /* ptail when the consumer was last checked for sleep */
     struct mesh_node *ovf_head, *ovf_tail;
-    uint64_t overflows;
+    uint64_t overflows; /* atomic: written by the producer, read by stats */
+    uint64_t ovf_len;   /* atomic, likewise: nodes in the overflow list */
     /* Consumer's line. */
     _Alignas(64) uint32_t chead; /* next slot to read */
     /* Shared: the consumer's published position, on its own line, and the

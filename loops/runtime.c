@@ -104,7 +104,17 @@ struct rt_loop {
     struct sub *unsent, *unsent_tail; /* parked replies, in order */
     uint64_t spawned_at_stop;
     uint64_t leftovers;
+    /* weft_runtime_stats: written by this loop's thread only (stat_add),
+     * read by any thread with relaxed loads. */
+    uint64_t st_sent, st_received, st_inflight;
 };
+
+/* A counter with one writer and readers anywhere: a relaxed load and store
+ * (no read-modify-write: plain moves on x86-64 and aarch64). */
+static inline void stat_add(uint64_t *c, uint64_t d)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + d, __ATOMIC_RELAXED);
+}
 
 static __thread struct rt_loop *tls_rt_loop;
 
@@ -214,6 +224,7 @@ static void ring_refill(struct mesh_ring *r)
             r->ovf_tail = NULL;
         ring_write(r, &n->m);
         weft__free(n);
+        stat_add(&r->ovf_len, (uint64_t)-1);
     }
 }
 
@@ -234,7 +245,8 @@ static int ring_put(struct mesh_ring *r, const struct mesh_msg *m)
     else
         r->ovf_head = n;
     r->ovf_tail = n;
-    r->overflows++;
+    stat_add(&r->overflows, 1);
+    stat_add(&r->ovf_len, 1);
     return 0;
 }
 
@@ -261,6 +273,7 @@ static int send_to(struct rt_loop *self, unsigned to, const struct mesh_msg *m)
     int rc = ring_put(r, m);
     if (rc < 0)
         return rc;
+    stat_add(&self->st_sent, 1);
     self->dirty = true;
     if (r->ptail - r->woken >= MESH_WAKE_EVERY)
         wake(self, to); /* a batch is waiting: a sleeping consumer should start */
@@ -505,8 +518,10 @@ static void credit_release(struct rt_loop *self, unsigned to)
             return;
         }
     }
-    if (self->inflight[to] > 0)
+    if (self->inflight[to] > 0) {
         self->inflight[to]--;
+        stat_add(&self->st_inflight, (uint64_t)-1);
+    }
 }
 
 static void on_reply(struct rt_loop *self, const struct mesh_msg *m)
@@ -516,6 +531,8 @@ static void on_reply(struct rt_loop *self, const struct mesh_msg *m)
     /* f is still ours: the submit's hook holds a reference until now. */
     if (f->state != WEFT__F_PENDING) {
         weft__free(m->msg); /* cancelled before the reply came */
+        if (m->err == 0)
+            weft__side_drop_result(f, m->result); /* its result destructor, if any */
     } else {
         uint8_t st = m->err == 0              ? WEFT__F_DONE
                      : m->err == UV_ECANCELED ? WEFT__F_CANCELLED
@@ -570,6 +587,7 @@ static bool drain_ring(struct rt_loop *self, struct mesh_ring *r)
             on_reply(self, &m);
         }
         r->chead++;
+        stat_add(&self->st_received, 1);
         if ((r->chead & (MESH_HEAD_EVERY - 1)) == 0)
             __atomic_store_n(&r->head, r->chead, __ATOMIC_RELEASE);
     } while (ring_ready(r));
@@ -687,6 +705,7 @@ int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *arg, weft_future_
             return rc; /* not granted: no credit taken */
     } else {
         self->inflight[j]++;
+        stat_add(&self->st_inflight, 1);
     }
     weft_future_t *f;
     rc = weft_future_new(&self->loop, &f);
@@ -1049,6 +1068,32 @@ unsigned weft_runtime_count(const weft_runtime_t *rt)
 weft_loop_t *weft_runtime_loop(weft_runtime_t *rt, unsigned i)
 {
     return rt != NULL && i < rt->n ? &rt->loops[i].loop : NULL;
+}
+
+int weft_runtime_stats(const weft_runtime_t *rt, size_t n, weft_runtime_loop_stats_t *out)
+{
+    if (rt == NULL || (out == NULL && n > 0))
+        return UV_EINVAL;
+    for (unsigned i = 0; i < rt->n && i < n; i++) {
+        const struct rt_loop *x = &rt->loops[i];
+        weft_runtime_loop_stats_t *o = &out[i];
+        o->mesh_sent = __atomic_load_n(&x->st_sent, __ATOMIC_RELAXED);
+        o->mesh_received = __atomic_load_n(&x->st_received, __ATOMIC_RELAXED);
+        o->submits_inflight = __atomic_load_n(&x->st_inflight, __ATOMIC_RELAXED);
+        o->ring_overflows = 0;
+        o->overflow_depth = 0;
+        /* Loop i's outgoing rings are the in[i] of the others: published
+         * with release by their producer (ring_to), never freed before the
+         * runtime. */
+        for (unsigned j = 0; j < rt->n; j++) {
+            struct mesh_ring *r = __atomic_load_n(&rt->loops[j].in[i], __ATOMIC_ACQUIRE);
+            if (r == NULL)
+                continue;
+            o->ring_overflows += __atomic_load_n(&r->overflows, __ATOMIC_RELAXED);
+            o->overflow_depth += __atomic_load_n(&r->ovf_len, __ATOMIC_RELAXED);
+        }
+    }
+    return (int)rt->n;
 }
 
 int weft_loop_index(void)

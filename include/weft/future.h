@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-typedef struct weft_future weft_future_t;
+typedef struct weft_future weft_future_t; /* also declared in loop.h */
 typedef void (*weft_future_cb)(weft_future_t *f, void *arg);
 
 /* New pending future on `loop` (NULL = the current loop). Returns 0, UV_EINVAL
@@ -54,6 +54,18 @@ WEFT_WARN_UNUSED int weft_future_set_result(weft_future_t *f, void *result);
 WEFT_WARN_UNUSED int weft_future_set_error(weft_future_t *f, int code, const char *message);
 /* Cancel: 0 if it was pending (now cancelled), WEFT_EDONE if already done. */
 int weft_future_cancel(weft_future_t *f);
+
+/* A destructor for f's result (NULL = none; setting again replaces it).
+ * The result is the future's until someone reads it - weft_future_result,
+ * weft_await and the combinators, a task's or callback's look at it - and
+ * then the reader's. A result that nobody read when f is released (its
+ * last reference goes, a task's future included), or that arrives after f
+ * was done (a late weft_future_set_result_threadsafe, the reply of a
+ * weft_submit_to whose future was cancelled), is given to dtor then, on
+ * f's loop; a NULL result is not. A result handed to a completion that
+ * failed (UV_EINVAL: already done) stays the caller's. Owner loop's
+ * thread: 0, UV_EINVAL (f NULL), WEFT_EWRONGLOOP, UV_ENOMEM. */
+WEFT_WARN_UNUSED int weft_future_set_result_dtor(weft_future_t *f, void (*dtor)(void *result));
 
 /* A reference to a future that may cross threads: a pointer and the slot
  * generation read on the owner's thread, plus one reference on the future.

@@ -169,6 +169,64 @@ WEFT_WARN_UNUSED int weft_loop_run(weft_loop_t *loop);
 /* Make weft_loop_run() return after the current tick. Loop thread only. */
 void weft_loop_stop(weft_loop_t *loop);
 
+typedef struct weft_future weft_future_t;
+
+/* asyncio's loop.run_until_complete(fut): run the loop until fut (a future
+ * or a task's future, weft_task_future(), of this loop) is done, then
+ * return 0; read its outcome with weft_future_result(). The caller keeps
+ * its reference on fut for the call. Like weft_loop_run it runs at least
+ * one tick (a future already done returns after it), and the loop is left
+ * as it is: tasks still live stay live for a later run. Returns 0,
+ * UV_EINVAL (fut NULL, no loop), WEFT_EWRONGLOOP (fut is another loop's),
+ * WEFT_ECLOSED, WEFT_EREENTRANT (this or another loop already runs on this
+ * thread, or this loop runs on another), or WEFT_EPENDING when the loop
+ * stopped (weft_loop_stop, weft_loop_stop_threadsafe) or ran out of work
+ * before fut was done - asyncio's "Event loop stopped before Future
+ * completed". */
+WEFT_WARN_UNUSED int weft_loop_run_until_complete(weft_loop_t *loop, weft_future_t *fut);
+
+/* From ANY thread: weft_loop_stop() through the loop's inbox (asyncio's
+ * loop.call_soon_threadsafe(loop.stop)). The running loop returns from
+ * weft_loop_run() after the tick that takes the message (waking it if it
+ * sleeps); a loop that is not running takes it in the first tick of its
+ * next run, which then returns after that tick, as a weft_loop_stop()
+ * made before a run does. Returns 0, UV_EINVAL (NULL on a thread with no
+ * loop), WEFT_ECLOSED (the loop is closed), UV_ENOMEM. */
+int weft_loop_stop_threadsafe(weft_loop_t *loop);
+
+/* Signal handlers of one loop, asyncio's loop.add_signal_handler: when the
+ * process gets signal signum, cb(signum, arg) runs on the loop's thread as
+ * an ordinary callback (never in a signal handler, never inside a task: it
+ * may spawn, complete futures, call weft_loop_stop; it must not suspend).
+ * Several deliveries before the loop looks may run cb once. Each loop has
+ * at most one handler per signal: adding another replaces it; every loop
+ * that adds one for the same signal gets its own call (libuv's signal
+ * watchers, uv_signal_t, underneath: they change the process's disposition
+ * of signum while any is started, and restore it after the last stops).
+ *
+ * A handler does not keep the loop running: weft_loop_run returns when
+ * there is no other work, handlers or not (the watcher is unreferenced,
+ * uv_unref), because in weft "no work left" ends a run, and a watcher that
+ * counted as work would keep every program that installs a SIGINT handler
+ * from ever ending. asyncio has no such ending: its run_forever runs until
+ * stop(), and its handler does not count as work either. A program that
+ * waits for a signal waits for it as for anything: a task awaits an event
+ * or a future that the handler sets (weft_loop_run_until_complete on that
+ * future), and the live task keeps the loop running. While handlers are
+ * installed, a loop busy with ready work still polls libuv every tick, so
+ * handlers run even then.
+ *
+ * Loop thread (or before the loop runs): WEFT_EWRONGLOOP from another
+ * thread while the loop runs. add: 0, UV_EINVAL (cb NULL, no loop, a
+ * signal that cannot be caught: SIGKILL, SIGSTOP, out of range),
+ * WEFT_ECLOSED, UV_ENOMEM. remove: 0, or UV_ENOENT if the loop has no
+ * handler for signum (removing twice), and as add. Closing the loop
+ * removes its handlers. */
+typedef void (*weft_signal_fn)(int signum, void *arg);
+WEFT_WARN_UNUSED int weft_loop_add_signal_handler(weft_loop_t *loop, int signum, weft_signal_fn cb,
+                                                  void *arg);
+int weft_loop_remove_signal_handler(weft_loop_t *loop, int signum);
+
 /* The loop running on this thread, or NULL. */
 weft_loop_t *weft_loop_current(void);
 /* The current loop's index in its runtime (weft/runtime.h: 0 .. count-1),

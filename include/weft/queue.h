@@ -63,12 +63,28 @@ typedef struct weft_queue {
     uint64_t weft__seq; /* priority insertion counter (stability) */
     weft_queue_kind_t weft__kind;
     uint8_t weft__shutdown; /* 0, 1 = draining, 2 = immediate */
+    void (*weft__dtor)(void *item);
 } weft_queue_t;
+
+typedef struct weft_queue_opts {
+    /* Frees what the queue discards: the elements still queued when
+     * weft_queue_shutdown(q, true) drops them or weft_queue_close frees the
+     * ring (called once per element, NULL elements included, on the
+     * queue's loop; it must not use the queue). Elements that leave by a
+     * get are the getter's; a put that fails (WEFT_ECLOSED, UV_EAGAIN, a
+     * cancelled or timed-out wait) leaves its element with the caller.
+     * NULL = the elements are the caller's pointers, dropped as they are. */
+    void (*item_dtor)(void *item);
+} weft_queue_opts_t;
 
 /* 0, UV_EINVAL (NULL, bad kind), UV_ENOMEM (bounded: the ring). */
 int weft_queue_init(weft_queue_t *q, weft_queue_kind_t kind, size_t maxsize);
+/* weft_queue_init with options (NULL = the defaults). */
+int weft_queue_init_ex(weft_queue_t *q, weft_queue_kind_t kind, size_t maxsize,
+                       const weft_queue_opts_t *opts);
 /* Frees the ring. UV_EBUSY while tasks wait on it. Elements still queued
- * are dropped (they are the caller's pointers). */
+ * are dropped (they are the caller's pointers), or given to the item_dtor
+ * option. */
 int weft_queue_close(weft_queue_t *q);
 
 WEFT_WARN_UNUSED int weft_queue_put(weft_queue_t *q, void *item);
@@ -91,7 +107,8 @@ WEFT_WARN_UNUSED int weft_queue_get_try(weft_queue_t *q, void **item, int64_t *p
 int weft_queue_task_done(weft_queue_t *q);
 WEFT_WARN_UNUSED int weft_queue_join(weft_queue_t *q);
 WEFT_WARN_UNUSED int weft_queue_join_timeout(weft_queue_t *q, uint64_t timeout_ms);
-/* Returns how many queued elements were discarded (immediate), or a code. */
+/* Returns how many queued elements were discarded (immediate; each given
+ * to the item_dtor option if set), or a code. */
 int weft_queue_shutdown(weft_queue_t *q, bool immediate);
 
 size_t weft_queue_size(const weft_queue_t *q);

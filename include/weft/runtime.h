@@ -119,6 +119,52 @@ WEFT_WARN_UNUSED int weft_call_on_try(weft_loop_t *target, weft_cb_fn cb, void *
  * (all are waited for either way). */
 WEFT_WARN_UNUSED int weft_submit_to_all(weft_task_fn fn, void *arg, void **results, int *errors);
 
+/* Mesh counters of one runtime loop (weft_runtime_stats). Cumulative since
+ * the start, except the two "now" values. */
+typedef struct weft_runtime_loop_stats {
+    uint64_t mesh_sent;        /* messages this loop sent over the mesh: submits,
+                                * replies, weft_call_on callbacks, cancels */
+    uint64_t mesh_received;    /* messages it took from its incoming rings */
+    uint64_t ring_overflows;   /* sends that found their ring full and went to
+                                * the overflow list (never dropped) */
+    uint64_t overflow_depth;   /* now: messages waiting in its overflow lists */
+    uint64_t submits_inflight; /* now: its weft_submit_to calls to other loops
+                                * not answered yet */
+} weft_runtime_loop_stats_t;
+
+/* Any thread, while rt runs (until weft_runtime_stop returns): fill out[i]
+ * with loop i's counters for i < n (and < the loop count), and return the
+ * loop count (or UV_EINVAL for NULL rt, or out NULL with n > 0; n = 0 just
+ * counts). Each counter is written by its own loop's thread only, with
+ * relaxed atomic stores, and read here with relaxed loads: nothing is
+ * posted and no loop is stopped, so the numbers are each exact but not a
+ * snapshot of one instant (a message may show as sent and not yet
+ * received). */
+int weft_runtime_stats(const weft_runtime_t *rt, size_t n, weft_runtime_loop_stats_t *out);
+
+/* Seastar's foreign_ptr: a pointer that belongs to one loop and is used on
+ * others, destroyed on its owner. weft_foreign_new wraps ptr with the
+ * destructor to run and the owner loop (NULL = the calling thread's loop);
+ * the wrapper may travel to any thread (in a message, a submit's argument).
+ * weft_foreign_free(f), from any thread, runs dtor(ptr) on the owner loop's
+ * thread and frees the wrapper: at once when called there (the owner is
+ * the loop running on the calling thread), else through the owner's inbox
+ * (as weft_call_soon_threadsafe: it runs when the owner takes its messages,
+ * during a run; a loop that is not running takes it in its next run).
+ * new: 0, UV_EINVAL (dtor or out NULL, no loop), UV_ENOMEM. free: 0,
+ * UV_EINVAL (NULL), WEFT_ECLOSED (the owner is closed: nothing ran, f is
+ * still the caller's), UV_ENOMEM (likewise). */
+typedef struct weft_foreign weft_foreign_t;
+WEFT_WARN_UNUSED int weft_foreign_new(weft_loop_t *owner, void *ptr, void (*dtor)(void *),
+                                      weft_foreign_t **out);
+void *weft_foreign_get(const weft_foreign_t *f);
+weft_loop_t *weft_foreign_owner(const weft_foreign_t *f);
+WEFT_WARN_UNUSED int weft_foreign_free(weft_foreign_t *f);
+/* Seastar's foreign_ptr::release(): free the wrapper without running the
+ * destructor and return the pointer (any thread; NULL for NULL) - e.g. to
+ * dispose of it yourself when weft_foreign_free found the owner closed. */
+void *weft_foreign_take(weft_foreign_t *f);
+
 /* ---- From any thread ------------------------------------------------------ */
 
 /* A future that any thread can wait on: what weft_spawn_threadsafe returns.

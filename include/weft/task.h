@@ -64,7 +64,8 @@ typedef enum weft_task_state {
 } weft_task_state_t;
 
 typedef struct weft_task_opts {
-    const char *name;  /* not copied: must outlive the task (literals do) */
+    const char *name;  /* not copied: must outlive the task (literals do);
+                        * weft_task_set_name copies */
     size_t stack_size; /* 0 = the loop's default */
 } weft_task_opts_t;
 
@@ -90,6 +91,59 @@ uint64_t weft_task_id(const weft_task_t *t);
 weft_task_state_t weft_task_state(const weft_task_t *t);
 const char *weft_task_state_name(weft_task_state_t s);
 weft_future_t *weft_task_future(weft_task_t *t);
+
+/* Give t a name (asyncio's Task.set_name): copied, so it need not outlive
+ * the task; it replaces the name of weft_task_opts_t or of an earlier call
+ * (whose copy is freed), NULL clears it. Shown by weft_task_name,
+ * weft_loop_dump and the loop's warnings. The copy lives outside the task
+ * (its loop's side table, freed when the task is recycled). Any state,
+ * while referenced. 0, UV_EINVAL (t NULL), WEFT_EWRONGLOOP (another
+ * thread while t's loop runs), UV_ENOMEM (the name is unchanged). */
+WEFT_WARN_UNUSED int weft_task_set_name(weft_task_t *t, const char *name);
+
+/* --- Task-local storage (asyncio's contextvars) ---
+ *
+ * A key is made once per process (any thread, any time; keys are never
+ * deleted, as ContextVars are module-level) and names one value per task:
+ * weft_task_local_set/get work on the running task. Values are void*; a
+ * task starts with none (get returns NULL), except that a task spawned by
+ * a task of the same loop inherits a copy of the spawner's values as they
+ * are at the spawn, as asyncio's create_task runs the new task in a
+ * copy_context() of the current one: setting a value later, in either
+ * task, does not change the other's. The copy is shallow by default (the
+ * child holds the same pointer) unless the key has a copy function (opts).
+ * Tasks started from a callback, another loop (weft_submit_to) or another
+ * thread inherit nothing.
+ *
+ * Destructor: when a task finishes, each of its values that is not NULL is
+ * given to its key's destructor, on the task's loop. It runs once per task
+ * that holds the value: with shallow inheritance a parent and its children
+ * each hold the pointer, so a key whose destructor frees needs a copy
+ * function (a strdup, a reference count's ref) or no_inherit. Setting a
+ * value gives the one it replaces to the destructor (unless it is the same
+ * pointer). Destructors and copy functions must not suspend. */
+#define WEFT_TASK_KEYS_MAX 128
+typedef struct weft_task_key {
+    uint32_t weft__id; /* 1..WEFT_TASK_KEYS_MAX; 0: not made */
+} weft_task_key_t;
+typedef void (*weft_task_local_dtor)(void *value);
+typedef struct weft_task_key_opts {
+    /* A spawned child gets copy(value) instead of value (NULL = not set);
+     * NULL = the same pointer (shallow). */
+    void *(*copy)(void *value);
+    bool no_inherit; /* children start without this key's value */
+} weft_task_key_opts_t;
+/* 0, UV_EINVAL (out NULL), UV_ENOSPC (WEFT_TASK_KEYS_MAX keys made). dtor
+ * may be NULL. */
+WEFT_WARN_UNUSED int weft_task_key_new(weft_task_local_dtor dtor, weft_task_key_t *out);
+WEFT_WARN_UNUSED int weft_task_key_new_ex(weft_task_local_dtor dtor,
+                                          const weft_task_key_opts_t *opts, weft_task_key_t *out);
+/* The running task's value for key: 0, WEFT_ENOTASK (outside tasks),
+ * UV_EINVAL (a key not made), UV_ENOMEM (the value is unchanged). */
+WEFT_WARN_UNUSED int weft_task_local_set(weft_task_key_t key, void *value);
+/* The running task's value for key; NULL if none, outside tasks, or for a
+ * key not made. */
+void *weft_task_local_get(weft_task_key_t key);
 
 /* Request cancellation. 0 if requested; WEFT_EDONE if the task already
  * finished (nothing done); UV_EINVAL for NULL. Each request counts once
