@@ -29,6 +29,7 @@
 #include "inbox.h"
 #include "list.h"
 #include "stack.h"
+#include "xwait.h"
 
 #define WEFT_ASSERT(cond)                                 \
     do {                                                  \
@@ -473,6 +474,10 @@ struct weft__waiter {
     int64_t prio; /* payload */
     int code;     /* what the granted wait returns */
     bool granted;
+    /* A select's case (core/xwait.h): granted only if the select can be
+     * claimed with xtag; NULL for a plain wait. */
+    struct weft__xwait *xw;
+    uint32_t xtag;
 };
 
 /* Checks every suspension point makes first: a pending cancel
@@ -526,8 +531,8 @@ static inline struct weft__waiter *weft__waiter_first(struct weft__list *q)
 {
     while (!weft__list_empty(q)) {
         struct weft__waiter *w = WEFT_CONTAINER_OF(q->next, struct weft__waiter, link);
-        if (!w->task->queued)
-            return w;
+        if (!w->task->queued && (w->xw == NULL || weft__xwait_claim(w->xw, w->xtag)))
+            return w; /* a select's case is claimed now: the caller grants it */
         weft__list_remove(&w->link);
     }
     return NULL;

@@ -802,6 +802,7 @@ int weft__wait_on(struct weft__loop *l, struct weft_task *t, struct weft__list *
     rec->task = t;
     rec->granted = false;
     rec->code = 0;
+    rec->xw = NULL;
     weft__list_push_back(q, &rec->link);
     int rc;
     if (deadline_ns == UINT64_MAX && t->scope == NULL) {
@@ -831,6 +832,7 @@ void weft__wait_on_nocancel(struct weft__loop *l, struct weft_task *t, struct we
     rec->task = t;
     rec->granted = false;
     rec->code = 0;
+    rec->xw = NULL;
     weft__list_push_back(q, &rec->link);
     while (!rec->granted)
         (void)weft__park(l, t, UINT64_MAX, true);

@@ -13,6 +13,7 @@
 #include "group.h"
 #include "gen.h"
 #include "pool.h"
+#include "chan.h"
 #include "runtime.h"
 
 #endif /* WEFT_WEFT_H */

@@ -1,0 +1,732 @@
+/*
+ * channels/chan.c - bounded channels between tasks of any loop and plain
+ * threads (weft/chan.h, docs/channels.md).
+ *
+ * The buffer is a ring of slots that carry their own sequence number
+ * (Vyukov's bounded queue): a slot holds seq == 2 * pos when free for the
+ * producer at position pos, 2 * pos + 1 once that value is in it (doubled
+ * so that a ring of one slot can tell "full" from "free": Vyukov's pos /
+ * pos + 1 encoding needs two slots at least). A
+ * consumer learns that a value is there from the slot itself, so between
+ * two awake loops a message moves the slot's cache line and nothing else;
+ * docs/machine.md measured this layout at ~1.3x a bare cache-line round
+ * trip, against ~1.5-1.8x for head/tail index rings and ~2.0-2.3x for
+ * ck_ring as shipped. Slots are 16 bytes for values of up to 8 bytes and
+ * 64 bytes (a line) for up to 56.
+ *
+ * Producers claim a position with a compare-and-swap on tail - for every
+ * kind: the CAS is also the full fence the waiter check below needs, so a
+ * single producer pays nothing extra for it, and bit 63 of tail is the
+ * closed flag, so that no position can be claimed after close (a receiver
+ * that sees closed and head == tail has really seen the last value; a
+ * value can never arrive after the receivers' UV_EOF). MPMC consumers
+ * claim with a CAS on head; single consumers (MPSC, SPSC) store it.
+ *
+ * Hot path: a send or receive that finds room or a value does one locked
+ * instruction, no system call, no lock and no allocation. Waiting is the
+ * slow path: a waiter links a record (core/xwait.h) into the channel's
+ * queue under a spinlock and counts itself in nrecv_wait/nsend_wait; after
+ * its own update each side reads the other's counter (sender: CAS tail,
+ * then read nrecv_wait; receiver registering: increment nrecv_wait, then
+ * read tail - all seq_cst, so one of the two sees the other; likewise a
+ * receiver's seq_cst store of the freed slot's seq against a registering
+ * sender's read of it). A side that sees waiters wakes one ("notify"):
+ * the woken waiter retries the operation. A woken waiter that leaves
+ * without taking what it was woken for (cancelled, timed out, or a select
+ * that took another case) passes the wake-up on, so none is lost.
+ *
+ * Rendezvous channels (capacity 0) have no ring: everything happens under
+ * the lock, and a send hands its value straight into the waiting
+ * receiver's record (or a receiver takes it from the waiting sender's).
+ */
+#include <weft/chan.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft/error.h>
+#include <weft/future.h>
+#include <weft/loop.h>
+#include <weft/queue.h>
+
+#include "chan_int.h"
+#include "core/alloc.h"
+
+#define CLOSED_BIT (1ull << 63)
+
+/* ---- slots --------------------------------------------------------------- */
+
+static inline struct chan_slot *slot_at(const struct weft_chan *ch, uint64_t pos)
+{
+    return (struct chan_slot *)(void *)(ch->slots + (size_t)(pos & ch->mask) * ch->stride);
+}
+
+static inline void copy_in(const struct weft_chan *ch, unsigned char *dst, const void *src)
+{
+    if (ch->esz == 8)
+        memcpy(dst, src, 8); /* one 8-byte move */
+    else
+        memcpy(dst, src, ch->esz);
+}
+
+/* ---- debug mode: the single-sender / single-receiver promises ------------ */
+
+static __attribute__((noreturn)) void promise_broken(const struct weft_chan *ch, const char *call,
+                                                     const char *who)
+{
+    fprintf(stderr,
+            "weft: debug: %s on channel %s (%p): a second %s while another is active; "
+            "the channel was created %s\n",
+            call, ch->name ? ch->name : "(unnamed)", (const void *)ch, who,
+            ch->kind == WEFT_CHAN_SPSC ? "SPSC" : "MPSC");
+    abort();
+}
+
+static inline void enter(struct weft_chan *ch, bool send, const char *call)
+{
+    if (__builtin_expect(!ch->debug, 1))
+        return;
+    if (send && ch->kind != WEFT_CHAN_SPSC)
+        return;
+    if (!send && ch->kind == WEFT_CHAN_MPMC)
+        return;
+    uint32_t *c = send ? &ch->dbg_senders : &ch->dbg_receivers;
+    if (__atomic_fetch_add(c, 1, __ATOMIC_ACQ_REL) != 0)
+        promise_broken(ch, call, send ? "sender" : "receiver");
+}
+
+static inline void leave(struct weft_chan *ch, bool send)
+{
+    if (__builtin_expect(!ch->debug, 1))
+        return;
+    if (send && ch->kind != WEFT_CHAN_SPSC)
+        return;
+    if (!send && ch->kind == WEFT_CHAN_MPMC)
+        return;
+    __atomic_fetch_sub(send ? &ch->dbg_senders : &ch->dbg_receivers, 1, __ATOMIC_ACQ_REL);
+}
+
+/* ---- waking -------------------------------------------------------------- */
+
+/* Wake one waiter of q (under the lock): the oldest that can still be
+ * claimed. Records that cannot (their select fired elsewhere, their wait
+ * ended) are unlinked on the way. */
+static void notify_locked(struct weft_chan *ch, int dir)
+{
+    struct weft__list *q = dir == CHAN_RECV ? &ch->recvq : &ch->sendq;
+    uint32_t *n = dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait;
+    while (!weft__list_empty(q)) {
+        struct chan_rec *r = WEFT_CONTAINER_OF(weft__list_pop_front(q), struct chan_rec, link);
+        __atomic_fetch_sub(n, 1, __ATOMIC_SEQ_CST);
+        if (weft__xwait_claim(r->x, r->tag))
+            return;
+    }
+}
+
+void weft__chan_notify(struct weft_chan *ch, int dir)
+{
+    weft__spin_lock(&ch->lock);
+    notify_locked(ch, dir);
+    weft__spin_unlock(&ch->lock);
+}
+
+static inline void maybe_notify(struct weft_chan *ch, int dir)
+{
+    uint32_t *n = dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait;
+    if (__builtin_expect(__atomic_load_n(n, __ATOMIC_SEQ_CST) != 0, 0))
+        weft__chan_notify(ch, dir);
+}
+
+/* ---- the ring (buffered channels) ---------------------------------------- */
+
+/* 0, UV_EAGAIN (full) or WEFT_ECLOSED; no waiter check. */
+static inline int ring_push(struct weft_chan *ch, const void *val)
+{
+    uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED);
+    struct chan_slot *s;
+    for (;;) {
+        if (t & CLOSED_BIT)
+            return WEFT_ECLOSED;
+        s = slot_at(ch, t);
+        uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+        int64_t dif = (int64_t)(seq - 2 * t);
+        if (dif == 0) {
+            if (__atomic_compare_exchange_n(&ch->tail, &t, t + 1, true, __ATOMIC_SEQ_CST,
+                                            __ATOMIC_RELAXED))
+                break;
+        } else if (dif < 0) {
+            return UV_EAGAIN; /* full: the slot still holds the value of a lap ago */
+        } else {
+            t = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED);
+        }
+    }
+    copy_in(ch, s->data, val);
+    __atomic_store_n(&s->seq, 2 * t + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* 0, UV_EAGAIN (empty, or the next value is claimed but not written yet)
+ * or UV_EOF (closed and drained); no waiter check. */
+static inline int ring_pop(struct weft_chan *ch, void *out)
+{
+    uint64_t h = __atomic_load_n(&ch->head, __ATOMIC_RELAXED);
+    struct chan_slot *s;
+    for (;;) {
+        s = slot_at(ch, h);
+        uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+        int64_t dif = (int64_t)(seq - (2 * h + 1));
+        if (dif == 0) {
+            if (ch->kind != WEFT_CHAN_MPMC) {
+                __atomic_store_n(&ch->head, h + 1, __ATOMIC_RELAXED);
+                break;
+            }
+            if (__atomic_compare_exchange_n(&ch->head, &h, h + 1, true, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED))
+                break;
+        } else if (dif < 0) {
+            uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_ACQUIRE);
+            if ((t & ~CLOSED_BIT) == h && (t & CLOSED_BIT))
+                return UV_EOF;
+            return UV_EAGAIN;
+        } else {
+            h = __atomic_load_n(&ch->head, __ATOMIC_RELAXED);
+        }
+    }
+    if (out != NULL)
+        memcpy(out, s->data, ch->esz);
+    /* seq_cst: ordered before the read of nsend_wait that follows (see the
+     * head comment). */
+    __atomic_store_n(&s->seq, 2 * (h + ch->mask + 1), __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+/* After registering as a waiter: is the operation worth retrying now? */
+static bool ring_ready(struct weft_chan *ch, int dir)
+{
+    if (dir == CHAN_RECV) {
+        uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_SEQ_CST);
+        uint64_t h = __atomic_load_n(&ch->head, __ATOMIC_SEQ_CST);
+        return (t & CLOSED_BIT) || (t & ~CLOSED_BIT) != h;
+    }
+    uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_SEQ_CST);
+    if (t & CLOSED_BIT)
+        return true;
+    return __atomic_load_n(&slot_at(ch, t)->seq, __ATOMIC_SEQ_CST) == 2 * t;
+}
+
+/* ---- rendezvous (under the lock) ----------------------------------------- */
+
+/* Hand val to a waiting receiver: 0, or UV_EAGAIN if none. */
+static int rdv_give_locked(struct weft_chan *ch, const void *val)
+{
+    while (!weft__list_empty(&ch->recvq)) {
+        struct chan_rec *r =
+            WEFT_CONTAINER_OF(weft__list_pop_front(&ch->recvq), struct chan_rec, link);
+        __atomic_fetch_sub(&ch->nrecv_wait, 1, __ATOMIC_SEQ_CST);
+        if (weft__xwait_claim(r->x, r->tag)) {
+            memcpy(r->buf, val, ch->esz);
+            r->code = 0;
+            return 0;
+        }
+    }
+    return UV_EAGAIN;
+}
+
+/* Take a waiting sender's value: 0, or UV_EAGAIN if none. */
+static int rdv_take_locked(struct weft_chan *ch, void *out)
+{
+    while (!weft__list_empty(&ch->sendq)) {
+        struct chan_rec *r =
+            WEFT_CONTAINER_OF(weft__list_pop_front(&ch->sendq), struct chan_rec, link);
+        __atomic_fetch_sub(&ch->nsend_wait, 1, __ATOMIC_SEQ_CST);
+        if (weft__xwait_claim(r->x, r->tag)) {
+            if (out != NULL)
+                memcpy(out, r->buf, ch->esz);
+            r->code = 0;
+            return 0;
+        }
+    }
+    return UV_EAGAIN;
+}
+
+/* ---- one attempt, any kind ------------------------------------------------ */
+
+int weft__chan_try(struct weft_chan *ch, int dir, void *val)
+{
+    int rc;
+    if (ch->rendezvous) {
+        weft__spin_lock(&ch->lock);
+        if (dir == CHAN_SEND)
+            rc = ch->rdv_closed ? WEFT_ECLOSED : rdv_give_locked(ch, val);
+        else {
+            rc = rdv_take_locked(ch, val);
+            if (rc == UV_EAGAIN && ch->rdv_closed)
+                rc = UV_EOF;
+        }
+        weft__spin_unlock(&ch->lock);
+        return rc;
+    }
+    if (dir == CHAN_SEND) {
+        rc = ring_push(ch, val);
+        if (rc == 0)
+            maybe_notify(ch, CHAN_RECV);
+    } else {
+        rc = ring_pop(ch, val);
+        if (rc == 0)
+            maybe_notify(ch, CHAN_SEND);
+    }
+    return rc;
+}
+
+/* ---- waiter records --------------------------------------------------------- */
+
+/* Link r (under the lock). Returns true if the operation should be retried
+ * at once instead of waiting (the re-check after registering found it
+ * ready); r is linked either way. For a rendezvous with `handover` (a
+ * single wait, whose waiter nobody else can have claimed), the hand-over
+ * is tried first: true with *done set if it happened (r not linked then). */
+/* A live waiter in q (records whose wait ended are unlinked on the way). */
+static bool live_waiter_locked(struct weft_chan *ch, int dir)
+{
+    struct weft__list *q = dir == CHAN_RECV ? &ch->recvq : &ch->sendq;
+    while (!weft__list_empty(q)) {
+        struct chan_rec *r = WEFT_CONTAINER_OF(q->next, struct chan_rec, link);
+        uint32_t st = __atomic_load_n(&r->x->state, __ATOMIC_ACQUIRE);
+        if (st == WEFT__XW_WAITING || st == WEFT__XW_SLEEPING)
+            return true;
+        weft__list_remove(&r->link);
+        __atomic_fetch_sub(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait, 1,
+                           __ATOMIC_SEQ_CST);
+    }
+    return false;
+}
+
+bool weft__chan_register(struct weft_chan *ch, int dir, struct chan_rec *r, void *val, int *done,
+                         bool handover)
+{
+    *done = UV_EAGAIN;
+    weft__spin_lock(&ch->lock);
+    if (ch->rendezvous && !handover) {
+        /* A select: its other cases may be claimed already, so it must not
+         * hand over here; a live counterpart (or close) means "retry". */
+        bool ready =
+            ch->rdv_closed || live_waiter_locked(ch, dir == CHAN_SEND ? CHAN_RECV : CHAN_SEND);
+        if (dir == CHAN_SEND)
+            memcpy(r->vbuf, val, ch->esz);
+        r->buf = r->vbuf;
+        r->code = UV_EAGAIN;
+        weft__list_push_back(dir == CHAN_RECV ? &ch->recvq : &ch->sendq, &r->link);
+        __atomic_fetch_add(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait, 1,
+                           __ATOMIC_SEQ_CST);
+        weft__spin_unlock(&ch->lock);
+        return ready;
+    }
+    if (ch->rendezvous) {
+        int rc;
+        if (dir == CHAN_SEND)
+            rc = ch->rdv_closed ? WEFT_ECLOSED : rdv_give_locked(ch, val);
+        else {
+            rc = rdv_take_locked(ch, val);
+            if (rc == UV_EAGAIN && ch->rdv_closed)
+                rc = UV_EOF;
+        }
+        if (rc != UV_EAGAIN) {
+            weft__spin_unlock(&ch->lock);
+            *done = rc;
+            return true;
+        }
+        if (dir == CHAN_SEND)
+            memcpy(r->vbuf, val, ch->esz);
+        r->buf = r->vbuf;
+        r->code = UV_EAGAIN;
+    }
+    struct weft__list *q = dir == CHAN_RECV ? &ch->recvq : &ch->sendq;
+    weft__list_push_back(q, &r->link);
+    __atomic_fetch_add(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait, 1, __ATOMIC_SEQ_CST);
+    weft__spin_unlock(&ch->lock);
+    return !ch->rendezvous && ring_ready(ch, dir);
+}
+
+/* Unlink r if it is still linked (under the lock): after this no other
+ * thread touches r. */
+void weft__chan_unregister(struct weft_chan *ch, int dir, struct chan_rec *r)
+{
+    weft__spin_lock(&ch->lock);
+    if (weft__list_linked(&r->link)) {
+        weft__list_remove(&r->link);
+        __atomic_fetch_sub(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait, 1,
+                           __ATOMIC_SEQ_CST);
+    }
+    weft__spin_unlock(&ch->lock);
+}
+
+/* ---- waiting for one operation -------------------------------------------- */
+
+/* A single wait's waiter and record, on the stack unless the loop is
+ * COMPACT. */
+struct wait_pair {
+    struct weft__xwait x;
+    struct chan_rec r;
+};
+
+/* Spins a plain thread does before it registers and blocks. */
+#define THREAD_SPINS 64
+
+/* Do dir on ch, waiting until deadline. */
+static int wait_op(struct weft_chan *ch, int dir, void *val, uint64_t deadline, bool thread)
+{
+    if (thread) {
+        for (int i = 0; i < THREAD_SPINS; i++) {
+            int rc = weft__chan_try(ch, dir, val);
+            if (rc != UV_EAGAIN)
+                return rc;
+            weft__cpu_relax();
+        }
+    }
+    for (;;) {
+        int rc = weft__chan_try(ch, dir, val);
+        if (rc != UV_EAGAIN)
+            return rc;
+        if (deadline != UINT64_MAX && uv_hrtime() >= deadline)
+            return UV_ETIMEDOUT;
+        struct wait_pair stack_w, *w = &stack_w;
+        (void)weft__xwait_begin(&stack_w.x);
+        if (!weft__xwait_stack_shared(&stack_w.x)) {
+            /* A COMPACT loop: other threads cannot read this stack while the
+             * task is suspended. */
+            if ((w = weft__malloc(sizeof(*w))) == NULL) {
+                weft__xwait_end(&stack_w.x);
+                return UV_ENOMEM;
+            }
+            w->x = stack_w.x;
+        }
+        struct chan_rec *r = &w->r;
+        weft__list_init(&r->link);
+        r->x = &w->x;
+        r->tag = 0;
+        int done;
+        int prc = 0;
+        bool retry = weft__chan_register(ch, dir, r, val, &done, true);
+        if (!retry)
+            prc = weft__xwait_park(&w->x, deadline);
+        int tag = weft__xwait_settle(&w->x);
+        weft__chan_unregister(ch, dir, r);
+        weft__xwait_end(&w->x);
+        int code = r->code;
+        if (ch->rendezvous && tag >= 0 && code == 0 && dir == CHAN_RECV && val != NULL)
+            memcpy(val, r->vbuf, ch->esz);
+        if (ch->rendezvous && tag >= 0 && prc == UV_ECANCELED)
+            weft__xwait_keep_cancel(&w->x);
+        if (w != &stack_w)
+            weft__free(w);
+        if (done != UV_EAGAIN)
+            return done; /* a rendezvous hand-over while registering */
+        if (ch->rendezvous && tag >= 0)
+            return code; /* the hand-over (or close) wins over a cancel */
+        if (prc != 0) {
+            if (tag >= 0) /* woken, but leaving without the value: pass it on */
+                weft__chan_notify(ch, dir);
+            return prc;
+        }
+    }
+}
+
+/* ---- public API --------------------------------------------------------------- */
+
+static bool debug_default(void)
+{
+    const char *env = getenv("WEFT_DEBUG");
+    if (env != NULL && *env != '\0')
+        return strcmp(env, "0") != 0;
+#ifdef WEFT_DEBUG_DEFAULT
+    return WEFT_DEBUG_DEFAULT != 0;
+#else
+    return false;
+#endif
+}
+
+int weft_chan_new(const weft_chan_opts_t *opts, weft_chan_t **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (opts == NULL || out == NULL || opts->elem_size == 0 || opts->capacity > (1u << 30))
+        return UV_EINVAL;
+    if (opts->kind != WEFT_CHAN_MPMC && opts->kind != WEFT_CHAN_MPSC &&
+        opts->kind != WEFT_CHAN_SPSC)
+        return UV_EINVAL;
+    bool ptrs = opts->elem_size > WEFT_CHAN_INLINE_MAX;
+    if (ptrs && opts->dtor == NULL)
+        return UV_EINVAL;
+    size_t esz = ptrs ? sizeof(void *) : opts->elem_size;
+    size_t stride = esz <= 8 ? 16 : 64;
+    size_t cap = 0;
+    if (opts->capacity > 0) {
+        cap = 1;
+        while (cap < opts->capacity)
+            cap <<= 1;
+    }
+    struct weft_chan *ch = weft__aligned_calloc(64, 1, sizeof(*ch));
+    if (ch == NULL)
+        return UV_ENOMEM;
+    if (cap > 0) {
+        ch->slots = weft__aligned_calloc(64, cap, stride);
+        if (ch->slots == NULL) {
+            weft__free(ch);
+            return UV_ENOMEM;
+        }
+    }
+    if (opts->name != NULL && (ch->name = weft__strdup(opts->name)) == NULL) {
+        weft__free(ch->slots);
+        weft__free(ch);
+        return UV_ENOMEM;
+    }
+    ch->esz = (uint32_t)esz;
+    ch->stride = (uint32_t)stride;
+    ch->mask = cap > 0 ? cap - 1 : 0;
+    ch->cap = cap;
+    ch->rendezvous = cap == 0;
+    ch->kind = (uint8_t)opts->kind;
+    ch->ptrs = ptrs;
+    ch->dtor = opts->dtor;
+    ch->debug = debug_default();
+    ch->refs = 1;
+    weft__list_init(&ch->recvq);
+    weft__list_init(&ch->sendq);
+    for (size_t i = 0; i < cap; i++)
+        slot_at(ch, i)->seq = 2 * i;
+    *out = ch;
+    return 0;
+}
+
+void weft_chan_ref(weft_chan_t *ch)
+{
+    if (ch != NULL)
+        __atomic_fetch_add(&ch->refs, 1, __ATOMIC_RELAXED);
+}
+
+void weft_chan_unref(weft_chan_t *ch)
+{
+    if (ch == NULL || __atomic_sub_fetch(&ch->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    if (ch->dtor != NULL && !ch->rendezvous) {
+        uint64_t h = __atomic_load_n(&ch->head, __ATOMIC_RELAXED);
+        uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED) & ~CLOSED_BIT;
+        for (; h != t; h++) {
+            struct chan_slot *s = slot_at(ch, h);
+            if (ch->ptrs) {
+                void *p;
+                memcpy(&p, s->data, sizeof(p));
+                ch->dtor(p);
+            } else {
+                ch->dtor(s->data);
+            }
+        }
+    }
+    weft__free(ch->name);
+    weft__free(ch->slots);
+    weft__free(ch);
+}
+
+/* Where the task forms may run: 0, WEFT_ENOTASK, or a pending cancel /
+ * passed scope deadline (a wait would return it). */
+static inline int task_check(void)
+{
+    return weft__xwait_check();
+}
+
+static int task_op(weft_chan_t *ch, int dir, void *val, uint64_t timeout_ms, const char *call)
+{
+    if (ch == NULL || val == NULL)
+        return UV_EINVAL;
+    int rc = task_check();
+    if (rc != 0)
+        return rc;
+    enter(ch, dir == CHAN_SEND, call);
+    rc = weft__chan_try(ch, dir, val);
+    if (rc == UV_EAGAIN) {
+        rc = timeout_ms == 0 ? UV_ETIMEDOUT
+                             : wait_op(ch, dir, val, weft__xwait_deadline(timeout_ms), false);
+    }
+    leave(ch, dir == CHAN_SEND);
+    return rc;
+}
+
+int weft_chan_send(weft_chan_t *ch, const void *val)
+{
+    return task_op(ch, CHAN_SEND, (void *)(uintptr_t)val, WEFT_FOREVER, "weft_chan_send");
+}
+int weft_chan_send_timeout(weft_chan_t *ch, const void *val, uint64_t timeout_ms)
+{
+    return task_op(ch, CHAN_SEND, (void *)(uintptr_t)val, timeout_ms, "weft_chan_send_timeout");
+}
+int weft_chan_recv(weft_chan_t *ch, void *out)
+{
+    return task_op(ch, CHAN_RECV, out, WEFT_FOREVER, "weft_chan_recv");
+}
+int weft_chan_recv_timeout(weft_chan_t *ch, void *out, uint64_t timeout_ms)
+{
+    return task_op(ch, CHAN_RECV, out, timeout_ms, "weft_chan_recv_timeout");
+}
+
+int weft_chan_send_try(weft_chan_t *ch, const void *val)
+{
+    if (ch == NULL || val == NULL)
+        return UV_EINVAL;
+    enter(ch, true, "weft_chan_send_try");
+    int rc = weft__chan_try(ch, CHAN_SEND, (void *)(uintptr_t)val);
+    leave(ch, true);
+    return rc;
+}
+int weft_chan_recv_try(weft_chan_t *ch, void *out)
+{
+    if (ch == NULL || out == NULL)
+        return UV_EINVAL;
+    enter(ch, false, "weft_chan_recv_try");
+    int rc = weft__chan_try(ch, CHAN_RECV, out);
+    leave(ch, false);
+    return rc;
+}
+
+static int blocking_op(weft_chan_t *ch, int dir, void *val, uint64_t timeout_ms, const char *call)
+{
+    if (ch == NULL || val == NULL)
+        return UV_EINVAL;
+    if (weft_loop_current() != NULL)
+        return WEFT_EDEADLK;
+    enter(ch, dir == CHAN_SEND, call);
+    int rc = weft__chan_try(ch, dir, val);
+    if (rc == UV_EAGAIN) {
+        rc = timeout_ms == 0 ? UV_ETIMEDOUT
+                             : wait_op(ch, dir, val, weft__xwait_deadline(timeout_ms), true);
+    }
+    leave(ch, dir == CHAN_SEND);
+    return rc;
+}
+
+int weft_chan_send_blocking(weft_chan_t *ch, const void *val, uint64_t timeout_ms)
+{
+    return blocking_op(ch, CHAN_SEND, (void *)(uintptr_t)val, timeout_ms,
+                       "weft_chan_send_blocking");
+}
+int weft_chan_recv_blocking(weft_chan_t *ch, void *out, uint64_t timeout_ms)
+{
+    return blocking_op(ch, CHAN_RECV, out, timeout_ms, "weft_chan_recv_blocking");
+}
+
+int weft_chan_send_batch(weft_chan_t *ch, const void *vals, size_t n, size_t *sent)
+{
+    if (sent != NULL)
+        *sent = 0;
+    if (ch == NULL || (vals == NULL && n > 0) || ch->rendezvous)
+        return UV_EINVAL;
+    int rc = task_check();
+    if (rc != 0)
+        return rc;
+    enter(ch, true, "weft_chan_send_batch");
+    const unsigned char *p = vals;
+    size_t i = 0;
+    while (i < n) {
+        /* Push what fits, then one waiter check for the lot. */
+        size_t start = i;
+        while (i < n && (rc = ring_push(ch, p + i * ch->esz)) == 0)
+            i++;
+        if (i > start)
+            maybe_notify(ch, CHAN_RECV);
+        if (i == n) {
+            rc = 0;
+            break;
+        }
+        if (rc != UV_EAGAIN)
+            break;
+        rc = wait_op(ch, CHAN_SEND, (void *)(uintptr_t)(p + i * ch->esz), UINT64_MAX, false);
+        if (rc != 0)
+            break;
+        i++;
+    }
+    leave(ch, true);
+    if (sent != NULL)
+        *sent = i;
+    return rc;
+}
+
+int weft_chan_recv_batch(weft_chan_t *ch, void *out, size_t max, size_t *got)
+{
+    if (got != NULL)
+        *got = 0;
+    if (ch == NULL || out == NULL || got == NULL || max == 0 || ch->rendezvous)
+        return UV_EINVAL;
+    int rc = task_check();
+    if (rc != 0)
+        return rc;
+    enter(ch, false, "weft_chan_recv_batch");
+    unsigned char *p = out;
+    size_t i = 0;
+    while (i < max && ring_pop(ch, p + i * ch->esz) == 0)
+        i++;
+    if (i == 0) {
+        rc = wait_op(ch, CHAN_RECV, p, UINT64_MAX, false);
+        if (rc == 0) {
+            i = 1;
+            while (i < max && ring_pop(ch, p + i * ch->esz) == 0)
+                i++;
+        }
+    }
+    if (i > 0) {
+        maybe_notify(ch, CHAN_SEND);
+        rc = 0;
+    }
+    leave(ch, false);
+    *got = i;
+    return rc;
+}
+
+int weft_chan_close(weft_chan_t *ch)
+{
+    if (ch == NULL)
+        return UV_EINVAL;
+    weft__spin_lock(&ch->lock);
+    bool was;
+    if (ch->rendezvous) {
+        was = ch->rdv_closed;
+        ch->rdv_closed = true;
+    } else {
+        was = (__atomic_fetch_or(&ch->tail, CLOSED_BIT, __ATOMIC_SEQ_CST) & CLOSED_BIT) != 0;
+    }
+    __atomic_store_n(&ch->closed, true, __ATOMIC_RELEASE);
+    if (!was) {
+        /* Every waiter wakes and finds the channel closed (buffered), or is
+         * told so in its record (rendezvous). */
+        for (int dir = CHAN_SEND; dir <= CHAN_RECV; dir++) {
+            struct weft__list *q = dir == CHAN_RECV ? &ch->recvq : &ch->sendq;
+            while (!weft__list_empty(q)) {
+                struct chan_rec *r =
+                    WEFT_CONTAINER_OF(weft__list_pop_front(q), struct chan_rec, link);
+                __atomic_fetch_sub(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait, 1,
+                                   __ATOMIC_SEQ_CST);
+                if (weft__xwait_claim(r->x, r->tag))
+                    r->code = dir == CHAN_RECV ? UV_EOF : WEFT_ECLOSED;
+            }
+        }
+    }
+    weft__spin_unlock(&ch->lock);
+    return was ? WEFT_ECLOSED : 0;
+}
+
+bool weft_chan_is_closed(const weft_chan_t *ch)
+{
+    return ch != NULL && __atomic_load_n(&ch->closed, __ATOMIC_ACQUIRE);
+}
+
+size_t weft_chan_len(const weft_chan_t *ch)
+{
+    if (ch == NULL || ch->rendezvous)
+        return 0;
+    uint64_t h = __atomic_load_n(&ch->head, __ATOMIC_ACQUIRE);
+    uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_ACQUIRE) & ~CLOSED_BIT;
+    return t > h ? (size_t)(t - h) : 0;
+}
+
+size_t weft_chan_cap(const weft_chan_t *ch)
+{
+    return ch != NULL ? ch->cap : 0;
+}
