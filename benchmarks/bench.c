@@ -27,8 +27,12 @@
  *   switch               ns per weft_yield() between two tasks: one task switch
  *   spawn                tasks/s to spawn 1M trivial tasks and await them all
  *   skynet1              ms for a tree of 1.1M tasks (1M leaves) summing ordinals
- *   pingpong_local       ns per round trip of a message between two tasks (a
- *                        handoff through futures until weft has channels)
+ *   pingpong_local       ns per round trip of a message between two tasks on one
+ *                        loop through two channels (bench_chan.c); pingpong_queue
+ *                        is the same through weft_queue_t
+ *   pingpong_cross, stream_cross, chan_fanin, select_2   channels between loops
+ *                        (bench_chan.c); pingpong_submit and stream_call_on are
+ *                        the earlier forms through submit_to and call_on
  *   timers               ms of wall time for 100k sleeps of 1..100 ms (ideal ~100)
  *   mem_per_task[_compact]  resident KiB per suspended task, default (guarded)
  *                        or compact stacks

@@ -1,6 +1,6 @@
 /*
  * benchmarks/bench_asyncio.c - the workloads of asyncio's surface on one
- * loop: pingpong_local through weft_queue_t, lock_contended, gather_1000,
+ * loop: pingpong_queue through weft_queue_t, lock_contended, gather_1000,
  * gen_iter. Each checks its own answer.
  */
 #include <stdio.h>
@@ -10,7 +10,8 @@
 #include "benchmarks/bench_list.h"
 
 /* ------------------------------------------------------------------------ */
-/* pingpong_local: two tasks on ONE loop exchange a message through two
+/* pingpong_queue (pingpong_local before channels): two tasks on ONE loop
+ * exchange a message through two
  * weft_queue_t (one each way, maxsize 1), 1,000,000 round trips. Value: ns
  * per round trip. Ping sends i, pong answers 2i + 1; both sum what they got. */
 
@@ -59,7 +60,7 @@ static int qpong(void *arg, void **result)
     return 0;
 }
 
-int bench_pingpong_local(weft_loop_t *loop, double *value)
+int bench_pingpong_queue(weft_loop_t *loop, double *value)
 {
     qpp_t s = {0};
     const uint64_t n = QPP_ROUNDS;

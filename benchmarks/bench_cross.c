@@ -1,7 +1,8 @@
 /*
  * benchmarks/bench_cross.c - the multi-loop workloads: two hardware probes
  * (limit_pingpong, limit_stream) measured in the same run as weft's
- * pingpong_cross and stream_cross, skynetN, and the SCALING tables.
+ * pingpong_submit and stream_call_on, skynetN, and the SCALING tables
+ * (the channel forms of the cross-loop workloads are in bench_chan.c).
  *
  * All of them start their own runtime (own_loop in bench_list.h). Loops 0
  * and 1 are pinned to the first two CPUs the process may use (weft_cpu_id);
@@ -179,9 +180,9 @@ int bench_limit_stream(weft_loop_t *loop, double *value)
 }
 
 /* ------------------------------------------------------------------------ */
-/* pingpong_cross: a task on loop 0 submits to loop 1 a task that answers
- * 2i + 1, and awaits it; 200,000 round trips. Value: ns per round trip.
- * Loops keep their default idle poll (50 us), printed with the result. */
+/* pingpong_submit (pingpong_cross before channels): a task on loop 0 submits to loop 1 a task that
+ * answers 2i + 1, and awaits it; 200,000 round trips. Value: ns per round trip. Loops keep their
+ * default idle poll (50 us), printed with the result. */
 
 static int answer(void *arg, void **result)
 {
@@ -224,7 +225,7 @@ static weft_runtime_opts_t two_loops(void)
     return o;
 }
 
-int bench_pingpong_cross(weft_loop_t *loop, double *value)
+int bench_pingpong_submit(weft_loop_t *loop, double *value)
 {
     (void)loop;
     cross_pp_t s = {0};
@@ -241,7 +242,8 @@ int bench_pingpong_cross(weft_loop_t *loop, double *value)
 }
 
 /* ------------------------------------------------------------------------ */
-/* stream_cross: a task on loop 0 sends 10,000,000 integers to loop 1 with
+/* stream_call_on (stream_cross before channels): a task on loop 0 sends
+ * 10,000,000 integers to loop 1 with
  * weft_call_on_try (one ring slot each, ring of 1024, published every 32),
  * yielding when the ring is full; a callback on loop 1 sums them and the
  * last one completes a thread-safe future. Value: msgs/s. */
@@ -290,7 +292,7 @@ static int stream_producer(void *arg, void **result)
     return rc;
 }
 
-int bench_stream_cross(weft_loop_t *loop, double *value)
+int bench_stream_call_on(weft_loop_t *loop, double *value)
 {
     (void)loop;
     uint64_t ns = 0;

@@ -18,6 +18,7 @@
     XX(spawn, "tasks/s", true, false, 60)                 \
     XX(skynet1, "ms", false, false, 60)                   \
     XX(pingpong_local, "ns/op", false, false, 60)         \
+    XX(pingpong_queue, "ns/op", false, false, 60)         \
     XX(pingpong_future, "ns/op", false, false, 60)        \
     XX(lock_contended, "ns/op", false, false, 60)         \
     XX(gather_1000, "us/op", false, false, 60)            \
@@ -29,8 +30,12 @@
     XX(offload, "jobs/s", true, true, 60)                 \
     XX(limit_pingpong, "ns/op", false, true, 60)          \
     XX(pingpong_cross, "ns/op", false, true, 60)          \
+    XX(pingpong_submit, "ns/op", false, true, 60)         \
     XX(limit_stream, "msgs/s", true, true, 60)            \
     XX(stream_cross, "msgs/s", true, true, 60)            \
+    XX(stream_call_on, "msgs/s", true, true, 60)          \
+    XX(chan_fanin, "msgs/s", true, true, 60)              \
+    XX(select_2, "ns/op", false, true, 60)                \
     XX(skynetN, "ms", false, true, 60)                    \
     XX(scaling, "x", true, true, 300)
 

@@ -108,6 +108,14 @@ static inline void leave(struct weft_chan *ch, bool send)
 
 /* ---- waking -------------------------------------------------------------- */
 
+/* Under the lock: one record fewer. Increments are seq_cst RMWs (the
+ * registering side's fence, see the head comment); a decrement needs no
+ * fence - a count read too high only costs a needless notify. */
+static inline void dec_waiters(uint32_t *n)
+{
+    __atomic_store_n(n, __atomic_load_n(n, __ATOMIC_RELAXED) - 1, __ATOMIC_RELAXED);
+}
+
 /* Wake one waiter of q (under the lock): the oldest that can still be
  * claimed. Records that cannot (their select fired elsewhere, their wait
  * ended) are unlinked on the way. */
@@ -117,7 +125,7 @@ static void notify_locked(struct weft_chan *ch, int dir)
     uint32_t *n = dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait;
     while (!weft__list_empty(q)) {
         struct chan_rec *r = WEFT_CONTAINER_OF(weft__list_pop_front(q), struct chan_rec, link);
-        __atomic_fetch_sub(n, 1, __ATOMIC_SEQ_CST);
+        dec_waiters(n);
         if (weft__xwait_claim(r->x, r->tag))
             return;
     }
@@ -222,12 +230,13 @@ static int rdv_give_locked(struct weft_chan *ch, const void *val)
     while (!weft__list_empty(&ch->recvq)) {
         struct chan_rec *r =
             WEFT_CONTAINER_OF(weft__list_pop_front(&ch->recvq), struct chan_rec, link);
-        __atomic_fetch_sub(&ch->nrecv_wait, 1, __ATOMIC_SEQ_CST);
-        if (weft__xwait_claim(r->x, r->tag)) {
-            memcpy(r->buf, val, ch->esz);
-            r->code = 0;
+        dec_waiters(&ch->nrecv_wait);
+        /* Filled in before the claim: the claim wakes the waiter, which may
+         * read its record at once. Unclaimed, nobody reads it. */
+        memcpy(r->buf, val, ch->esz);
+        r->code = 0;
+        if (weft__xwait_claim(r->x, r->tag))
             return 0;
-        }
     }
     return UV_EAGAIN;
 }
@@ -238,11 +247,14 @@ static int rdv_take_locked(struct weft_chan *ch, void *out)
     while (!weft__list_empty(&ch->sendq)) {
         struct chan_rec *r =
             WEFT_CONTAINER_OF(weft__list_pop_front(&ch->sendq), struct chan_rec, link);
-        __atomic_fetch_sub(&ch->nsend_wait, 1, __ATOMIC_SEQ_CST);
+        dec_waiters(&ch->nsend_wait);
+        /* Read before the claim: once claimed, the sender may return. */
+        unsigned char tmp[WEFT_CHAN_INLINE_MAX];
+        memcpy(tmp, r->buf, ch->esz);
+        r->code = 0;
         if (weft__xwait_claim(r->x, r->tag)) {
             if (out != NULL)
-                memcpy(out, r->buf, ch->esz);
-            r->code = 0;
+                memcpy(out, tmp, ch->esz);
             return 0;
         }
     }
@@ -295,8 +307,7 @@ static bool live_waiter_locked(struct weft_chan *ch, int dir)
         if (st == WEFT__XW_WAITING || st == WEFT__XW_SLEEPING)
             return true;
         weft__list_remove(&r->link);
-        __atomic_fetch_sub(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait, 1,
-                           __ATOMIC_SEQ_CST);
+        dec_waiters(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait);
     }
     return false;
 }
@@ -354,8 +365,7 @@ void weft__chan_unregister(struct weft_chan *ch, int dir, struct chan_rec *r)
     weft__spin_lock(&ch->lock);
     if (weft__list_linked(&r->link)) {
         weft__list_remove(&r->link);
-        __atomic_fetch_sub(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait, 1,
-                           __ATOMIC_SEQ_CST);
+        dec_waiters(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait);
     }
     weft__spin_unlock(&ch->lock);
 }
@@ -410,7 +420,10 @@ static int wait_op(struct weft_chan *ch, int dir, void *val, uint64_t deadline, 
         if (!retry)
             prc = weft__xwait_park(&w->x, deadline);
         int tag = weft__xwait_settle(&w->x);
-        weft__chan_unregister(ch, dir, r);
+        /* Every claimer unlinks a record before claiming it, and a waiter
+         * woken by the claim (prc 0) knows the claimer is done with it. */
+        if (tag < 0 || prc != 0 || retry)
+            weft__chan_unregister(ch, dir, r);
         weft__xwait_end(&w->x);
         int code = r->code;
         if (ch->rendezvous && tag >= 0 && code == 0 && dir == CHAN_RECV && val != NULL)
@@ -701,10 +714,9 @@ int weft_chan_close(weft_chan_t *ch)
             while (!weft__list_empty(q)) {
                 struct chan_rec *r =
                     WEFT_CONTAINER_OF(weft__list_pop_front(q), struct chan_rec, link);
-                __atomic_fetch_sub(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait, 1,
-                                   __ATOMIC_SEQ_CST);
-                if (weft__xwait_claim(r->x, r->tag))
-                    r->code = dir == CHAN_RECV ? UV_EOF : WEFT_ECLOSED;
+                dec_waiters(dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait);
+                r->code = dir == CHAN_RECV ? UV_EOF : WEFT_ECLOSED;
+                (void)weft__xwait_claim(r->x, r->tag);
             }
         }
     }
