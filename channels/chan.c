@@ -222,6 +222,21 @@ static bool ring_ready(struct weft_chan *ch, int dir)
     return __atomic_load_n(&slot_at(ch, t)->seq, __ATOMIC_SEQ_CST) == 2 * t;
 }
 
+/* For polling: does the next slot look ready (or the channel closed)?
+ * Reads only the slot and the read-mostly line: a poller must not pull
+ * the other side's position line over. */
+static inline bool ring_peek(struct weft_chan *ch, int dir)
+{
+    if (__atomic_load_n(&ch->closed, __ATOMIC_RELAXED))
+        return true;
+    if (dir == CHAN_RECV) {
+        uint64_t h = __atomic_load_n(&ch->head, __ATOMIC_RELAXED);
+        return __atomic_load_n(&slot_at(ch, h)->seq, __ATOMIC_ACQUIRE) == 2 * h + 1;
+    }
+    uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED) & ~CLOSED_BIT;
+    return __atomic_load_n(&slot_at(ch, t)->seq, __ATOMIC_ACQUIRE) == 2 * t;
+}
+
 /* ---- rendezvous (under the lock) ----------------------------------------- */
 
 /* Hand val to a waiting receiver: 0, or UV_EAGAIN if none. */
@@ -391,6 +406,26 @@ static int wait_op(struct weft_chan *ch, int dir, void *val, uint64_t deadline, 
             if (rc != UV_EAGAIN)
                 return rc;
             weft__cpu_relax();
+        }
+    } else if (!ch->rendezvous) {
+        /* A task whose loop is idle polls the ring for a while (see
+         * weft__xwait_spin_budget): between two awake loops a message then
+         * costs the slot's cache line and no wake-up at all. */
+        uint64_t budget = weft__xwait_spin_budget();
+        if (budget > 0) {
+            uint64_t end = uv_hrtime() + budget;
+            if (end > deadline)
+                end = deadline;
+            for (unsigned k = 1;; k++) {
+                if (ring_peek(ch, dir)) {
+                    int rc = weft__chan_try(ch, dir, val);
+                    if (rc != UV_EAGAIN)
+                        return rc;
+                }
+                weft__cpu_relax();
+                if ((k & 15) == 0 && (weft__xwait_loop_busy() || uv_hrtime() >= end))
+                    break;
+            }
         }
     }
     for (;;) {

@@ -221,3 +221,21 @@ bool weft__xwait_queue_unlink(weft__xq_t *s, void **item, int *code)
     *code = w->code;
     return true;
 }
+
+/* At most this long: a spinning task holds up its loop's timers. */
+#define SPIN_MAX_NS 20000u
+
+uint64_t weft__xwait_spin_budget(void)
+{
+    struct weft__loop *l;
+    struct weft_task *t = weft__running(&l);
+    if (t == NULL || l->idle_poll_ns == 0 || !weft__list_empty(&l->ready))
+        return 0;
+    return l->idle_poll_ns < SPIN_MAX_NS ? l->idle_poll_ns : SPIN_MAX_NS;
+}
+
+bool weft__xwait_loop_busy(void)
+{
+    struct weft__loop *l = weft__tls_loop;
+    return l != NULL && (!weft__list_empty(&l->ready) || weft__inbox_pending(&l->inbox));
+}

@@ -115,6 +115,17 @@ void weft__xwait_queue_link(struct weft_queue *q, weft__xq_t *w, struct weft__xw
                             uint32_t tag);
 bool weft__xwait_queue_unlink(weft__xq_t *w, void **item, int *code);
 
+/* A task about to wait may first poll for a while instead, when its loop
+ * has nothing else to do: parking, being woken through the inbox and
+ * resuming costs several cache-line transfers, and the loop would only
+ * poll its inbox anyway (idle_poll_us, docs/multiloop.md). Returns the
+ * budget in ns (0: do not spin: not a task, other work ready, or the loop
+ * does not poll). */
+uint64_t weft__xwait_spin_budget(void);
+/* While spinning: true if the caller's loop got other work (ready tasks,
+ * inbox messages), which the spin must not delay. */
+bool weft__xwait_loop_busy(void);
+
 /* The claim's state word for a tag. */
 static inline uint32_t weft__xw_claimed(uint32_t tag)
 {
