@@ -746,6 +746,103 @@ Test(runtime, cancelling_a_tsfuture_awaiter_cancels_the_remote_task, .timeout = 
     cr_expect_eq(atomic_load(&g_sleepers_uncancelled), 0);
 }
 
+/* Issue 8, section 1: ts_complete releases its lock and only then completes
+ * the awaiters' futures. The hook holds loop 1 in exactly that window while
+ * loop 0 cancels the awaiter and makes new futures (which take recycled
+ * slots first: the free lists are LIFO). The late completion goes through
+ * the awaiter's token, which names the old future and keeps it alive: no new
+ * future is touched. (Before tokens, the completion named the future by
+ * pointer and the generation read at use, and completed a new occupant.) */
+enum {
+    WINDOW_NEW = 8
+};
+static struct {
+    atomic_int in_window, release, registered;
+    int rc_spawn, rc_await, rc_later, pending_after, pending_before;
+} g_win;
+
+static void window_hook(void)
+{
+    atomic_store(&g_win.in_window, 1);
+    for (int i = 0; i < WAIT_MS && atomic_load(&g_win.release) == 0; i++)
+        sleep_ms(1);
+}
+
+static int window_body(void *arg, void **result)
+{
+    (void)arg;
+    /* Finish only once the awaiter is registered on loop 0. */
+    for (int i = 0; i < WAIT_MS && atomic_load(&g_win.registered) == 0; i++)
+        sleep_ms(1);
+    *result = weft_int(11);
+    return 0;
+}
+
+static int window_awaiter(void *arg, void **result)
+{
+    (void)result;
+    g_win.rc_await = weft_tsfuture_await(arg, NULL);
+    return 0;
+}
+
+static int window_main(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    weft_tsfuture_t *f = NULL, *later = NULL;
+    weft_future_t *fresh[WINDOW_NEW] = {NULL};
+    weft_task_t *t = NULL;
+    g_win.rc_spawn = weft_spawn_threadsafe(loop_at(1), window_body, NULL, &f);
+    if (g_win.rc_spawn != 0)
+        return g_win.rc_spawn;
+    int rc = weft_spawn(NULL, window_awaiter, f, &t);
+    for (int i = 0; rc == 0 && i < 1000 && weft_task_state(t) != WEFT_TASK_SUSPENDED; i++)
+        rc = weft_yield();
+    atomic_store(&g_win.registered, 1);
+    if (rc == 0)
+        rc = task_wait_atomic(&g_win.in_window, 1); /* loop 1 is in the window */
+    if (rc == 0)
+        rc = weft_task_cancel(t);
+    if (rc == 0)
+        rc = weft_await_task(t, NULL);
+    for (int i = 0; rc == 0 && i < WINDOW_NEW; i++)
+        rc = weft_future_new(NULL, &fresh[i]);
+    g_win.pending_before = 0;
+    for (int i = 0; i < WINDOW_NEW; i++)
+        g_win.pending_before += fresh[i] != NULL && !weft_future_done(fresh[i]);
+    atomic_store(&g_win.release, 1);
+    /* Loop 1's inbox is FIFO to us: once this later task's outcome is here,
+     * the late completion has been delivered (and refused) too. */
+    if (rc == 0)
+        rc = weft_spawn_threadsafe(loop_at(1), quick_job, NULL, &later);
+    if (rc == 0)
+        g_win.rc_later = weft_tsfuture_await(later, NULL);
+    g_win.pending_after = 0;
+    for (int i = 0; i < WINDOW_NEW; i++) {
+        g_win.pending_after += fresh[i] != NULL && !weft_future_done(fresh[i]);
+        weft_future_unref(fresh[i]);
+    }
+    weft_task_unref(t);
+    weft_tsfuture_unref(later);
+    weft_tsfuture_unref(f);
+    return rc;
+}
+
+Test(runtime, a_late_tsfuture_completion_leaves_recycled_futures_alone, .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 2));
+    weft__test_ts_complete_hook = window_hook;
+    EXPECT_OK(run_on(rt, 0, window_main, NULL, NULL, WAIT_MS));
+    weft__test_ts_complete_hook = NULL;
+    cr_expect_eq(stop_rt(rt), 0);
+    EXPECT_OK(g_win.rc_spawn);
+    EXPECT_RC(g_win.rc_await, UV_ECANCELED);
+    EXPECT_OK(g_win.rc_later);
+    cr_expect_eq(atomic_load(&g_win.in_window), 1, "the hook never ran: no window");
+    cr_expect_eq(g_win.pending_before, WINDOW_NEW);
+    cr_expect_eq(g_win.pending_after, WINDOW_NEW, "a late completion completed %d new futures",
+                 WINDOW_NEW - g_win.pending_after);
+}
+
 /* weft_tsfuture_wrap: a thread-safe future in gather, and a cancel of the
  * wrapped future that reaches the remote task. */
 static int wrap_task(void *arg, void **result)
