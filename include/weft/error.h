@@ -23,6 +23,8 @@
  *                  has no more values
  *   WEFT_ECLOSED   a queue that was shut down, a closed loop or pool
  *   WEFT_EBROKEN   a barrier was aborted or reset while waiting
+ *   WEFT_ELAGGED   a broadcast receiver fell more than the capacity behind
+ *                  and missed values (weft/broadcast.h)
  *
  * Nothing to cancel - every cancel function follows one rule:
  *   WEFT_EDONE     the object exists and has already finished (a done
@@ -51,7 +53,8 @@ extern "C" {
     XX(EREENTRANT, -5005, "loop is already running")                  \
     XX(EPENDING, -5006, "result is not ready yet")                    \
     XX(EDONE, -5007, "already finished: nothing to do")               \
-    XX(EBROKEN, -5009, "barrier is broken")
+    XX(EBROKEN, -5009, "barrier is broken")                           \
+    XX(ELAGGED, -5010, "receiver lagged behind a broadcast")
 /* -5008 was WEFT_EOF, retired for libuv's UV_EOF; not reused. */
 
 enum {

@@ -14,6 +14,7 @@
 #include "gen.h"
 #include "pool.h"
 #include "chan.h"
+#include "broadcast.h"
 #include "runtime.h"
 
 #endif /* WEFT_WEFT_H */
