@@ -12,7 +12,8 @@
  * consumer never writes slots; it publishes its position every 32 messages
  * and after each drain, and the producer reads that position only when its
  * cached copy says the ring is full. The producer checks whether the
- * consumer sleeps once per 32 messages and at the end of its loop's tick.
+ * consumer sleeps at the first message since its last check, then once per
+ * 32 messages, and at the end of its loop's tick.
  *
  * Full ring: the producer keeps further messages, in order, in an overflow
  * list of heap nodes that it moves into the ring as the consumer frees slots

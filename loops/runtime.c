@@ -275,8 +275,16 @@ static int send_to(struct rt_loop *self, unsigned to, const struct mesh_msg *m)
         return rc;
     stat_add(&self->st_sent, 1);
     self->dirty = true;
-    if (r->ptail - r->woken >= MESH_WAKE_EVERY)
-        wake(self, to); /* a batch is waiting: a sleeping consumer should start */
+    /* The first message since the last check, and then every batch: a
+     * sleeping consumer starts at once, not when this loop's tick ends -
+     * which, with tasks yielding to each other here, can be 256 task runs
+     * later (a 1 ms task each: a submit that waited 400 ms, found with
+     * examples/pipeline). The check is one fence and a read of a line the
+     * consumer writes only when it goes to sleep; the end of the tick then
+     * has nothing left to check for this ring. */
+    uint32_t since = r->ptail - r->woken;
+    if (since == 1 || since >= MESH_WAKE_EVERY)
+        wake(self, to);
     return 0;
 }
 

@@ -746,6 +746,58 @@ Test(runtime, cancelling_a_tsfuture_awaiter_cancels_the_remote_task, .timeout = 
     cr_expect_eq(atomic_load(&g_sleepers_uncancelled), 0);
 }
 
+/* A submit to a sleeping loop wakes it at once, not when the sender's tick
+ * ends: the sender here never ends its tick - it spins, without yielding,
+ * until the remote task has started (bounded: the bound is the failure).
+ * Before the fix the wake-up waited for the end of the tick, so a sender
+ * whose tasks kept yielding to each other held a submit back for 256 task
+ * runs (examples/pipeline saw 400 ms). */
+static atomic_int g_late_sleeps, g_late_started;
+
+static void note_loop1_sleep(void)
+{
+    if (weft_loop_index() == 1)
+        atomic_fetch_add(&g_late_sleeps, 1);
+}
+
+static int late_remote(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    atomic_store(&g_late_started, 1);
+    return 0;
+}
+
+static int late_main(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    int rc = task_wait_atomic(&g_late_sleeps, 1); /* loop 1 sleeps */
+    weft_future_t *f = NULL;
+    if (rc == 0)
+        rc = weft_submit_to(loop_at(1), late_remote, NULL, &f);
+    if (rc != 0)
+        return rc;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do { /* no yield: this tick does not end until the remote task runs */
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (atomic_load(&g_late_started) == 0 && t.tv_sec - t0.tv_sec < WAIT_MS / 1000);
+    int started = atomic_load(&g_late_started);
+    rc = weft_await(f, NULL);
+    weft_future_unref(f);
+    return rc != 0 ? rc : started ? 0 : UV_ETIMEDOUT;
+}
+
+Test(runtime, a_submit_wakes_a_sleeping_loop_before_the_senders_tick_ends,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft__test_sleep_hook = note_loop1_sleep;
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 2, .loop.idle_poll_us = -1));
+    EXPECT_OK(run_on(rt, 0, late_main, NULL, NULL, WAIT_MS));
+    weft__test_sleep_hook = NULL;
+    cr_expect_eq(stop_rt(rt), 0);
+    cr_expect_eq(atomic_load(&g_late_started), 1);
+}
+
 /* Issue 8, section 1: ts_complete releases its lock and only then completes
  * the awaiters' futures. The hook holds loop 1 in exactly that window while
  * loop 0 cancels the awaiter and makes new futures (which take recycled
