@@ -671,13 +671,14 @@ static int main_task(void *arg, void **result)
     for (; rc == 0 && started < g_loops; started++)
         rc = weft_submit_to(weft_runtime_loop(rt, started), tokenize_task, &g_toks[started],
                             &tok_f[started]);
-    /* Start reading once the other stages run. Submits to other loops go
-     * out when this loop's tick ends, and a tick runs up to 256 runnables
-     * (WEFT__TICK_BUDGET): started together, the reader and the tokenizer
-     * of this loop would hand the loop to each other for 128 chunks (8 MiB)
-     * before the other loops' tokenizers even began. Waiting here ends the
-     * tick. (A bound on the wait: a stage that failed to start says so
-     * through its future; this only loses the head start.) */
+    /* Start reading once the other stages run, so that every tokenizer
+     * competes for the first chunk. (This example found that a submit to a
+     * sleeping loop used to wait for the end of the sender's tick - up to
+     * 256 task runs, while the reader and this loop's tokenizer handed the
+     * loop to each other - which loops/runtime.c now fixes; the barrier
+     * still saves the other loops' wake-up time.) A bound on the wait: a
+     * stage that failed to start says so through its future; this only
+     * loses the head start. */
     for (unsigned i = 0; rc == 0 && i < g_loops + 1; i++) {
         int one;
         if ((rc = weft_chan_recv_timeout(g_started, &one, 5000)) == UV_ETIMEDOUT) {
