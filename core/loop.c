@@ -24,7 +24,7 @@
 #include <weft/loop.h>
 
 #include "alloc.h"
-#include "loop_int.h"
+#include "task_int.h"
 #include "testhooks.h"
 
 #if defined(__SANITIZE_THREAD__)
