@@ -6,15 +6,17 @@
  * docs/core.md, "Internal layers"):
  *   alloc.h list.h heap.h stack.h ctx.h inbox.h base.h source.h
  *                 leaves: no loop, no task, no future
- *   sched.h       struct weft__loop: runnables, the ready queue, handles,
+ *   sched_int.h   struct weft__loop: runnables, the ready queue, handles,
  *                 timers, message sources, posting and waking, owner checks
  *   future_int.h  struct weft_future, completion, hooks, tokens, remote waits
  *   task_int.h    struct weft_task, spawning, switching, the task walk
- *   wait.h        parking, waking, waiter records, grants, deadlines, bind
- *   (sync.c timeout.c queue.c combine.c group.c gen.c include wait.h and
- *   their own public header)
+ *   wait_int.h    parking, waking, waiter records, grants, deadlines, bind
+ *   (sync.c timeout.c queue.c combine.c group.c gen.c include wait_int.h
+ *   and their own public header)
  *   ext.h         what the layers above core (loops/, channels/, actors/,
  *                 io/) may use: functions, no struct fields
+ * The layer headers end in _int.h so that none shadows a system header
+ * (<sched.h>, <wait.h>) on an include path that has core/ in it.
  *
  * Who may include this: anything in core/, and ext.h.
  */
@@ -33,7 +35,7 @@
     } while (0)
 __attribute__((noreturn)) void weft__assert_fail(const char *what, const char *file, int line);
 
-/* The loop behind a weft_loop_t (sched.h has its fields). */
+/* The loop behind a weft_loop_t (sched_int.h has its fields). */
 struct weft__loop;
 
 static inline struct weft__loop *weft__L(weft_loop_t *l)

@@ -1,12 +1,12 @@
 /*
  * core/ext.c - core/ext.h, the narrow API of the layers above core: each
- * call is a thin wrapper over what core's own files use (wait.h and below).
+ * call is a thin wrapper over what core's own files use (wait_int.h and below).
  * Including every layer here makes the compiler check that ext.h's repeated
  * declarations match the layers'.
  */
 #include "ext.h"
 
-#include "wait.h"
+#include "wait_int.h"
 
 bool weft__loop_valid(const struct weft__loop *l)
 {

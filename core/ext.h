@@ -3,8 +3,8 @@
  * channels/, actors/, io/) may use of core's internals: functions on
  * opaque loops, futures, hook handles and wait queues, no struct fields.
  *
- * Layer map (base.h has it in full): leaves -> sched.h -> future_int.h ->
- * task_int.h -> wait.h -> sync/timeout/queue/combine/group/gen -> ext.h.
+ * Layer map (base.h has it in full): leaves -> sched_int.h -> future_int.h ->
+ * task_int.h -> wait_int.h -> sync/timeout/queue/combine/group/gen -> ext.h.
  * Includes only the leaves base.h, source.h and list.h and the public
  * headers: the layouts stay in core/. Implemented by ext.c (which includes
  * every layer, so the compiler checks that the declarations repeated here
@@ -46,9 +46,9 @@ void weft__loop_count_callback(struct weft__loop *l);
 void weft__loop_cancel_tasks(struct weft__loop *l);
 /* Cancel every pending proxy of l (future_int.h). */
 void weft__loop_cancel_proxies(struct weft__loop *l);
-/* The runtime numbers its loops: the shuffle's stream (sched.h). */
+/* The runtime numbers its loops: the shuffle's stream (sched_int.h). */
 void weft__loop_set_index(struct weft__loop *l, unsigned idx);
-/* Any thread: post fn(ctx = l, a, b, c, d) through l's inbox (sched.h):
+/* Any thread: post fn(ctx = l, a, b, c, d) through l's inbox (sched_int.h):
  * 0, WEFT_ECLOSED, or UV_ENOMEM. The function type is inbox.h's, repeated. */
 typedef void (*weft__inbox_fn)(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d);
 int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
@@ -90,7 +90,7 @@ void weft__hook_release(struct weft__handle *h);
 
 /* ---- wait queues: FIFOs of tasks of one loop (a list head each) ----------- */
 
-/* Wait on q, as the primitives do (wait.h's weft__wait_here): WEFT_ENOTASK
+/* Wait on q, as the primitives do (wait_int.h's weft__wait_here): WEFT_ENOTASK
  * outside a task, a pending cancel or passed scope deadline first, timeout
  * 0 = UV_ETIMEDOUT; else the code of the grant, UV_ETIMEDOUT or
  * UV_ECANCELED. */

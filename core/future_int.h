@@ -3,9 +3,9 @@
  * waiters, hooks, tokens, remote waits and proxies, side records (internal
  * to core/).
  *
- * Layer map (base.h has it in full): leaves -> sched.h -> future_int.h ->
- * task_int.h -> wait.h -> sync/timeout/queue/combine/group/gen -> ext.h.
- * Includes sched.h and the public <weft/future.h> only; knows tasks by
+ * Layer map (base.h has it in full): leaves -> sched_int.h -> future_int.h ->
+ * task_int.h -> wait_int.h -> sync/timeout/queue/combine/group/gen -> ext.h.
+ * Includes sched_int.h and the public <weft/future.h> only; knows tasks by
  * pointer only. Implemented by future.c and side.c. Included by task_int.h
  * and, through it, by everything above; not by loops/.
  */
@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <weft/future.h>
 
-#include "sched.h"
+#include "sched_int.h"
 
 enum {
     WEFT__F_PENDING = 0,
@@ -44,7 +44,7 @@ struct weft_future {
 /* Side records (core/side.c): what a few tasks and futures carry and most
  * do not - task-local values, a copied name, a result destructor - kept out
  * of the objects (a task is exactly three cache lines) in a per-loop open
- * addressing table keyed by the object's address (sched.h's
+ * addressing table keyed by the object's address (sched_int.h's
  * struct weft__side_map). f->side says a record exists, so objects without
  * one never look. */
 struct weft__side {

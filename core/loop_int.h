@@ -6,6 +6,6 @@
 #ifndef WEFT_CORE_LOOP_INT_H
 #define WEFT_CORE_LOOP_INT_H
 
-#include "wait.h"
+#include "wait_int.h"
 
 #endif /* WEFT_CORE_LOOP_INT_H */

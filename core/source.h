@@ -3,7 +3,7 @@
  * rings; later channels and I/O), and waking a loop that sleeps.
  *
  * Layer: a leaf, next to base.h (see base.h for the map). The loop keeps
- * the list (sched.h); the layers above core register their sources through
+ * the list (sched_int.h); the layers above core register their sources through
  * ext.h, which includes this. Includes list.h and base.h only.
  */
 #ifndef WEFT_CORE_SOURCE_H

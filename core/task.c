@@ -34,7 +34,7 @@
 
 #include "alloc.h"
 #include "ctx.h"
-#include "wait.h"
+#include "wait_int.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>

@@ -3,11 +3,11 @@
  * and switching tasks, the walk over a loop's tasks, the dump (internal to
  * core/).
  *
- * Layer map (base.h has it in full): leaves -> sched.h -> future_int.h ->
- * task_int.h -> wait.h -> sync/timeout/queue/combine/group/gen -> ext.h.
+ * Layer map (base.h has it in full): leaves -> sched_int.h -> future_int.h ->
+ * task_int.h -> wait_int.h -> sync/timeout/queue/combine/group/gen -> ext.h.
  * Includes future_int.h and the public <weft/task.h> only; knows deadline
  * scopes (timeout.h) by pointer only. Implemented by task.c (the dump by
- * loop.c, task-local values by side.c). Included by wait.h, and by loop.c
+ * loop.c, task-local values by side.c). Included by wait_int.h, and by loop.c
  * and future.c, whose tick and completions run and wake tasks.
  */
 #ifndef WEFT_CORE_TASK_INT_H

@@ -1,7 +1,7 @@
 #!/bin/bash
 # loops/ uses core/ only through the headers //core:ext exports (ext.h and
 # its leaves): the include path alone does not stop a file from reaching
-# core/sched.h and the other layers, so this test does.
+# core/sched_int.h and the other layers, so this test does.
 allowed='^core/(ext|base|source|list|alloc|testhooks)\.h$'
 bad=0
 for f in "$@"; do

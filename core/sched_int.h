@@ -1,10 +1,10 @@
 /*
- * core/sched.h - the scheduler layer: struct weft__loop, runnables, the
+ * core/sched_int.h - the scheduler layer: struct weft__loop, runnables, the
  * ready queue, callback handles, timers, message sources, posting and
  * waking, owner checks (internal to core/).
  *
  * Layer map (base.h has it in full): leaves (alloc list heap stack ctx
- * inbox base source) -> sched.h -> future_int.h -> task_int.h -> wait.h ->
+ * inbox base source) -> sched_int.h -> future_int.h -> task_int.h -> wait_int.h ->
  * sync/timeout/queue/combine/group/gen -> ext.h (loops/ and up).
  * Includes only the leaves and the public <weft/loop.h>; knows futures and
  * tasks by pointer only. Implemented by loop.c (loopx.c: signals). Included
@@ -22,8 +22,8 @@
  * waiting task, or a done-callback handle), so completion moves them to the
  * ready queue in registration order.
  */
-#ifndef WEFT_CORE_SCHED_H
-#define WEFT_CORE_SCHED_H
+#ifndef WEFT_CORE_SCHED_INT_H
+#define WEFT_CORE_SCHED_INT_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -311,4 +311,4 @@ void weft__signals_close(struct weft__loop *l);
  * not alive, and unreferenced watchers do not make it alive). */
 void weft__signals_poll(struct weft__loop *l);
 
-#endif /* WEFT_CORE_SCHED_H */
+#endif /* WEFT_CORE_SCHED_INT_H */

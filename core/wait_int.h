@@ -1,16 +1,16 @@
 /*
- * core/wait.h - the wait layer: parking a task, waking it, the waiter
+ * core/wait_int.h - the wait layer: parking a task, waking it, the waiter
  * records primitives queue, grants, deadlines, binding an object to its
  * loop (internal to core/).
  *
- * Layer map (base.h has it in full): leaves -> sched.h -> future_int.h ->
- * task_int.h -> wait.h -> sync/timeout/queue/combine/group/gen -> ext.h.
+ * Layer map (base.h has it in full): leaves -> sched_int.h -> future_int.h ->
+ * task_int.h -> wait_int.h -> sync/timeout/queue/combine/group/gen -> ext.h.
  * Includes task_int.h only: no public header beyond it (a weft_waitq_t is
  * known as struct weft_waitq, a scope as struct weft_timeout, by pointer).
  * Implemented by task.c (bind by sync.c, scopes by timeout.c). Included by
  * the primitives above (sync.c, timeout.c, queue.c, combine.c, group.c,
- * gen.c), each with its own public header, by side.c and by ext.c; not by
- * loops/.
+ * gen.c), each with its own public header, by task.c and by ext.c; not
+ * by loops/.
  *
  * A task waiting on one of the primitives (sync, queue, combinators,
  * groups) parks: it is SUSPENDED with no awaited future and is woken by
@@ -18,8 +18,8 @@
  * FIFO; the waker fills it in and grants it before waking the task, so a
  * grant is never lost to a cancel that arrives in between.
  */
-#ifndef WEFT_CORE_WAIT_H
-#define WEFT_CORE_WAIT_H
+#ifndef WEFT_CORE_WAIT_INT_H
+#define WEFT_CORE_WAIT_INT_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -137,4 +137,4 @@ static inline struct weft__list *weft__wq(struct weft_waitq *q)
  * as expired. */
 void weft__scope_mark(struct weft_timeout *s, uint64_t now);
 
-#endif /* WEFT_CORE_WAIT_H */
+#endif /* WEFT_CORE_WAIT_INT_H */
