@@ -12,7 +12,7 @@
 #include <weft/timeout.h>
 
 #include "alloc.h"
-#include "loop_int.h"
+#include "wait_int.h"
 
 struct watch {
     struct weft_task *task;

@@ -26,7 +26,7 @@
 #include <weft/task.h>
 
 #include "alloc.h"
-#include "loop_int.h"
+#include "task_int.h"
 
 #define CHUNK 64
 

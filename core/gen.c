@@ -17,7 +17,7 @@
 #include <weft/gen.h>
 
 #include "alloc.h"
-#include "loop_int.h"
+#include "wait_int.h"
 
 enum {
     G_INIT,

@@ -10,7 +10,7 @@
 #include <weft/group.h>
 
 #include "alloc.h"
-#include "loop_int.h"
+#include "wait_int.h"
 
 /* The group's state lives on the heap, not in the caller's weft_group_t:
  * the children's completion hooks write to it while the owner is suspended,

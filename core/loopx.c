@@ -15,7 +15,7 @@
 #include <weft/loop.h>
 
 #include "alloc.h"
-#include "loop_int.h"
+#include "future_int.h"
 
 /* ---- run_until_complete / stop_threadsafe ------------------------------------ */
 

@@ -15,7 +15,7 @@
 #include <weft/queue.h>
 
 #include "alloc.h"
-#include "loop_int.h"
+#include "wait_int.h"
 
 #define FIRST_CAP         16u
 #define MAX_FIRST_BOUNDED 4096u /* a bounded ring starts at most this big and grows */

@@ -19,7 +19,7 @@
 #include <weft/task.h>
 
 #include "alloc.h"
-#include "loop_int.h"
+#include "task_int.h"
 
 /* ---- the table --------------------------------------------------------- */
 

@@ -11,7 +11,7 @@
  */
 #include <weft/sync.h>
 
-#include "loop_int.h"
+#include "wait_int.h"
 
 _Static_assert(sizeof(weft_waitq_t) == sizeof(struct weft__list), "waitq is a list node");
 

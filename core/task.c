@@ -30,10 +30,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <weft/task.h>
+#include <weft/timeout.h> /* deadline scopes: task.c implements their waits */
 
 #include "alloc.h"
 #include "ctx.h"
-#include "loop_int.h"
+#include "wait_int.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>

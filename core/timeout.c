@@ -9,7 +9,7 @@
  */
 #include <weft/timeout.h>
 
-#include "loop_int.h"
+#include "wait_int.h"
 
 void weft__scope_mark(struct weft_timeout *s, uint64_t now)
 {

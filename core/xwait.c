@@ -17,7 +17,7 @@
 
 #include <weft/queue.h>
 
-#include "loop_int.h"
+#include "wait_int.h"
 
 bool weft__xwait_begin(struct weft__xwait *x)
 {

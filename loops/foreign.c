@@ -10,7 +10,7 @@
 #include <weft/runtime.h>
 
 #include "core/alloc.h"
-#include "core/loop_int.h"
+#include "core/ext.h"
 
 struct weft_foreign {
     void *ptr;
@@ -23,7 +23,7 @@ int weft_foreign_new(weft_loop_t *owner, void *ptr, void (*dtor)(void *), weft_f
     if (out != NULL)
         *out = NULL;
     struct weft__loop *l = weft__L_cur(owner);
-    if (out == NULL || dtor == NULL || l == NULL || l->magic != WEFT__LOOP_MAGIC)
+    if (out == NULL || dtor == NULL || !weft__loop_valid(l))
         return UV_EINVAL;
     struct weft_foreign *f = weft__malloc(sizeof(*f));
     if (f == NULL)
@@ -56,7 +56,7 @@ static void destroy_msg(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintpt
     (void)b;
     (void)c;
     (void)d;
-    ((struct weft__loop *)ctx)->st.callbacks_run++;
+    weft__loop_count_callback(ctx);
     destroy((struct weft_foreign *)a);
 }
 

@@ -34,7 +34,7 @@
 #include <weft/runtime.h>
 
 #include "core/alloc.h"
-#include "core/loop_int.h"
+#include "core/ext.h"
 #include "core/testhooks.h"
 #include "loops/mesh.h"
 
@@ -462,12 +462,14 @@ static void reply(struct rt_loop *self, struct sub *s, int err, void *res, const
  * ran): send its outcome home. A hook, so it runs in every case. */
 static void sub_done(struct weft__handle *h, struct weft_future *f)
 {
-    struct sub *s = h->arg;
+    struct sub *s = weft__hook_arg(h);
     struct rt_loop *self = tls_rt_loop;
-    weft__handle_put(h->loop, h);
+    weft__hook_release(h);
     live_remove(self, s);
-    f->retrieved = true; /* the submitter gets the code */
-    reply(self, s, f->err, f->state == WEFT__F_DONE ? f->result : NULL, f->msg);
+    void *res;
+    const char *msg;
+    int err = weft__future_take(f, &res, &msg); /* the submitter gets the code */
+    reply(self, s, err, res, msg);
 }
 
 /* Returns false if the submit could not even get a record to answer with:
@@ -488,7 +490,7 @@ static bool on_submit(struct rt_loop *self, const struct mesh_msg *m)
     int rc = weft_spawn(&self->loop, m->fn, m->arg, &t);
     if (rc == 0) {
         s->task = t;
-        if (weft__hook_add(&t->fut, sub_done, s) != NULL) {
+        if (weft__hook_add(weft_task_future(t), sub_done, s) != NULL) {
             live_add(self, s);
             weft_task_unref(t); /* the loop keeps it alive until it is done */
             return true;
@@ -520,11 +522,8 @@ static void on_cancel(struct rt_loop *self, const struct mesh_msg *m)
 static void credit_release(struct rt_loop *self, unsigned to)
 {
     if (self->rt->max_inflight != 0) {
-        struct weft__waiter *w = weft__waiter_first(&self->waiters[to]);
-        if (w != NULL) {
-            weft__waiter_grant(w, 0);
+        if (weft__waitq_grant(&self->waiters[to], 0))
             return;
-        }
     }
     if (self->inflight[to] > 0) {
         self->inflight[to]--;
@@ -537,16 +536,13 @@ static void on_reply(struct rt_loop *self, const struct mesh_msg *m)
     struct weft_future *f = m->fut;
     credit_release(self, m->src);
     /* f is still ours: the submit's hook holds a reference until now. */
-    if (f->state != WEFT__F_PENDING) {
+    if (weft_future_done(f)) {
         weft__free(m->msg); /* cancelled before the reply came */
         if (m->err == 0)
             weft__side_drop_result(f, m->result); /* its result destructor, if any */
     } else {
-        uint8_t st = m->err == 0              ? WEFT__F_DONE
-                     : m->err == UV_ECANCELED ? WEFT__F_CANCELLED
-                                              : WEFT__F_FAILED;
         self->replying = true;
-        weft__future_complete(f, st, m->result, m->err, m->msg);
+        weft__future_settle(f, m->err, m->result, m->msg);
         self->replying = false;
     }
     weft_future_unref(f); /* the hook's */
@@ -558,15 +554,13 @@ static void on_reply(struct rt_loop *self, const struct mesh_msg *m)
  * the reply comes (on_reply), so the reply always finds it. */
 static void submit_fut_done(struct weft__handle *h, struct weft_future *f)
 {
-    struct rt_loop *self = h->arg;
-    unsigned to = h->rseq;
-    weft__handle_put(h->loop, h);
+    struct rt_loop *self = weft__hook_arg(h);
+    unsigned to = weft__hook_tag(h);
+    weft__hook_release(h);
     if (self->replying)
         return;
-    struct mesh_msg m = {.kind = MESH_CANCEL,
-                         .src = self->idx,
-                         .fut = f,
-                         .gen = __atomic_load_n(&f->gen, __ATOMIC_RELAXED)};
+    struct mesh_msg m = {
+        .kind = MESH_CANCEL, .src = self->idx, .fut = f, .gen = weft__future_gen(f)};
     if (send_to(self, to, &m) != 0) {
         /* out of memory: the remote task runs to its end */
     }
@@ -622,7 +616,7 @@ static void mesh_drain(void *arg)
 {
     struct rt_loop *self = arg;
     weft_runtime_t *rt = self->rt;
-    if (self->stopped && weft__L(&self->loop)->st.tasks_spawned != self->spawned_at_stop)
+    if (self->stopped && weft__loop_tasks_spawned(weft__L(&self->loop)) != self->spawned_at_stop)
         cancel_all(self); /* spawned after the stop began (e.g. from the inbox) */
     flush(self);
     bool took = false;
@@ -658,7 +652,7 @@ static bool mesh_pending(void *arg)
      * after our sleep announcement closes the window). */
     if (!self->quiet)
         return !overflowing(self);
-    return weft__L(&self->loop)->st.tasks_live == 0 &&
+    return weft__loop_tasks_live(weft__L(&self->loop)) == 0 &&
            __atomic_load_n(&self->rt->nquiet, __ATOMIC_ACQUIRE) == self->rt->n;
 }
 
@@ -704,11 +698,10 @@ int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *arg, weft_future_
     unsigned j = to->idx;
     /* Take a credit: free ones only when nobody waits for one (FIFO). */
     if (rt->max_inflight != 0 &&
-        (self->inflight[j] >= rt->max_inflight || weft__waiter_first(&self->waiters[j]) != NULL)) {
+        (self->inflight[j] >= rt->max_inflight || weft__waitq_busy(&self->waiters[j]))) {
         if (weft_task_current() == NULL)
             return UV_EAGAIN;
-        struct weft__waiter w;
-        rc = weft__wait_here(&self->waiters[j], &w, WEFT_FOREVER);
+        rc = weft__waitq_wait(&self->waiters[j], WEFT_FOREVER);
         if (rc != 0)
             return rc; /* not granted: no credit taken */
     } else {
@@ -727,14 +720,14 @@ int weft_submit_to(weft_loop_t *target, weft_task_fn fn, void *arg, weft_future_
         credit_release(self, j);
         return UV_ENOMEM;
     }
-    h->rseq = j;
+    weft__hook_set_tag(h, j);
     weft_future_ref(f); /* the hook's, released by the reply */
     struct mesh_msg m = {.kind = MESH_SUBMIT,
                          .src = self->idx,
                          .fn = fn,
                          .arg = arg,
                          .fut = f,
-                         .gen = __atomic_load_n(&f->gen, __ATOMIC_RELAXED)};
+                         .gen = weft__future_gen(f)};
     rc = send_to(self, j, &m);
     if (rc != 0) {
         weft__hook_remove(h);
@@ -1117,12 +1110,8 @@ weft_runtime_t *weft_runtime_current(void)
 static void cancel_all(struct rt_loop *self)
 {
     struct weft__loop *l = weft__L(&self->loop);
-    self->spawned_at_stop = l->st.tasks_spawned;
-    WEFT__FOR_EACH_TASK(l, x)
-    {
-        if (weft__task_live(x))
-            weft_task_cancel(x);
-    }
+    self->spawned_at_stop = weft__loop_tasks_spawned(l);
+    weft__loop_cancel_tasks(l);
     weft__loop_cancel_proxies(l);
 }
 
@@ -1132,7 +1121,7 @@ static void cancel_all(struct rt_loop *self)
 static void stop_cb(void *arg)
 {
     struct rt_loop *self = arg;
-    self->leftovers = weft__L(&self->loop)->st.tasks_live;
+    self->leftovers = weft__loop_tasks_live(weft__L(&self->loop));
     self->stopped = true;
     cancel_all(self);
     if (__builtin_expect(weft__test_stop_hook != NULL, 0))
@@ -1174,8 +1163,8 @@ static void stop_progress(struct rt_loop *self)
     }
     if (!self->quiet || __atomic_load_n(&rt->nquiet, __ATOMIC_ACQUIRE) != rt->n)
         return;
-    if (weft__L(&self->loop)->st.tasks_live > 0 || inbound_ready(self) || self->unsent != NULL ||
-        self->retry_in)
+    if (weft__loop_tasks_live(weft__L(&self->loop)) > 0 || inbound_ready(self) ||
+        self->unsent != NULL || self->retry_in)
         return;
     self->keep_closed = true;
     uv_close((uv_handle_t *)&self->keep, NULL);

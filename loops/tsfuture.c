@@ -22,7 +22,7 @@
 #include <weft/runtime.h>
 
 #include "core/alloc.h"
-#include "core/loop_int.h"
+#include "core/ext.h"
 #include "core/testhooks.h"
 
 void (*weft__test_ts_complete_hook)(void);
@@ -100,7 +100,8 @@ static int ts_body(void *arg, void **result)
     if (rc > 0)
         rc = UV_EINVAL;
     ts_complete(f, rc, *result);
-    weft_task_current()->fut.retrieved = true; /* the tsfuture reports it */
+    weft__future_mark_retrieved(
+        weft_task_future(weft_task_current())); /* the tsfuture reports it */
     return rc;
 }
 
@@ -162,7 +163,7 @@ int weft_spawn_threadsafe(weft_loop_t *loop, weft_task_fn fn, void *arg, weft_ts
     struct weft__loop *l = weft__L_cur(loop); /* NULL: this thread's loop, if any */
     if (l == NULL || fn == NULL || out == NULL)
         return UV_EINVAL;
-    if (l->magic != WEFT__LOOP_MAGIC)
+    if (!weft__loop_valid(l))
         return UV_EINVAL;
     loop = weft__pub(l);
     weft_tsfuture_t *f = weft__calloc(1, sizeof(*f));
@@ -335,8 +336,8 @@ struct ts_wrap {
 
 static void ts_wrap_done(struct weft__handle *h, struct weft_future *mine)
 {
-    struct ts_wrap *w = h->arg;
-    weft__handle_put(h->loop, h);
+    struct ts_wrap *w = weft__hook_arg(h);
+    weft__hook_release(h);
     weft_tsfuture_t *f = w->f;
     pthread_mutex_lock(&f->mu);
     bool found = false;
@@ -353,7 +354,7 @@ static void ts_wrap_done(struct weft__handle *h, struct weft_future *mine)
         int drc = weft_future_token_drop(w->a->tok);
         WEFT_ASSERT(drc == 0); /* on its own loop */
         weft__free(w->a);
-        if (!done && mine->state == WEFT__F_CANCELLED)
+        if (!done && weft_future_cancelled(mine))
             (void)weft_tsfuture_cancel(f);
     }
     weft_tsfuture_unref(f);
