@@ -14,7 +14,9 @@
  *   producer: write a slot, its sequence number last (release); then, once
  *             per 32 messages and at the end of its loop's tick: seq_cst
  *             fence; load the target's `sleeping` flag; if set, claim it
- *             (CAS 1 -> 0) and write its eventfd.
+ *             (CAS 1 -> 0) and write its eventfd. Also on any message whose
+ *             plain (unfenced) load of the flag sees it set: a consumer
+ *             asleep for a while is woken at once, not when the tick ends.
  *   consumer: store sleeping = 1 (seq_cst, in core's inbox); seq_cst fence;
  *             load the next slot's sequence number of every incoming ring;
  *             sleep only if none is there.
@@ -275,8 +277,19 @@ static int send_to(struct rt_loop *self, unsigned to, const struct mesh_msg *m)
         return rc;
     stat_add(&self->st_sent, 1);
     self->dirty = true;
-    if (r->ptail - r->woken >= MESH_WAKE_EVERY)
-        wake(self, to); /* a batch is waiting: a sleeping consumer should start */
+    /* A batch is waiting, or the consumer sleeps already: wake it now, not
+     * at the end of this tick. A tick lasts as long as the sending task runs
+     * without suspending, which a tree of tasks run inline makes the whole
+     * job: skynetN's root submitted to loop 1 and then ran loop 0's share
+     * (~25 ms), and loop 1 slept until that share was done - 2 loops were
+     * slower than 1. The plain load costs nothing while the consumer is
+     * awake (the flag's line is rarely written, so it stays in this core's
+     * cache); one that misses a sleep announced at this instant is covered
+     * by the fenced check, per MESH_WAKE_EVERY messages and at the end of
+     * the tick, as before. */
+    if (r->ptail - r->woken >= MESH_WAKE_EVERY ||
+        __atomic_load_n(&weft__L(&self->rt->loops[to].loop)->inbox.sleeping, __ATOMIC_RELAXED))
+        wake(self, to);
     return 0;
 }
 

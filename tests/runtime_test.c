@@ -337,6 +337,54 @@ Test(runtime, bursts_of_32_submits_wake_sleeping_loops, .timeout = TEST_TIMEOUT_
     }
 }
 
+/* One submit to a sleeping loop (polling off), then the sender runs on
+ * without suspending: the target must start the task now, not once the
+ * sender's tick ends. skynetN's root submitted to loop 1 and then ran its
+ * own share of the tree inline, one tick long, and loop 1 slept through it. */
+static atomic_int g_woke_started;
+
+static int mark_started(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    atomic_store(&g_woke_started, 1);
+    return 0;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int busy_sender(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    atomic_store(&g_woke_started, 0);
+    int rc = weft_sleep(5); /* loop 1 has long been asleep */
+    weft_future_t *f = NULL;
+    if (rc == 0)
+        rc = weft_submit_to(loop_at(1), mark_started, NULL, &f);
+    if (rc != 0)
+        return rc;
+    uint64_t end = mono_ms() + 5000;
+    while (!atomic_load(&g_woke_started) && mono_ms() < end)
+        sched_yield(); /* the thread, not the task: this tick goes on */
+    bool started = atomic_load(&g_woke_started);
+    rc = weft_await_timeout(f, WAIT_MS, NULL);
+    weft_future_unref(f);
+    return rc != 0 ? rc : started ? 0 : UV_ETIMEDOUT;
+}
+
+Test(runtime, a_submit_wakes_a_sleeping_loop_before_the_senders_tick_ends,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 2, .loop.idle_poll_us = -1));
+    for (int i = 0; i < 3; i++)
+        EXPECT_OK(run_on(rt, 0, busy_sender, NULL, NULL, WAIT_MS));
+    cr_expect_eq(stop_rt(rt), 0);
+}
+
 /* ---- every loop submits to every loop --------------------------------------- */
 
 #define A2A_K (1000 / SCALE)
