@@ -2,7 +2,8 @@
  * benchmarks/bench_cross.c - the multi-loop workloads: two hardware probes
  * (limit_pingpong, limit_stream) measured in the same run as weft's
  * pingpong_submit and stream_call_on, skynetN, and the SCALING tables
- * (the channel forms of the cross-loop workloads are in bench_chan.c).
+ * (with their own probe, limit_split); the channel forms of the cross-loop
+ * workloads are in bench_chan.c.
  *
  * All of them start their own runtime (own_loop in bench_list.h). Loops 0
  * and 1 are pinned to the first two CPUs the process may use (weft_cpu_id);
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <weft/runtime.h>
 
@@ -313,7 +315,9 @@ int bench_stream_call_on(weft_loop_t *loop, double *value)
 /* skynetN: skynet (10 children per node, 6 levels, 1,000,000 leaves, answer
  * 499999500000) spread over all loops: the root's 10 children are submitted
  * round-robin to the loops, everything below them stays on its loop. Value:
- * ms. Also run with 1 .. cores loops for the SCALING table. */
+ * ms. Also run with 1 .. cores loops for the SCALING table, which also gives
+ * the CPU time of the 10 subtrees summed over the loops (each subtree runs
+ * inline, without suspending, so its thread's CPU clock is its cost). */
 
 static int skynet_node(void *arg, void **result);
 
@@ -355,6 +359,25 @@ static int skynet_node(void *arg, void **result)
     return rc;
 }
 
+/* The CPU clock of the calling thread, in ns. */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t g_sky_cpu_ns; /* atomic: CPU time of the root's children */
+
+/* One of the root's 10 children: skynet_node, timed by its thread's clock. */
+static int skynet_top(void *arg, void **result)
+{
+    uint64_t c0 = thread_cpu_ns();
+    int rc = skynet_node(arg, result);
+    __atomic_add_fetch(&g_sky_cpu_ns, thread_cpu_ns() - c0, __ATOMIC_RELAXED);
+    return rc;
+}
+
 typedef struct skyn {
     uint64_t sum, ns;
 } skyn_t;
@@ -371,8 +394,8 @@ static int skynet_root(void *arg, void **result)
     int rc = 0, made = 0;
     for (; made < 10; made++) {
         intptr_t packed = ((made * step) << 24) | step;
-        rc = weft_submit_to(weft_runtime_loop(rt, (unsigned)made % n), skynet_node,
-                            weft_int(packed), &f[made]);
+        rc = weft_submit_to(weft_runtime_loop(rt, (unsigned)made % n), skynet_top, weft_int(packed),
+                            &f[made]);
         if (rc != 0)
             break;
     }
@@ -389,18 +412,28 @@ static int skynet_root(void *arg, void **result)
     return rc;
 }
 
-static int skynet_on(unsigned loops, double *ms)
+/* One run on `loops` loops: wall ms, and (cpu_ms != NULL) the CPU ms of
+ * the subtrees, summed over the loops. */
+static int skynet_run(unsigned loops, double *ms, double *cpu_ms)
 {
     skyn_t s = {0};
     weft_runtime_opts_t o = two_loops();
     o.loops = loops;
+    __atomic_store_n(&g_sky_cpu_ns, 0, __ATOMIC_RELAXED);
     int rc = weft_runtime_run(skynet_root, &s, &o, NULL);
     if (rc != 0)
         return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
     if (s.sum != 499999500000ULL)
         return bench_fail("skynet sum %llu", (unsigned long long)s.sum);
     *ms = (double)s.ns / 1e6;
+    if (cpu_ms != NULL) /* the loops were joined: their adds are visible */
+        *cpu_ms = (double)__atomic_load_n(&g_sky_cpu_ns, __ATOMIC_RELAXED) / 1e6;
     return 0;
+}
+
+static int skynet_on(unsigned loops, double *ms)
+{
+    return skynet_run(loops, ms, NULL);
 }
 
 int bench_skynetN(weft_loop_t *loop, double *value)
@@ -412,10 +445,82 @@ int bench_skynetN(weft_loop_t *loop, double *value)
 /* ------------------------------------------------------------------------ */
 /* Scaling: skynetN and a sharded counter at 1 .. cores loops, printed as
  * `SCALING weft <workload> <loops> <value> <unit>` (median of 3 after a
- * warm-up). The sharded counter: a task on every loop sends 1,000,000
+ * warm-up), with two more lines per loop count:
+ *   skynetN_cpu: the CPU time of skynet's 10 subtrees summed over the loops,
+ *     i.e. the work; if it stays flat while skynetN falls, the loops split
+ *     the work without paying for it (more loops cost no more CPU);
+ *   limit_split: the bare probe of what the cores give in this run - a
+ *     fixed integer computation (a dependent LCG/xorshift chain, no memory)
+ *     split evenly over that many threads pinned like the loops; ms of wall
+ *     time. skynetN's ratio to it is what weft loses to the split.
+ * The sharded counter: a task on every loop sends 1,000,000
  * increments of key k (LCG keys, 4,096 keys) to the loop owning k (k mod
  * loops) with weft_call_on_try; each loop counts its own keys. Value:
  * increments/s over all loops. */
+
+enum {
+    SPLIT_ITERS = 25000000 /* ~50 ms on one core here, about skynet1 */
+};
+
+static struct {
+    unsigned n;
+    unsigned ready; /* atomic: threads pinned and waiting */
+    int go;         /* atomic: 1 run, -1 give up */
+    uint64_t start[64], end[64], out[64];
+} g_split;
+
+static void *split_thread(void *arg)
+{
+    unsigned i = (unsigned)(uintptr_t)arg;
+    pin_self(weft_cpu_id(i));
+    __atomic_add_fetch(&g_split.ready, 1, __ATOMIC_ACQ_REL);
+    int go;
+    while ((go = __atomic_load_n(&g_split.go, __ATOMIC_ACQUIRE)) == 0)
+        cpu_relax();
+    if (go < 0)
+        return NULL;
+    g_split.start[i] = bench_now_ns();
+    uint64_t x = i + 1, iters = SPLIT_ITERS / g_split.n;
+    for (uint64_t k = 0; k < iters; k++) {
+        x = x * 6364136223846793005ULL + k;
+        x ^= x >> 17;
+    }
+    g_split.end[i] = bench_now_ns();
+    g_split.out[i] = x;
+    return NULL;
+}
+
+/* limit_split at n threads: ms from the first start to the last end. */
+static int split_on(unsigned n, double *ms)
+{
+    pthread_t th[64];
+    if (n == 0 || n > 64)
+        return bench_fail("limit_split: %u threads", n);
+    g_split.n = n;
+    g_split.ready = 0;
+    g_split.go = 0;
+    unsigned made = 0;
+    for (; made < n; made++)
+        if (pthread_create(&th[made], NULL, split_thread, (void *)(uintptr_t)made) != 0)
+            break;
+    while (__atomic_load_n(&g_split.ready, __ATOMIC_ACQUIRE) < made)
+        sched_yield();
+    __atomic_store_n(&g_split.go, made == n ? 1 : -1, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < made; i++)
+        pthread_join(th[i], NULL);
+    if (made < n)
+        return bench_fail("pthread_create failed");
+    uint64_t first = UINT64_MAX, last = 0, sink = 0;
+    for (unsigned i = 0; i < n; i++) {
+        first = g_split.start[i] < first ? g_split.start[i] : first;
+        last = g_split.end[i] > last ? g_split.end[i] : last;
+        sink ^= g_split.out[i];
+    }
+    if (sink == 0x5eed) /* uses the chains' results; never true in practice */
+        fputc(' ', stderr);
+    *ms = (double)(last - first) / 1e6;
+    return 0;
+}
 
 enum {
     SHARD_OPS = 1000000,
@@ -519,6 +624,11 @@ static int shard_on(unsigned loops, double *ops)
     return 0;
 }
 
+static double mid3(double a, double b, double c)
+{
+    return a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+}
+
 static int median3(int (*fn)(unsigned, double *), unsigned loops, double *out)
 {
     double v[3], warm;
@@ -527,14 +637,21 @@ static int median3(int (*fn)(unsigned, double *), unsigned loops, double *out)
     for (int i = 0; i < 3; i++)
         if (fn(loops, &v[i]) != 0)
             return -1;
+    *out = mid3(v[0], v[1], v[2]);
+    return 0;
+}
+
+/* The same for skynet's two values (each its own median). */
+static int skynet_median3(unsigned loops, double *ms, double *cpu_ms)
+{
+    double v[3], c[3];
+    if (skynet_run(loops, &v[0], &c[0]) != 0)
+        return -1;
     for (int i = 0; i < 3; i++)
-        for (int j = i + 1; j < 3; j++)
-            if (v[j] < v[i]) {
-                double t = v[i];
-                v[i] = v[j];
-                v[j] = t;
-            }
-    *out = v[1];
+        if (skynet_run(loops, &v[i], &c[i]) != 0)
+            return -1;
+    *ms = mid3(v[0], v[1], v[2]);
+    *cpu_ms = mid3(c[0], c[1], c[2]);
     return 0;
 }
 
@@ -550,11 +667,14 @@ int bench_scaling(weft_loop_t *loop, double *value)
     unsigned cores = weft_cpu_count();
     double sky1 = 0, skyN = 0;
     for (unsigned n = 1; n <= cores; n++) {
-        double ms, ops;
-        if (median3(skynet_on, n, &ms) != 0 || median3(shard_on, n, &ops) != 0)
+        double ms, cpu_ms, ops, split_ms = 0;
+        if (skynet_median3(n, &ms, &cpu_ms) != 0 || median3(shard_on, n, &ops) != 0 ||
+            (print && median3(split_on, n, &split_ms) != 0))
             return -1;
         if (print) {
             printf("SCALING weft skynetN %u %.2f ms\n", n, ms);
+            printf("SCALING weft skynetN_cpu %u %.2f ms\n", n, cpu_ms);
+            printf("SCALING weft limit_split %u %.2f ms\n", n, split_ms);
             printf("SCALING weft sharded_counter %u %.0f ops/s\n", n, ops);
             fflush(stdout);
         }

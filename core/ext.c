@@ -23,6 +23,11 @@ uint64_t weft__loop_tasks_live(const struct weft__loop *l)
     return l->st.tasks_live;
 }
 
+bool weft__loop_maybe_sleeping(const struct weft__loop *l)
+{
+    return __atomic_load_n(&l->inbox.sleeping, __ATOMIC_RELAXED) != 0;
+}
+
 void weft__loop_count_callback(struct weft__loop *l)
 {
     l->st.callbacks_run++;

@@ -40,6 +40,10 @@ bool weft__loop_valid(const struct weft__loop *l);
  * thread; weft_loop_stats copies them all). */
 uint64_t weft__loop_tasks_spawned(const struct weft__loop *l);
 uint64_t weft__loop_tasks_live(const struct weft__loop *l);
+/* Any thread: a plain (unfenced) look at whether l announced sleep. True
+ * means "wake it" (weft__loop_wake_if_sleeping does it properly); false
+ * proves nothing - a sleep announced at this instant may not show yet. */
+bool weft__loop_maybe_sleeping(const struct weft__loop *l);
 /* Count a callback that a message ran (weft_loop_stats' callbacks_run). */
 void weft__loop_count_callback(struct weft__loop *l);
 /* Cancel every live task of l (weft_task_cancel each, in slot order). */

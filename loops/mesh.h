@@ -12,8 +12,10 @@
  * consumer never writes slots; it publishes its position every 32 messages
  * and after each drain, and the producer reads that position only when its
  * cached copy says the ring is full. The producer checks whether the
- * consumer sleeps at the first message since its last check, then once per
- * 32 messages, and at the end of its loop's tick.
+ * consumer sleeps (fence, then the flag) at the first message since its
+ * last check, then once per 32 messages and at the end of its loop's tick,
+ * and wakes it at once when a plain load of the flag, on every message,
+ * sees it asleep already (runtime.c, send_to).
  *
  * Full ring: the producer keeps further messages, in order, in an overflow
  * list of heap nodes that it moves into the ring as the consumer frees slots

@@ -14,7 +14,10 @@
  *   producer: write a slot, its sequence number last (release); then, once
  *             per 32 messages and at the end of its loop's tick: seq_cst
  *             fence; load the target's `sleeping` flag; if set, claim it
- *             (CAS 1 -> 0) and write its eventfd.
+ *             (CAS 1 -> 0) and write its eventfd. Also at the first message
+ *             since the last check, and on any message whose plain
+ *             (unfenced) load of the flag sees it set: a consumer asleep
+ *             for a while is woken at once, not when the tick ends.
  *   consumer: store sleeping = 1 (seq_cst, in core's inbox); seq_cst fence;
  *             load the next slot's sequence number of every incoming ring;
  *             sleep only if none is there.
@@ -275,15 +278,22 @@ static int send_to(struct rt_loop *self, unsigned to, const struct mesh_msg *m)
         return rc;
     stat_add(&self->st_sent, 1);
     self->dirty = true;
-    /* The first message since the last check, and then every batch: a
-     * sleeping consumer starts at once, not when this loop's tick ends -
-     * which, with tasks yielding to each other here, can be 256 task runs
-     * later (a 1 ms task each: a submit that waited 400 ms, found with
-     * examples/pipeline). The check is one fence and a read of a line the
-     * consumer writes only when it goes to sleep; the end of the tick then
-     * has nothing left to check for this ring. */
+    /* Wake a sleeping consumer now, not when this loop's tick ends: a tick
+     * lasts as long as its tasks run without suspending, and a submit sat
+     * behind it - skynetN's root submitted to loop 1 and ran loop 0's share
+     * of the tree inline (~25 ms) while loop 1 slept, so 2 loops were slower
+     * than 1; with tasks yielding to each other a submit waited for 256 task
+     * runs (400 ms with 1 ms tasks, examples/pipeline). So: the fenced check
+     * (wake) at the first message since the last check and then every
+     * MESH_WAKE_EVERY; and on every message a plain load of the consumer's
+     * sleep flag, which costs nothing while it is awake (the flag's line is
+     * rarely written, so it stays in this core's cache) and catches a
+     * consumer that fell asleep after the first message. A sleep announced
+     * at this very instant and missed by the plain load is caught by the
+     * end-of-tick check, as before. */
     uint32_t since = r->ptail - r->woken;
-    if (since == 1 || since >= MESH_WAKE_EVERY)
+    if (since == 1 || since >= MESH_WAKE_EVERY ||
+        weft__loop_maybe_sleeping(weft__L(&self->rt->loops[to].loop)))
         wake(self, to);
     return 0;
 }
