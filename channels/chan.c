@@ -14,13 +14,16 @@
  * ck_ring as shipped. Slots are 16 bytes for values of up to 8 bytes and
  * 64 bytes (a line) for up to 56.
  *
- * Producers claim a position with a compare-and-swap on tail - for every
+ * Producers claim positions with a compare-and-swap on tail - for every
  * kind: the CAS is also the full fence the waiter check below needs, so a
  * single producer pays nothing extra for it, and bit 63 of tail is the
  * closed flag, so that no position can be claimed after close (a receiver
  * that sees closed and head == tail has really seen the last value; a
  * value can never arrive after the receivers' UV_EOF). MPMC consumers
- * claim with a CAS on head; single consumers (MPSC, SPSC) store it.
+ * claim with a CAS on head and free each slot by its seq (Vyukov);
+ * single consumers (MPSC, SPSC) never write slots: they publish head once
+ * per call, and producers claim a whole batch with one CAS against their
+ * cached copy of head (see "Two rings" below).
  *
  * Hot path: a send or receive that finds room or a value does one locked
  * instruction, no system call, no lock and no allocation. Waiting is the
@@ -147,84 +150,204 @@ static inline void maybe_notify(struct weft_chan *ch, int dir)
 
 /* ---- the ring (buffered channels) ---------------------------------------- */
 
-/* 0, UV_EAGAIN (full) or WEFT_ECLOSED; no waiter check. */
-static inline int ring_push(struct weft_chan *ch, const void *val)
+/* Two rings. MPMC: Vyukov's - a consumer frees a slot by storing its seq
+ * for the next lap, so producers learn "free" from the slot too. Single
+ * consumer (MPSC, SPSC): the slot's seq says only "filled"; the consumer
+ * frees by publishing its position, head, once per call (a batch of any
+ * size is one store), and producers compare with a copy of head that they
+ * refresh only when it says "full" (head_cache, on their own line). So a
+ * stream costs the consumer no write to the slots at all, and a batch one
+ * locked instruction a side. */
+
+static inline bool single_consumer(const struct weft_chan *ch)
+{
+    return ch->kind != WEFT_CHAN_MPMC;
+}
+
+/* Single consumer: room at t (refreshing head_cache when it says full),
+ * or -1 if t is stale (other producers moved on and the consumer is past
+ * it: re-read tail). */
+static inline int64_t sc_room(struct weft_chan *ch, uint64_t t)
+{
+    uint64_t hc = __atomic_load_n(&ch->head_cache, __ATOMIC_RELAXED);
+    if ((int64_t)(t - hc) > (int64_t)ch->mask || (int64_t)(t - hc) < 0) {
+        hc = __atomic_load_n(&ch->head, __ATOMIC_ACQUIRE);
+        __atomic_store_n(&ch->head_cache, hc, __ATOMIC_RELAXED);
+    }
+    int64_t used = (int64_t)(t - hc);
+    if (used < 0)
+        return -1;
+    return used > (int64_t)ch->mask ? 0 : (int64_t)ch->mask + 1 - used;
+}
+
+/* Claim up to n positions: the first, and how many (0: full) in *k; or
+ * WEFT_ECLOSED. MPMC claims one at a time (a slot must be free). */
+static inline int ring_claim(struct weft_chan *ch, size_t n, uint64_t *pos, size_t *k)
 {
     uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED);
-    struct chan_slot *s;
     for (;;) {
         if (t & CLOSED_BIT)
             return WEFT_ECLOSED;
-        s = slot_at(ch, t);
-        uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
-        int64_t dif = (int64_t)(seq - 2 * t);
-        if (dif == 0) {
-            if (__atomic_compare_exchange_n(&ch->tail, &t, t + 1, true, __ATOMIC_SEQ_CST,
-                                            __ATOMIC_RELAXED))
-                break;
-        } else if (dif < 0) {
-            return UV_EAGAIN; /* full: the slot still holds the value of a lap ago */
+        size_t take;
+        if (single_consumer(ch)) {
+            int64_t room = sc_room(ch, t);
+            if (room < 0) {
+                t = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED);
+                continue;
+            }
+            if (room == 0) {
+                *k = 0;
+                return 0;
+            }
+            take = (uint64_t)n < (uint64_t)room ? n : (size_t)room;
         } else {
-            t = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED);
+            uint64_t seq = __atomic_load_n(&slot_at(ch, t)->seq, __ATOMIC_ACQUIRE);
+            int64_t dif = (int64_t)(seq - 2 * t);
+            if (dif < 0) { /* full: the slot still holds the value of a lap ago */
+                *k = 0;
+                return 0;
+            }
+            if (dif > 0) { /* another producer took t */
+                t = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED);
+                continue;
+            }
+            take = 1;
+        }
+        /* seq_cst: also the fence before the read of nrecv_wait that
+         * follows (see the head comment). */
+        if (__atomic_compare_exchange_n(&ch->tail, &t, t + take, true, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED)) {
+            *pos = t;
+            *k = take;
+            return 0;
         }
     }
+}
+
+static inline void ring_fill(struct weft_chan *ch, uint64_t pos, const void *val)
+{
+    struct chan_slot *s = slot_at(ch, pos);
     copy_in(ch, s->data, val);
-    __atomic_store_n(&s->seq, 2 * t + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->seq, 2 * pos + 1, __ATOMIC_RELEASE);
+}
+
+/* 0, UV_EAGAIN (full) or WEFT_ECLOSED; no waiter check. */
+static inline int ring_push(struct weft_chan *ch, const void *val)
+{
+    uint64_t pos;
+    size_t k;
+    int rc = ring_claim(ch, 1, &pos, &k);
+    if (rc != 0)
+        return rc;
+    if (k == 0)
+        return UV_EAGAIN;
+    ring_fill(ch, pos, val);
     return 0;
 }
 
-/* 0, UV_EAGAIN (empty, or the next value is claimed but not written yet)
- * or UV_EOF (closed and drained); no waiter check. */
-static inline int ring_pop(struct weft_chan *ch, void *out)
+/* Up to n values from vals: how many went in (0: full), or WEFT_ECLOSED. */
+static inline int ring_push_many(struct weft_chan *ch, const unsigned char *vals, size_t n,
+                                 size_t *done)
 {
+    *done = 0;
+    while (*done < n) {
+        uint64_t pos;
+        size_t k;
+        int rc = ring_claim(ch, n - *done, &pos, &k);
+        if (rc != 0)
+            return *done > 0 ? 0 : rc;
+        if (k == 0)
+            break;
+        for (size_t i = 0; i < k; i++)
+            ring_fill(ch, pos + i, vals + (*done + i) * ch->esz);
+        *done += k;
+    }
+    return 0;
+}
+
+/* Empty: UV_EOF if closed and drained, else UV_EAGAIN. Only a closed
+ * channel needs the producers' position (is this the end?): reading it on
+ * every empty poll would pull their line over at every message. close sets
+ * tail's bit before it stores `closed` (release), so the bit is seen. */
+static inline int ring_empty_code(struct weft_chan *ch, uint64_t h)
+{
+    if (!__atomic_load_n(&ch->closed, __ATOMIC_ACQUIRE))
+        return UV_EAGAIN;
+    uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_ACQUIRE);
+    if ((t & ~CLOSED_BIT) == h && (t & CLOSED_BIT))
+        return UV_EOF;
+    return UV_EAGAIN; /* the next value is claimed but not written yet */
+}
+
+/* Up to max values into out: how many (*got), or UV_EAGAIN / UV_EOF when
+ * there was none. No waiter check. */
+static inline int ring_pop_many(struct weft_chan *ch, unsigned char *out, size_t max, size_t *got)
+{
+    *got = 0;
     uint64_t h = __atomic_load_n(&ch->head, __ATOMIC_RELAXED);
-    struct chan_slot *s;
-    for (;;) {
-        s = slot_at(ch, h);
+    if (single_consumer(ch)) {
+        size_t i = 0;
+        for (; i < max; i++) {
+            struct chan_slot *s = slot_at(ch, h + i);
+            if (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) != 2 * (h + i) + 1)
+                break;
+            if (out != NULL)
+                memcpy(out + i * ch->esz, s->data, ch->esz);
+        }
+        if (i == 0)
+            return ring_empty_code(ch, h);
+        /* seq_cst: ordered before the read of nsend_wait that follows. */
+        __atomic_store_n(&ch->head, h + i, __ATOMIC_SEQ_CST);
+        *got = i;
+        return 0;
+    }
+    while (*got < max) {
+        struct chan_slot *s = slot_at(ch, h);
         uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
         int64_t dif = (int64_t)(seq - (2 * h + 1));
-        if (dif == 0) {
-            if (ch->kind != WEFT_CHAN_MPMC) {
-                __atomic_store_n(&ch->head, h + 1, __ATOMIC_RELAXED);
-                break;
-            }
-            if (__atomic_compare_exchange_n(&ch->head, &h, h + 1, true, __ATOMIC_RELAXED,
-                                            __ATOMIC_RELAXED))
-                break;
-        } else if (dif < 0) {
-            uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_ACQUIRE);
-            if ((t & ~CLOSED_BIT) == h && (t & CLOSED_BIT))
-                return UV_EOF;
-            return UV_EAGAIN;
-        } else {
+        if (dif < 0)
+            break;
+        if (dif > 0) { /* another consumer took h */
             h = __atomic_load_n(&ch->head, __ATOMIC_RELAXED);
+            continue;
         }
+        if (!__atomic_compare_exchange_n(&ch->head, &h, h + 1, true, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+            continue;
+        if (out != NULL)
+            memcpy(out + *got * ch->esz, s->data, ch->esz);
+        /* seq_cst: the slot is free for the producer of the next lap, and
+         * this is ordered before the read of nsend_wait that follows. */
+        __atomic_store_n(&s->seq, 2 * (h + ch->mask + 1), __ATOMIC_SEQ_CST);
+        ++*got;
+        h++;
     }
-    if (out != NULL)
-        memcpy(out, s->data, ch->esz);
-    /* seq_cst: ordered before the read of nsend_wait that follows (see the
-     * head comment). */
-    __atomic_store_n(&s->seq, 2 * (h + ch->mask + 1), __ATOMIC_SEQ_CST);
-    return 0;
+    return *got > 0 ? 0 : ring_empty_code(ch, h);
+}
+
+static inline int ring_pop(struct weft_chan *ch, void *out)
+{
+    size_t got;
+    return ring_pop_many(ch, out, 1, &got);
 }
 
 /* After registering as a waiter: is the operation worth retrying now? */
 static bool ring_ready(struct weft_chan *ch, int dir)
 {
-    if (dir == CHAN_RECV) {
-        uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_SEQ_CST);
-        uint64_t h = __atomic_load_n(&ch->head, __ATOMIC_SEQ_CST);
-        return (t & CLOSED_BIT) || (t & ~CLOSED_BIT) != h;
-    }
     uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_SEQ_CST);
     if (t & CLOSED_BIT)
         return true;
+    if (dir == CHAN_RECV)
+        return t != __atomic_load_n(&ch->head, __ATOMIC_SEQ_CST);
+    if (single_consumer(ch))
+        return t - __atomic_load_n(&ch->head, __ATOMIC_SEQ_CST) <= ch->mask;
     return __atomic_load_n(&slot_at(ch, t)->seq, __ATOMIC_SEQ_CST) == 2 * t;
 }
 
 /* For polling: does the next slot look ready (or the channel closed)?
- * Reads only the slot and the read-mostly line: a poller must not pull
- * the other side's position line over. */
+ * Reads only the slot, the read-mostly line and (a producer of a single
+ * consumer ring, when its copy says full) head: a poller must not pull the
+ * other side's position line over at every poll. */
 static inline bool ring_peek(struct weft_chan *ch, int dir)
 {
     if (__atomic_load_n(&ch->closed, __ATOMIC_RELAXED))
@@ -234,6 +357,8 @@ static inline bool ring_peek(struct weft_chan *ch, int dir)
         return __atomic_load_n(&slot_at(ch, h)->seq, __ATOMIC_ACQUIRE) == 2 * h + 1;
     }
     uint64_t t = __atomic_load_n(&ch->tail, __ATOMIC_RELAXED) & ~CLOSED_BIT;
+    if (single_consumer(ch))
+        return t - __atomic_load_n(&ch->head, __ATOMIC_ACQUIRE) <= ch->mask;
     return __atomic_load_n(&slot_at(ch, t)->seq, __ATOMIC_ACQUIRE) == 2 * t;
 }
 
@@ -674,17 +799,16 @@ int weft_chan_send_batch(weft_chan_t *ch, const void *vals, size_t n, size_t *se
     const unsigned char *p = vals;
     size_t i = 0;
     while (i < n) {
-        /* Push what fits, then one waiter check for the lot. */
-        size_t start = i;
-        while (i < n && (rc = ring_push(ch, p + i * ch->esz)) == 0)
-            i++;
-        if (i > start)
+        /* Push what fits (one claim per run on a single-consumer ring),
+         * then one waiter check for the lot. */
+        size_t done = 0;
+        rc = ring_push_many(ch, p + i * ch->esz, n - i, &done);
+        i += done;
+        if (done > 0)
             maybe_notify(ch, CHAN_RECV);
-        if (i == n) {
-            rc = 0;
+        if (rc != 0)
             break;
-        }
-        if (rc != UV_EAGAIN)
+        if (i == n)
             break;
         rc = wait_op(ch, CHAN_SEND, (void *)(uintptr_t)(p + i * ch->esz), UINT64_MAX, false);
         if (rc != 0)
@@ -709,14 +833,13 @@ int weft_chan_recv_batch(weft_chan_t *ch, void *out, size_t max, size_t *got)
     enter(ch, false, "weft_chan_recv_batch");
     unsigned char *p = out;
     size_t i = 0;
-    while (i < max && ring_pop(ch, p + i * ch->esz) == 0)
-        i++;
-    if (i == 0) {
+    rc = ring_pop_many(ch, p, max, &i);
+    if (rc == UV_EAGAIN) {
         rc = wait_op(ch, CHAN_RECV, p, UINT64_MAX, false);
         if (rc == 0) {
-            i = 1;
-            while (i < max && ring_pop(ch, p + i * ch->esz) == 0)
-                i++;
+            size_t more = 0;
+            (void)ring_pop_many(ch, p + ch->esz, max - 1, &more);
+            i = 1 + more;
         }
     }
     if (i > 0) {

@@ -51,8 +51,11 @@ struct weft_chan {
     uint32_t refs;   /* atomic */
     bool closed;     /* atomic; the truth for buffered channels is tail's bit 63 */
     bool rdv_closed; /* rendezvous: under the lock */
-    /* Producers' line: the next position to claim, bit 63 = closed. */
+    /* Producers' line: the next position to claim, bit 63 = closed; and
+     * (single-consumer rings) their copy of head, refreshed when it says
+     * the ring is full. */
     _Alignas(64) uint64_t tail;
+    uint64_t head_cache; /* atomic */
     /* Consumers' line. */
     _Alignas(64) uint64_t head;
     /* Waiters: counters read by the hot path (rarely written), the lock
