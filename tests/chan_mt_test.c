@@ -6,8 +6,9 @@
  * are blocked (tasks and blocking forms); close with heap values buffered
  * and the last unref destroying them; select across loops (exactly once, a
  * deadline, a close from another thread); a cancelled receive racing a
- * send from another loop (nothing lost); and a ping-pong between two plain
- * threads with timeouts.
+ * send from another loop (nothing lost); a ping-pong between two plain
+ * threads with timeouts; and batches that wake every waiter they make
+ * ready (a send_batch used to wake one receiver for all its values).
  *
  * Built twice (tests/BUILD, weft_test(tsan = True)): as a Criterion test and,
  * through tests/plain_test.h, as a plain program that runs under TSan. So it
@@ -39,17 +40,17 @@
 
 /* Sizes: each test stays well under ~30 s on a busy 2-core machine. */
 #if defined(__SANITIZE_THREAD__)
-#define FLOW_N      20000 /* values per producer */
-#define RDV_N       3000
-#define SELECT_N    5000
-#define CANCEL_REPS 1000
-#define PINGPONG_N  10000
-#elif defined(__SANITIZE_ADDRESS__)
-#define FLOW_N      250000
-#define RDV_N       20000
-#define SELECT_N    50000
-#define CANCEL_REPS 5000
+#define FLOW_N      500000 /* values per producer */
+#define RDV_N       40000
+#define SELECT_N    100000
+#define CANCEL_REPS 8000
 #define PINGPONG_N  50000
+#elif defined(__SANITIZE_ADDRESS__)
+#define FLOW_N      1000000
+#define RDV_N       40000
+#define SELECT_N    100000
+#define CANCEL_REPS 10000
+#define PINGPONG_N  100000
 #else
 #define FLOW_N      2500000
 #define RDV_N       100000
@@ -261,6 +262,7 @@ typedef struct worker {
 
 struct flow {
     weft_chan_t *ch;
+    weft_chan_t *idle; /* not NULL: task consumers select over ch and idle */
     uint64_t n;
     int np, nc;
     bool strict; /* one consumer: each producer's seqs arrive as 0, 1, 2, ... */
@@ -309,9 +311,21 @@ static int consumer(void *arg, bool task)
     worker_t *w = arg;
     weft_chan_t *ch = w->fl->ch;
     for (;;) {
-        uint64_t v = 0;
-        int rc = task ? weft_chan_recv_timeout(ch, &v, WAIT_MS)
+        uint64_t v = 0, none = 0;
+        int rc;
+        if (task && w->fl->idle != NULL) {
+            /* idle never gets a value: a select of two channels, one ready */
+            weft_sel_case_t c[2] = {{WEFT_SEL_RECV, w->fl->idle, &none, 12345},
+                                    {WEFT_SEL_RECV, ch, &v, 12345}};
+            rc = weft_select(c, 2, WAIT_MS);
+            if (rc == 1)
+                rc = c[1].rc;
+            else if (rc == 0)
+                rc = UV_EINVAL;
+        } else {
+            rc = task ? weft_chan_recv_timeout(ch, &v, WAIT_MS)
                       : weft_chan_recv_blocking(ch, &v, WAIT_MS);
+        }
         if (rc == UV_EOF)
             break;
         if (rc != 0) {
@@ -326,12 +340,13 @@ static int consumer(void *arg, bool task)
 
 /* Run np producers at prod[] and nc consumers at cons[] through ch (the
  * flow's reference is taken over and dropped here), n values each. */
-static void run_flow(weft_runtime_t *rt, weft_chan_t *ch, uint64_t n, const where_t *prod, int np,
-                     const where_t *cons, int nc)
+static void run_flow_ex(weft_runtime_t *rt, weft_chan_t *ch, weft_chan_t *idle, uint64_t n,
+                        const where_t *prod, int np, const where_t *cons, int nc)
 {
     flow_t *fl = calloc(1, sizeof(*fl));
     cr_assert_not_null(fl);
     fl->ch = ch;
+    fl->idle = idle;
     fl->n = n;
     fl->np = np;
     fl->nc = nc;
@@ -402,6 +417,12 @@ static void run_flow(weft_runtime_t *rt, weft_chan_t *ch, uint64_t n, const wher
     free(fl);
 }
 
+static void run_flow(weft_runtime_t *rt, weft_chan_t *ch, uint64_t n, const where_t *prod, int np,
+                     const where_t *cons, int nc)
+{
+    run_flow_ex(rt, ch, NULL, n, prod, np, cons, nc);
+}
+
 Test(chan_mt, mpmc_four_producers_four_consumers_exactly_once_in_order, .timeout = TEST_TIMEOUT_S)
 {
     weft_runtime_t *rt = start_rt(0);
@@ -410,6 +431,23 @@ Test(chan_mt, mpmc_four_producers_four_consumers_exactly_once_in_order, .timeout
     weft_chan_t *ch = mk(8, 64, WEFT_CHAN_MPMC);
     cr_expect_eq(weft_chan_cap(ch), 64u);
     run_flow(rt, ch, FLOW_N, prod, 4, cons, 4);
+    stop_rt(rt);
+}
+
+/* The same with the tasks receiving by select (over ch and a channel that
+ * stays empty): a select woken for a value that another consumer took
+ * registers again; one that leaves with the other case would pass its
+ * wake-up on. */
+Test(chan_mt, mpmc_consumers_by_select_on_both_loops_exactly_once_in_order,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(0);
+    const where_t prod[] = {ON_LOOP0, ON_LOOP1, ON_THREAD, ON_THREAD};
+    const where_t cons[] = {ON_LOOP0, ON_LOOP1, ON_THREAD, ON_THREAD};
+    weft_chan_t *idle = mk(8, 4, WEFT_CHAN_MPMC);
+    run_flow_ex(rt, mk(8, 64, WEFT_CHAN_MPMC), idle, FLOW_N / 4, prod, 4, cons, 4);
+    cr_expect_eq(weft_chan_len(idle), 0u);
+    weft_chan_unref(idle);
     stop_rt(rt);
 }
 
@@ -701,6 +739,7 @@ Test(chan_mt, close_with_heap_values_buffered_and_last_unref_destroys_the_rest,
 typedef struct feed {
     weft_chan_t *ch;
     uint64_t n;
+    bool select; /* a task that sends with a select of one send case */
     int rc;
     job_t job;
 } feed_t;
@@ -710,8 +749,19 @@ static int feeder(void *arg, bool task)
 {
     feed_t *f = arg;
     for (uint64_t i = 0; i < f->n; i++) {
-        int rc = task ? weft_chan_send_timeout(f->ch, &i, WAIT_MS)
+        int rc;
+        if (f->select) {
+            weft_sel_case_t c[2] = {{WEFT_SEL_SEND, f->ch, &i, 12345},
+                                    {WEFT_SEL_RECV, NULL, NULL, 0}};
+            rc = weft_select(c, 2, WAIT_MS);
+            if (rc == 0)
+                rc = c[0].rc;
+            else if (rc > 0)
+                rc = UV_EINVAL; /* the nil case fired */
+        } else {
+            rc = task ? weft_chan_send_timeout(f->ch, &i, WAIT_MS)
                       : weft_chan_send_blocking(f->ch, &i, WAIT_MS);
+        }
         if (rc != 0)
             return f->rc = rc;
     }
@@ -754,14 +804,18 @@ static int selector(void *arg, bool task)
     return s->rc = 0;
 }
 
-static void select_exactly_once(size_t cap, int idle_poll_us)
+/* feeders_select: both feeders are tasks on loop 1 that send by select
+ * (a select on each side of a channel); else a task on loop 1 and a plain
+ * thread with the blocking form. */
+static void select_exactly_once(size_t cap, int idle_poll_us, bool feeders_select)
 {
     weft_runtime_t *rt = start_rt(idle_poll_us);
     selector_t s = {.a = mk(8, cap, WEFT_CHAN_MPMC), .b = mk(8, cap, WEFT_CHAN_MPMC)};
-    feed_t fa = {.ch = s.a, .n = SELECT_N}, fb = {.ch = s.b, .n = SELECT_N};
+    feed_t fa = {.ch = s.a, .n = SELECT_N, .select = feeders_select};
+    feed_t fb = {.ch = s.b, .n = SELECT_N, .select = feeders_select};
     job_start(rt, &s.job, ON_LOOP0, selector, &s);
     job_start(rt, &fa.job, ON_LOOP1, feeder, &fa);
-    job_start(rt, &fb.job, ON_THREAD, feeder, &fb);
+    job_start(rt, &fb.job, feeders_select ? ON_LOOP1 : ON_THREAD, feeder, &fb);
     EXPECT_OK(job_join(&fa.job));
     EXPECT_OK(job_join(&fb.job));
     EXPECT_OK(fa.rc);
@@ -769,7 +823,7 @@ static void select_exactly_once(size_t cap, int idle_poll_us)
     EXPECT_OK(job_join(&s.job));
     EXPECT_OK(s.rc);
     cr_expect_eq(s.got[0], (uint64_t)SELECT_N, "from the task on loop 1");
-    cr_expect_eq(s.got[1], (uint64_t)SELECT_N, "from the thread");
+    cr_expect_eq(s.got[1], (uint64_t)SELECT_N, "from the second feeder");
     cr_expect_eq(s.order_errs, 0u, "a value out of order, lost or twice");
     weft_chan_unref(s.a);
     weft_chan_unref(s.b);
@@ -779,13 +833,19 @@ static void select_exactly_once(size_t cap, int idle_poll_us)
 Test(chan_mt, select_on_loop0_over_channels_fed_by_loop1_and_a_thread_exactly_once,
      .timeout = TEST_TIMEOUT_S)
 {
-    select_exactly_once(16, 0);
+    select_exactly_once(16, 0, false);
 }
 
 Test(chan_mt, select_over_rendezvous_channels_fed_by_loop1_and_a_thread_exactly_once,
      .timeout = TEST_TIMEOUT_S)
 {
-    select_exactly_once(0, -1);
+    select_exactly_once(0, -1, false);
+}
+
+Test(chan_mt, select_against_select_across_loops_exactly_once, .timeout = TEST_TIMEOUT_S)
+{
+    select_exactly_once(16, 0, true);
+    select_exactly_once(0, 0, true);
 }
 
 typedef struct selwait {
@@ -1120,4 +1180,97 @@ Test(chan_mt, plain_threads_pingpong_through_two_spsc_channels_with_timeouts,
     cr_expect_eq(weft_chan_len(ab), 0u);
     weft_chan_unref(ab);
     weft_chan_unref(ba);
+}
+
+/* ---- batches wake every waiter they make ready ------------------------------ */
+
+#define BATCH_WAIT_MS 5000 /* a waiter left asleep fails after this */
+
+typedef struct batchw {
+    weft_chan_t *ch;
+    bool send;
+    int64_t val;
+    int rc;
+    job_t job;
+} batchw_t;
+
+static int batch_waiter(void *arg, bool task)
+{
+    batchw_t *b = arg;
+    atomic_fetch_add(&g_armed, 1);
+    if (b->send)
+        b->rc = task ? weft_chan_send_timeout(b->ch, &b->val, BATCH_WAIT_MS)
+                     : weft_chan_send_blocking(b->ch, &b->val, BATCH_WAIT_MS);
+    else
+        b->rc = task ? weft_chan_recv_timeout(b->ch, &b->val, BATCH_WAIT_MS)
+                     : weft_chan_recv_blocking(b->ch, &b->val, BATCH_WAIT_MS);
+    return 0;
+}
+
+typedef struct batcher {
+    weft_chan_t *ch;
+    bool send;
+    size_t n, done;
+    int64_t vals[8];
+    int rc;
+    job_t job;
+} batcher_t;
+
+static int batch_body(void *arg, bool task)
+{
+    (void)task;
+    batcher_t *b = arg;
+    if (b->send)
+        b->rc = weft_chan_send_batch(b->ch, b->vals, b->n, &b->done);
+    else
+        b->rc = weft_chan_recv_batch(b->ch, b->vals, b->n, &b->done);
+    return 0;
+}
+
+/* Three single receivers (a task on each loop, a thread) wait on an empty
+ * channel and a task sends a batch of three; or three single senders wait
+ * on a full channel and a task receives a batch that empties it. Every
+ * waiter must complete: a value (or room) it could take is there. */
+static void batch_wakes_all(bool batch_sends)
+{
+    weft_runtime_t *rt = start_rt(0);
+    static const where_t at[3] = {ON_LOOP0, ON_LOOP1, ON_THREAD};
+    weft_chan_t *ch = mk(8, 4, WEFT_CHAN_MPMC);
+    if (!batch_sends)
+        for (int64_t i = 0; i < 4; i++)
+            EXPECT_OK(weft_chan_send_try(ch, &i)); /* full */
+    batchw_t w[3];
+    atomic_store(&g_armed, 0);
+    for (int i = 0; i < 3; i++) {
+        w[i] = (batchw_t){.ch = ch, .send = !batch_sends, .val = 10 + i, .rc = 12345};
+        job_start(rt, &w[i].job, at[i], batch_waiter, &w[i]);
+    }
+    cr_expect(wait_atomic(&g_armed, 3));
+    sleep_ms(50); /* let them block */
+    batcher_t b = {.ch = ch, .send = batch_sends, .n = batch_sends ? 3 : 4, .rc = 12345};
+    for (int i = 0; i < 3; i++)
+        b.vals[i] = 20 + i;
+    job_start(rt, &b.job, ON_LOOP0, batch_body, &b);
+    EXPECT_OK(job_join(&b.job));
+    EXPECT_OK(b.rc);
+    cr_expect_eq(b.done, b.n);
+    for (int i = 0; i < 3; i++) {
+        EXPECT_OK(job_join(&w[i].job));
+        cr_expect_eq(w[i].rc, 0, "%s %d (%s) returned %s with %zu values buffered",
+                     batch_sends ? "receiver" : "sender", i, where_name(at[i]),
+                     weft_err_name(w[i].rc), weft_chan_len(ch));
+    }
+    cr_expect_eq(weft_chan_len(ch), batch_sends ? 0u : 3u);
+    weft_chan_unref(ch);
+    stop_rt(rt);
+}
+
+Test(chan_mt, send_batch_wakes_every_receiver_it_feeds, .timeout = TEST_TIMEOUT_S)
+{
+    batch_wakes_all(true);
+}
+
+Test(chan_mt, recv_batch_wakes_every_sender_it_makes_room_for, .timeout = TEST_TIMEOUT_S)
+{
+    batch_wakes_all(false);
 }
