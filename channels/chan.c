@@ -32,11 +32,13 @@
  * its own update each side reads the other's counter (sender: CAS tail,
  * then read nrecv_wait; receiver registering: increment nrecv_wait, then
  * read tail - all seq_cst, so one of the two sees the other; likewise a
- * receiver's seq_cst store of the freed slot's seq against a registering
- * sender's read of it). A side that sees waiters wakes one ("notify"):
- * the woken waiter retries the operation. A woken waiter that leaves
- * without taking what it was woken for (cancelled, timed out, or a select
- * that took another case) passes the wake-up on, so none is lost.
+ * receiver's seq_cst store that frees room - head, or in an MPMC ring the
+ * freed slot's seq - against a registering sender's read of it). A side
+ * that sees waiters wakes one per value it put in or took out ("notify";
+ * a batch wakes as many as its values): the woken waiter retries the
+ * operation. A woken waiter that leaves without taking what it was woken
+ * for (cancelled, timed out, or a select that took another case) passes
+ * the wake-up on, so none is lost.
  *
  * Rendezvous channels (capacity 0) have no ring: everything happens under
  * the lock, and a send hands its value straight into the waiting
@@ -119,33 +121,46 @@ static inline void dec_waiters(uint32_t *n)
     __atomic_store_n(n, __atomic_load_n(n, __ATOMIC_RELAXED) - 1, __ATOMIC_RELAXED);
 }
 
-/* Wake one waiter of q (under the lock): the oldest that can still be
- * claimed. Records that cannot (their select fired elsewhere, their wait
- * ended) are unlinked on the way. */
-static void notify_locked(struct weft_chan *ch, int dir)
+/* Wake up to `count` waiters of q (under the lock): the oldest that can
+ * still be claimed. Records that cannot (their select fired elsewhere,
+ * their wait ended) are unlinked on the way. */
+static void notify_locked(struct weft_chan *ch, int dir, size_t count)
 {
     struct weft__list *q = dir == CHAN_RECV ? &ch->recvq : &ch->sendq;
     uint32_t *n = dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait;
-    while (!weft__list_empty(q)) {
+    while (count > 0 && !weft__list_empty(q)) {
         struct chan_rec *r = WEFT_CONTAINER_OF(weft__list_pop_front(q), struct chan_rec, link);
         dec_waiters(n);
         if (weft__xwait_claim(r->x, r->tag))
-            return;
+            count--;
     }
+}
+
+static void notify_n(struct weft_chan *ch, int dir, size_t count)
+{
+    weft__spin_lock(&ch->lock);
+    notify_locked(ch, dir, count);
+    weft__spin_unlock(&ch->lock);
 }
 
 void weft__chan_notify(struct weft_chan *ch, int dir)
 {
-    weft__spin_lock(&ch->lock);
-    notify_locked(ch, dir);
-    weft__spin_unlock(&ch->lock);
+    notify_n(ch, dir, 1);
+}
+
+/* After `count` values went in (dir = CHAN_RECV: wake receivers) or out
+ * (CHAN_SEND: wake senders): one waiter per value, as each can take one
+ * (a woken waiter that succeeds does not pass the wake-up on). */
+static inline void maybe_notify_n(struct weft_chan *ch, int dir, size_t count)
+{
+    uint32_t *n = dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait;
+    if (__builtin_expect(__atomic_load_n(n, __ATOMIC_SEQ_CST) != 0, 0) && count > 0)
+        notify_n(ch, dir, count);
 }
 
 static inline void maybe_notify(struct weft_chan *ch, int dir)
 {
-    uint32_t *n = dir == CHAN_RECV ? &ch->nrecv_wait : &ch->nsend_wait;
-    if (__builtin_expect(__atomic_load_n(n, __ATOMIC_SEQ_CST) != 0, 0))
-        weft__chan_notify(ch, dir);
+    maybe_notify_n(ch, dir, 1);
 }
 
 /* ---- the ring (buffered channels) ---------------------------------------- */
@@ -804,8 +819,7 @@ int weft_chan_send_batch(weft_chan_t *ch, const void *vals, size_t n, size_t *se
         size_t done = 0;
         rc = ring_push_many(ch, p + i * ch->esz, n - i, &done);
         i += done;
-        if (done > 0)
-            maybe_notify(ch, CHAN_RECV);
+        maybe_notify_n(ch, CHAN_RECV, done); /* a receiver per value */
         if (rc != 0)
             break;
         if (i == n)
@@ -832,7 +846,7 @@ int weft_chan_recv_batch(weft_chan_t *ch, void *out, size_t max, size_t *got)
         return rc;
     enter(ch, false, "weft_chan_recv_batch");
     unsigned char *p = out;
-    size_t i = 0;
+    size_t i = 0, notified = 0;
     rc = ring_pop_many(ch, p, max, &i);
     if (rc == UV_EAGAIN) {
         rc = wait_op(ch, CHAN_RECV, p, UINT64_MAX, false);
@@ -840,10 +854,11 @@ int weft_chan_recv_batch(weft_chan_t *ch, void *out, size_t max, size_t *got)
             size_t more = 0;
             (void)ring_pop_many(ch, p + ch->esz, max - 1, &more);
             i = 1 + more;
+            notified = 1; /* wait_op's receive woke a sender for its slot */
         }
     }
     if (i > 0) {
-        maybe_notify(ch, CHAN_SEND);
+        maybe_notify_n(ch, CHAN_SEND, i - notified); /* a sender per freed slot */
         rc = 0;
     }
     leave(ch, false);
