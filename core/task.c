@@ -295,6 +295,18 @@ static inline void scope_woke(struct weft_task *t, int code)
         weft__scope_mark(t->scope, uv_hrtime());
 }
 
+/* A pending cancel to deliver now (not inside a no-cancel region). Read
+ * as two byte loads: gcc otherwise merges them into one 8-byte load of the
+ * word whose first bytes (state, queued) were just stored by this thread or
+ * by the scheduler, and such a load cannot take its data from the store
+ * buffer - a store-forwarding stall on every resume that cost the switch
+ * workload ~8 ns (16 -> 25 ns/op measured here). The relaxed atomic load of
+ * nocancel keeps it a separate byte; it is this thread's own field. */
+static inline bool cancel_due(const struct weft_task *t)
+{
+    return t->cancel_pending && __atomic_load_n(&t->nocancel, __ATOMIC_RELAXED) == 0;
+}
+
 /* Suspend the current task t; returns what the suspension returns. */
 static int suspend(struct weft__loop *l, struct weft_task *t)
 {
@@ -304,7 +316,7 @@ static int suspend(struct weft__loop *l, struct weft_task *t)
     WEFT_ASSERT(l->current == t);
     t->state = WEFT_TASK_RUNNING;
     int code = t->wake_code;
-    if (t->cancel_pending && !t->nocancel) {
+    if (cancel_due(t)) {
         t->cancel_pending = false;
         code = UV_ECANCELED;
     }
@@ -875,7 +887,7 @@ int weft__switch_to_task(struct weft__loop *l, struct weft_task *t, struct weft_
     weft__timer_disarm(l, &t->tm);
     t->state = WEFT_TASK_RUNNING;
     int rc = t->wake_code;
-    if (t->cancel_pending && !t->nocancel) {
+    if (cancel_due(t)) {
         t->cancel_pending = false;
         rc = UV_ECANCELED;
     }
@@ -969,7 +981,7 @@ static int await_inline(struct weft__loop *l, struct weft_task *t, struct weft_t
     t->awaiting = NULL;
     c->stk = NULL;
     int rc;
-    if (t->cancel_pending && !t->nocancel) {
+    if (cancel_due(t)) {
         /* Cancelled while the child ran (weft__task_interrupt passed it on):
          * UV_ECANCELED, even if the child caught it and finished. */
         t->cancel_pending = false;
