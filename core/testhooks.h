@@ -21,6 +21,12 @@ extern void (*weft__test_post_hook)(void);
  * which an awaiter may give up and its loop reuse the future's slot. */
 extern void (*weft__test_ts_complete_hook)(void);
 
+/* core/inbox.c, weft__inbox_post: after the post read the tail, before it
+ * compares it with the producers' cached head - the window in which other
+ * posts and a drain can move the ring on, so that the tail read is older
+ * than the cached head. */
+extern void (*weft__test_inbox_tail_hook)(void);
+
 /* core/loop.c, block: the loop announced sleep and is about to block in
  * the poller (tests wait for it to know the loop really sleeps). */
 extern void (*weft__test_sleep_hook)(void);
