@@ -12,7 +12,9 @@
 #include <criterion/criterion.h>
 #include "check.h"
 
+#include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <weft/weft.h>
@@ -726,4 +728,86 @@ static int no_alloc_main(void *arg, void **result)
 Test(chan, steady_state_send_recv_and_select_make_no_allocator_calls, .timeout = TEST_TIMEOUT_S)
 {
     run_main(no_alloc_main, WEFT_STACK_GUARDED);
+}
+
+/* ---- debug mode ------------------------------------------------------------------------- */
+
+static int blocked_sender(void *arg, void **result)
+{
+    (void)result;
+    int64_t v = 2;
+    return weft_chan_send(arg, &v); /* the channel is full: waits, still "active" */
+}
+
+static int second_sender_main(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    weft_chan_t *ch = mk(8, 1, WEFT_CHAN_SPSC);
+    int64_t v = 1;
+    EXPECT_OK(weft_chan_send(ch, &v));
+    weft_task_t *t;
+    EXPECT_OK(weft_spawn(NULL, blocked_sender, ch, &t));
+    EXPECT_OK(yield_until_suspended(t));
+    (void)weft_chan_send_try(ch, &v); /* a second sender at once: abort */
+    cr_expect(false, "a second SPSC sender was not caught");
+    return 0;
+}
+
+Test(chan, a_second_sender_on_an_spsc_channel_aborts_in_debug_mode, .signal = SIGABRT,
+     .timeout = TEST_TIMEOUT_S)
+{
+    setenv("WEFT_DEBUG", "1", 1);
+    run_main(second_sender_main, WEFT_STACK_GUARDED);
+}
+
+static int second_receiver(void *arg, void **result)
+{
+    (void)result;
+    int64_t v;
+    return weft_chan_recv(arg, &v); /* empty: waits, still "active" */
+}
+
+static int second_receiver_main(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    weft_chan_t *ch = mk(8, 4, WEFT_CHAN_MPSC);
+    weft_task_t *t;
+    EXPECT_OK(weft_spawn(NULL, second_receiver, ch, &t));
+    EXPECT_OK(yield_until_suspended(t));
+    int64_t v;
+    (void)weft_chan_recv_try(ch, &v); /* a second receiver at once: abort */
+    cr_expect(false, "a second MPSC receiver was not caught");
+    return 0;
+}
+
+Test(chan, a_second_receiver_on_an_mpsc_channel_aborts_in_debug_mode, .signal = SIGABRT,
+     .timeout = TEST_TIMEOUT_S)
+{
+    setenv("WEFT_DEBUG", "1", 1);
+    run_main(second_receiver_main, WEFT_STACK_GUARDED);
+}
+
+/* Without debug mode the same calls are not checked (and the try simply
+ * finds the channel full). */
+static int unchecked_main(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    weft_chan_t *ch = mk(8, 1, WEFT_CHAN_SPSC);
+    int64_t v = 1;
+    EXPECT_OK(weft_chan_send(ch, &v));
+    weft_task_t *t;
+    EXPECT_OK(weft_spawn(NULL, blocked_sender, ch, &t));
+    EXPECT_OK(yield_until_suspended(t));
+    EXPECT_RC(weft_chan_send_try(ch, &v), UV_EAGAIN);
+    EXPECT_OK(weft_chan_recv(ch, &v));
+    EXPECT_OK(weft_await_task(t, NULL));
+    weft_task_unref(t);
+    weft_chan_unref(ch);
+    return 0;
+}
+
+Test(chan, outside_debug_mode_the_kind_promises_are_not_checked, .timeout = TEST_TIMEOUT_S)
+{
+    setenv("WEFT_DEBUG", "0", 1);
+    run_main(unchecked_main, WEFT_STACK_GUARDED);
 }
