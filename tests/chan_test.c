@@ -337,8 +337,8 @@ TASK_TEST(chan, cancelled_waits_lose_nothing)
     r1 = (op_t){.ch = ch, .send = 0, .timeout = WEFT_FOREVER};
     r2 = (op_t){.ch = ch, .send = 0, .timeout = WEFT_FOREVER};
     weft_task_t *t1 = start_op(&r1);
+    EXPECT_OK(yield_until_suspended(t1)); /* r1 waits first */
     weft_task_t *t2 = start_op(&r2);
-    EXPECT_OK(yield_until_suspended(t1));
     EXPECT_OK(yield_until_suspended(t2));
     EXPECT_OK(weft_chan_send(ch, &v)); /* wakes r1 */
     EXPECT_OK(weft_task_cancel(t1));
@@ -397,12 +397,11 @@ TASK_TEST(chan, rendezvous_send_completes_when_a_receiver_takes_it)
     EXPECT_RC(weft_chan_send_try(ch, &x), UV_EAGAIN); /* nobody receives */
     EXPECT_RC(weft_chan_recv_try(ch, &x), UV_EAGAIN);
     weft_task_t *t[4];
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 4; i++) { /* one at a time: they block in this order */
         s[i] = (op_t){.ch = ch, .send = 1, .val = 100 + i, .timeout = WEFT_FOREVER};
         t[i] = start_op(&s[i]);
-    }
-    for (int i = 0; i < 4; i++)
         EXPECT_OK(yield_until_suspended(t[i]));
+    }
     int64_t sum = 0;
     for (int i = 0; i < 4; i++) {
         EXPECT_OK(weft_chan_recv(ch, &x));
