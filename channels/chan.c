@@ -184,10 +184,13 @@ static inline bool single_consumer(const struct weft_chan *ch)
  * it: re-read tail). */
 static inline int64_t sc_room(struct weft_chan *ch, uint64_t t)
 {
-    uint64_t hc = __atomic_load_n(&ch->head_cache, __ATOMIC_RELAXED);
+    /* acquire/release: the copy carries the consumer's release of head
+     * (it has finished reading every slot below it) from the producer that
+     * refreshed it to the ones that use it. */
+    uint64_t hc = __atomic_load_n(&ch->head_cache, __ATOMIC_ACQUIRE);
     if ((int64_t)(t - hc) > (int64_t)ch->mask || (int64_t)(t - hc) < 0) {
         hc = __atomic_load_n(&ch->head, __ATOMIC_ACQUIRE);
-        __atomic_store_n(&ch->head_cache, hc, __ATOMIC_RELAXED);
+        __atomic_store_n(&ch->head_cache, hc, __ATOMIC_RELEASE);
     }
     int64_t used = (int64_t)(t - hc);
     if (used < 0)

@@ -62,6 +62,15 @@ static void futex_wake(uint32_t *word)
 
 bool weft__xwait_claim(struct weft__xwait *x, uint32_t tag)
 {
+    /* Everything the wake needs is read before the CAS: once it succeeds,
+     * a waiter that sees the claim may return and reuse its stack (a
+     * thread whose futex wait ended by itself, a task that skips the lock
+     * to unlink - chan.c), so x is not read again; only the futex word's
+     * address is used, and a spurious wake of a reused word is harmless
+     * (every futex waiter re-checks its word). */
+    struct weft_task *t = x->task;
+    struct weft__loop *l = x->loop;
+    uint32_t seq = x->seq;
     uint32_t old = __atomic_load_n(&x->state, __ATOMIC_RELAXED);
     for (;;) {
         if (old != WEFT__XW_WAITING && old != WEFT__XW_SLEEPING)
@@ -70,22 +79,23 @@ bool weft__xwait_claim(struct weft__xwait *x, uint32_t tag)
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
             break;
     }
-    if (x->task == NULL) {
+    if (t == NULL) {
         if (old == WEFT__XW_SLEEPING)
             futex_wake(&x->state);
         return true;
     }
-    struct weft_task *t = x->task;
-    if (x->loop == weft__tls_loop) {
-        if (t->state == WEFT_TASK_SUSPENDED && t->wait_seq == x->seq && !t->queued)
+    if (l == weft__tls_loop) {
+        if (t->state == WEFT_TASK_SUSPENDED && t->wait_seq == seq && !t->queued)
             weft__task_wake(t, 0);
         return true;
     }
     /* The inbox never drops a message (it overflows into a list) and the
      * waiter's loop cannot be closed while the waiter waits: the only
      * failure left is an allocation failure of that overflow, after which
-     * the waiter ends its wait by its timeout or cancel only. */
-    (void)weft__post(x->loop, xwait_wake_msg, (uintptr_t)t, x->seq, 0, 0);
+     * the waiter ends its wait by its timeout or cancel only. The message
+     * names the task and this wait's seq: task memory stays a task until
+     * its loop closes, and a stale seq is ignored. */
+    (void)weft__post(l, xwait_wake_msg, (uintptr_t)t, seq, 0, 0);
     return true;
 }
 

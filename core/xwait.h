@@ -29,6 +29,9 @@
  * records under the same locks before it reads them or returns. So once the
  * waiter holds the lock of the container that claimed it, the wake is done,
  * and no other thread touches the record after the waiter has unlinked it.
+ * A claimer unlinks the record before it claims, and reads what the wake
+ * needs before its CAS, so a waiter that sees its claim may also leave
+ * without taking the lock (channels/chan.c does, for a single wait).
  * A stale cross-thread wake message (the task has moved on) is recognised
  * by the task's wait_seq, which weft__xwait_begin and weft__xwait_end bump.
  */

@@ -793,8 +793,8 @@ Test(runtime, a_submit_wakes_a_sleeping_loop_before_the_senders_tick_ends,
     weft__test_sleep_hook = note_loop1_sleep;
     weft_runtime_t *rt = start_rt(OPTS(.loops = 2, .loop.idle_poll_us = -1));
     EXPECT_OK(run_on(rt, 0, late_main, NULL, NULL, WAIT_MS));
-    weft__test_sleep_hook = NULL;
     cr_expect_eq(stop_rt(rt), 0);
+    weft__test_sleep_hook = NULL; /* the loops' threads are gone: no race */
     cr_expect_eq(atomic_load(&g_late_started), 1);
 }
 
@@ -884,8 +884,8 @@ Test(runtime, a_late_tsfuture_completion_leaves_recycled_futures_alone, .timeout
     weft_runtime_t *rt = start_rt(OPTS(.loops = 2));
     weft__test_ts_complete_hook = window_hook;
     EXPECT_OK(run_on(rt, 0, window_main, NULL, NULL, WAIT_MS));
-    weft__test_ts_complete_hook = NULL;
     cr_expect_eq(stop_rt(rt), 0);
+    weft__test_ts_complete_hook = NULL; /* the loops' threads are gone: no race */
     EXPECT_OK(g_win.rc_spawn);
     EXPECT_RC(g_win.rc_await, UV_ECANCELED);
     EXPECT_OK(g_win.rc_later);
