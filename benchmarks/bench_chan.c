@@ -241,8 +241,7 @@ enum {
 };
 
 typedef struct fanin {
-    weft_chan_t *ch;
-    uint64_t sum, got, ns;
+    cstream_t st; /* the channel and what the sink (stream_sink) counts */
     int thread_rc;
 } fanin_t;
 
@@ -259,7 +258,7 @@ static int fanin_task(void *arg, void **result)
     for (int64_t i = 0; i < FANIN_PER; i += STREAM_BATCH) {
         for (int k = 0; k < STREAM_BATCH; k++)
             buf[k] = p->base + i + k;
-        int rc = weft_chan_send_batch(p->s->ch, buf, STREAM_BATCH, NULL);
+        int rc = weft_chan_send_batch(p->s->st.ch, buf, STREAM_BATCH, NULL);
         if (rc != 0)
             return rc;
     }
@@ -271,7 +270,7 @@ static void *fanin_thread(void *arg)
     producer_t *p = arg;
     for (int64_t i = 0; i < FANIN_PER; i++) {
         int64_t v = p->base + i;
-        int rc = weft_chan_send_blocking(p->s->ch, &v, WEFT_FOREVER);
+        int rc = weft_chan_send_blocking(p->s->st.ch, &v, WEFT_FOREVER);
         if (rc != 0) {
             p->s->thread_rc = rc;
             break;
@@ -280,31 +279,13 @@ static void *fanin_thread(void *arg)
     return NULL;
 }
 
-static int fanin_sink(void *arg, void **result)
-{
-    fanin_t *s = arg;
-    (void)result;
-    int64_t buf[STREAM_BATCH];
-    for (;;) {
-        size_t got = 0;
-        int rc = weft_chan_recv_batch(s->ch, buf, STREAM_BATCH, &got);
-        if (rc == UV_EOF)
-            return 0;
-        if (rc != 0)
-            return weft_fail(rc, "sink: recv_batch failed");
-        for (size_t i = 0; i < got; i++)
-            s->sum += (uint64_t)buf[i];
-        s->got += got;
-    }
-}
-
 static int fanin_main(void *arg, void **result)
 {
     fanin_t *s = arg;
     (void)result;
     producer_t p[3] = {{s, 0}, {s, FANIN_PER}, {s, 2 * (int64_t)FANIN_PER}};
     weft_future_t *f;
-    int rc = on_loop1(fanin_sink, s, &f);
+    int rc = on_loop1(stream_sink, &s->st, &f);
     if (rc != 0)
         return rc;
     uint64_t t0 = bench_now_ns();
@@ -322,9 +303,9 @@ static int fanin_main(void *arg, void **result)
     }
     if (thread)
         pthread_join(th, NULL); /* a plain thread: blocks loop 0, which has nothing left */
-    (void)weft_chan_close(s->ch);
+    (void)weft_chan_close(s->st.ch);
     int arc = weft_await(f, NULL);
-    s->ns = bench_now_ns() - t0;
+    s->st.ns = bench_now_ns() - t0;
     weft_future_unref(f);
     if (!thread)
         return UV_EAGAIN;
@@ -335,19 +316,19 @@ int bench_chan_fanin(weft_loop_t *loop, double *value)
 {
     (void)loop;
     _Static_assert(FANIN_PER % STREAM_BATCH == 0, "whole batches");
-    fanin_t s = {.ch = chan(1024, WEFT_CHAN_MPSC)};
-    if (s.ch == NULL)
+    fanin_t s = {.st.ch = chan(1024, WEFT_CHAN_MPSC)};
+    if (s.st.ch == NULL)
         return bench_fail("weft_chan_new failed");
     weft_runtime_opts_t o = two_loops();
     int rc = weft_runtime_run(fanin_main, &s, &o, NULL);
-    weft_chan_unref(s.ch);
+    weft_chan_unref(s.st.ch);
     if (rc != 0)
         return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
     const uint64_t n = 3ull * FANIN_PER;
-    if (s.got != n || s.sum != n * (n - 1) / 2)
-        return bench_fail("got %llu values summing to %llu", (unsigned long long)s.got,
-                          (unsigned long long)s.sum);
-    *value = (double)n * 1e9 / (double)s.ns;
+    if (s.st.got != n || s.st.sum != n * (n - 1) / 2)
+        return bench_fail("got %llu values summing to %llu", (unsigned long long)s.st.got,
+                          (unsigned long long)s.st.sum);
+    *value = (double)n * 1e9 / (double)s.st.ns;
     return 0;
 }
 
