@@ -76,9 +76,10 @@ typedef struct weft_chan_opts {
  * pointer channel without dtor; UV_ENOMEM. */
 int weft_chan_new(const weft_chan_opts_t *opts, weft_chan_t **out);
 void weft_chan_ref(weft_chan_t *ch);
-/* The last reference frees the channel (destroying buffered values); the
- * caller must not be waiting on it then (nobody can be, by construction:
- * waiters hold references). */
+/* The last reference frees the channel (destroying buffered values). Every
+ * task or thread that uses a channel holds a reference of its own (taken
+ * before it is handed the channel, dropped when it is done with it), so the
+ * last unref cannot come while anybody still sends, receives or waits. */
 void weft_chan_unref(weft_chan_t *ch);
 
 /* Task forms: suspend while full (send) or empty (recv). */
