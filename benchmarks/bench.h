@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <weft/runtime.h>
 #include <weft/weft.h>
 
 /* Run the workload once. `loop` is a default-options loop that the harness
@@ -72,5 +73,8 @@ static inline uint64_t bench_lcg_next(uint64_t *state)
     *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
     return *state;
 }
+
+/* Options of a quiet runtime of two loops (the cross-loop workloads). */
+weft_runtime_opts_t bench_two_loops(void);
 
 #endif /* WEFT_BENCH_H */

@@ -22,15 +22,6 @@ static weft_chan_t *chan(size_t cap, weft_chan_kind_t kind)
     return weft_chan_new(&o, &ch) == 0 ? ch : NULL;
 }
 
-static weft_runtime_opts_t two_loops(void)
-{
-    weft_runtime_opts_t o;
-    memset(&o, 0, sizeof(o));
-    o.loops = 2;
-    o.loop.quiet = true;
-    return o;
-}
-
 /* Run fn(arg) as a task on runtime loop 1 while the caller (a task on loop
  * 0) goes on; *f is its future. */
 static int on_loop1(weft_task_fn fn, void *arg, weft_future_t **f)
@@ -145,7 +136,7 @@ int bench_pingpong_cross(weft_loop_t *loop, double *value)
     s.to_ping = chan(1, WEFT_CHAN_SPSC);
     if (s.to_pong == NULL || s.to_ping == NULL)
         return bench_fail("weft_chan_new failed");
-    weft_runtime_opts_t o = two_loops();
+    weft_runtime_opts_t o = bench_two_loops();
     int rc = weft_runtime_run(cross_main, &s, &o, NULL);
     weft_chan_unref(s.to_pong);
     weft_chan_unref(s.to_ping);
@@ -216,7 +207,7 @@ int bench_stream_cross(weft_loop_t *loop, double *value)
     cstream_t s = {.ch = chan(1024, WEFT_CHAN_SPSC)};
     if (s.ch == NULL)
         return bench_fail("weft_chan_new failed");
-    weft_runtime_opts_t o = two_loops();
+    weft_runtime_opts_t o = bench_two_loops();
     int rc = weft_runtime_run(stream_main, &s, &o, NULL);
     weft_chan_unref(s.ch);
     if (rc != 0)
@@ -319,7 +310,7 @@ int bench_chan_fanin(weft_loop_t *loop, double *value)
     fanin_t s = {.st.ch = chan(1024, WEFT_CHAN_MPSC)};
     if (s.st.ch == NULL)
         return bench_fail("weft_chan_new failed");
-    weft_runtime_opts_t o = two_loops();
+    weft_runtime_opts_t o = bench_two_loops();
     int rc = weft_runtime_run(fanin_main, &s, &o, NULL);
     weft_chan_unref(s.st.ch);
     if (rc != 0)
@@ -390,7 +381,7 @@ int bench_select_2(weft_loop_t *loop, double *value)
     sel2_t s = {.a = chan(1024, WEFT_CHAN_MPSC), .b = chan(1024, WEFT_CHAN_MPSC)};
     if (s.a == NULL || s.b == NULL)
         return bench_fail("weft_chan_new failed");
-    weft_runtime_opts_t o = two_loops();
+    weft_runtime_opts_t o = bench_two_loops();
     int rc = weft_runtime_run(sel_main, &s, &o, NULL);
     weft_chan_unref(s.a);
     weft_chan_unref(s.b);

@@ -218,20 +218,11 @@ static int cross_ping(void *arg, void **result)
     return 0;
 }
 
-static weft_runtime_opts_t two_loops(void)
-{
-    weft_runtime_opts_t o;
-    memset(&o, 0, sizeof(o));
-    o.loops = 2;
-    o.loop.quiet = true;
-    return o;
-}
-
 int bench_pingpong_submit(weft_loop_t *loop, double *value)
 {
     (void)loop;
     cross_pp_t s = {0};
-    weft_runtime_opts_t o = two_loops();
+    weft_runtime_opts_t o = bench_two_loops();
     int rc = weft_runtime_run(cross_ping, &s, &o, NULL);
     if (rc != 0)
         return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
@@ -299,7 +290,7 @@ int bench_stream_call_on(weft_loop_t *loop, double *value)
     (void)loop;
     uint64_t ns = 0;
     memset(&g_stream, 0, sizeof(g_stream));
-    weft_runtime_opts_t o = two_loops();
+    weft_runtime_opts_t o = bench_two_loops();
     int rc = weft_runtime_run(stream_producer, &ns, &o, NULL);
     if (rc != 0)
         return bench_fail("weft_runtime_run: %s", weft_err_name(rc));
@@ -417,7 +408,7 @@ static int skynet_root(void *arg, void **result)
 static int skynet_run(unsigned loops, double *ms, double *cpu_ms)
 {
     skyn_t s = {0};
-    weft_runtime_opts_t o = two_loops();
+    weft_runtime_opts_t o = bench_two_loops();
     o.loops = loops;
     __atomic_store_n(&g_sky_cpu_ns, 0, __ATOMIC_RELAXED);
     int rc = weft_runtime_run(skynet_root, &s, &o, NULL);
@@ -607,7 +598,7 @@ static int shard_on(unsigned loops, double *ops)
         return bench_fail("out of memory");
     }
     g_shard->n = loops;
-    weft_runtime_opts_t o = two_loops();
+    weft_runtime_opts_t o = bench_two_loops();
     o.loops = loops;
     int rc = weft_runtime_run(shard_main, &ns, &o, NULL);
     uint64_t total = 0;

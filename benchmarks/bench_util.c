@@ -167,3 +167,12 @@ int bench_in_child(int (*fn)(void *arg, double *value), void *arg, unsigned time
     *value = v;
     return 0;
 }
+
+weft_runtime_opts_t bench_two_loops(void)
+{
+    weft_runtime_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.loops = 2;
+    o.loop.quiet = true;
+    return o;
+}
