@@ -297,6 +297,32 @@ size_t weft_broadcast_pending(const weft_broadcast_rx_t *rx)
     return n;
 }
 
+/* ---- select ---------------------------------------------------------------------- */
+
+bool weft__broadcast_sel_link(struct weft_broadcast_rx *rx, struct weft__lw_rec *r)
+{
+    struct weft_broadcast *b = rx->b;
+    weft__spin_lock(&b->lock);
+    bool ready = rx->next < b->tail || rx->next < oldest(b) || b->closed;
+    weft__list_push_back(&b->waiters.list, &r->link);
+    b->waiters.n++;
+    rx->active++;
+    weft__spin_unlock(&b->lock);
+    return ready;
+}
+
+void weft__broadcast_sel_unlink(struct weft_broadcast_rx *rx, struct weft__lw_rec *r)
+{
+    struct weft_broadcast *b = rx->b;
+    weft__spin_lock(&b->lock);
+    if (weft__list_linked(&r->link)) {
+        weft__list_remove(&r->link);
+        b->waiters.n--;
+    }
+    rx->active--;
+    weft__spin_unlock(&b->lock);
+}
+
 /* ---- closing and questions ---------------------------------------------------- */
 
 int weft_broadcast_close(weft_broadcast_t *b)

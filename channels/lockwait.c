@@ -15,7 +15,7 @@ void weft__lw_wake_all(struct weft__lw_queue *q)
         struct weft__lw_rec *r =
             WEFT_CONTAINER_OF(weft__list_pop_front(&q->list), struct weft__lw_rec, link);
         q->n--;
-        (void)weft__xwait_claim(r->x, 0);
+        (void)weft__xwait_claim(r->x, r->tag);
     }
 }
 
@@ -42,6 +42,7 @@ int weft__lw_wait(weft__spin_t *lock, struct weft__lw_queue *q, int (*attempt)(v
         }
         weft__list_init(&p->r.link);
         p->r.x = &p->x;
+        p->r.tag = 0;
 
         weft__spin_lock(lock);
         int rc = attempt(arg);

@@ -18,6 +18,7 @@
 #ifndef WEFT_CHANNELS_LOCKWAIT_H
 #define WEFT_CHANNELS_LOCKWAIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/list.h"
@@ -26,6 +27,7 @@
 struct weft__lw_rec {
     struct weft__list link;
     struct weft__xwait *x;
+    uint32_t tag; /* what the claim says: 0 for a plain wait, a select's case index */
 };
 
 /* The waiters of one container. Under the container's lock. */
@@ -50,5 +52,17 @@ void weft__lw_wake_all(struct weft__lw_queue *q);
  * weft__xwait_check) or a plain thread. */
 int weft__lw_wait(weft__spin_t *lock, struct weft__lw_queue *q, int (*attempt)(void *arg),
                   void *arg, uint64_t deadline);
+
+/* Select's cases on broadcast receivers and watch receivers (select.c):
+ * link r (its x and tag set) under the container's lock and say whether the
+ * case is ready now (the re-check, in the same critical section: no lost
+ * wake-up); unlink it under the lock. While linked the receiver counts as
+ * in use (unsubscribe refuses). */
+struct weft_broadcast_rx;
+struct weft_watch_rx;
+bool weft__broadcast_sel_link(struct weft_broadcast_rx *rx, struct weft__lw_rec *r);
+void weft__broadcast_sel_unlink(struct weft_broadcast_rx *rx, struct weft__lw_rec *r);
+bool weft__watch_sel_link(struct weft_watch_rx *rx, struct weft__lw_rec *r);
+void weft__watch_sel_unlink(struct weft_watch_rx *rx, struct weft__lw_rec *r);
 
 #endif /* WEFT_CHANNELS_LOCKWAIT_H */

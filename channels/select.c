@@ -2,7 +2,8 @@
  * channels/select.c - Go's select over channels, futures and queues
  * (weft/chan.h, docs/channels.md).
  *
- * One pass tries every case in a random order (a Fisher-Yates shuffle per
+ * Cases: channel send/recv, futures, queue gets, broadcast receives and
+ * watch changes. One pass tries every case in a random order (a Fisher-Yates shuffle per
  * select, so among ready cases each is equally likely, not the first
  * listed). If none is ready the select registers one record per case, all
  * pointing at one waiter (core/xwait.h) whose claim word lets exactly one
@@ -14,6 +15,7 @@
  * the channel's next waiter, so that none is lost.
  */
 #include <string.h>
+#include <weft/broadcast.h>
 #include <weft/chan.h>
 #include <weft/error.h>
 #include <weft/future.h>
@@ -22,12 +24,14 @@
 
 #include "chan_int.h"
 #include "core/alloc.h"
+#include "lockwait.h"
 
 struct sel_rec {
     union {
         struct chan_rec c;
         struct weft__xwatch f;
         weft__xq_t q;
+        struct weft__lw_rec lw; /* broadcast and watch receivers */
     } u;
     bool linked;
 };
@@ -80,6 +84,10 @@ static int try_case(weft_sel_case_t *c, bool *fatal)
             *fatal = true;
         return rc;
     }
+    case WEFT_SEL_BROADCAST_RECV:
+        return weft_broadcast_recv_try(c->obj, c->val); /* 0, ELAGGED, EOF, EAGAIN */
+    case WEFT_SEL_WATCH_CHANGED:
+        return weft_watch_changed_try(c->obj); /* 0, EOF, EAGAIN */
     }
     *fatal = true;
     return UV_EINVAL;
@@ -114,6 +122,14 @@ static bool reg_case(weft_sel_case_t *c, struct sel_rec *r, struct weft__xwait *
         weft__xwait_queue_link(c->obj, &r->u.q, x, i);
         r->linked = true;
         return weft_queue_size(c->obj) > 0;
+    case WEFT_SEL_BROADCAST_RECV:
+    case WEFT_SEL_WATCH_CHANGED:
+        weft__list_init(&r->u.lw.link);
+        r->u.lw.x = x;
+        r->u.lw.tag = i;
+        r->linked = true;
+        return c->op == WEFT_SEL_BROADCAST_RECV ? weft__broadcast_sel_link(c->obj, &r->u.lw)
+                                                : weft__watch_sel_link(c->obj, &r->u.lw);
     }
     return false;
 }
@@ -134,6 +150,12 @@ static void unreg_case(weft_sel_case_t *c, struct sel_rec *r, bool *granted, voi
     case WEFT_SEL_QUEUE_GET:
         *granted = weft__xwait_queue_unlink(&r->u.q, item, code);
         break;
+    case WEFT_SEL_BROADCAST_RECV:
+        weft__broadcast_sel_unlink(c->obj, &r->u.lw);
+        break;
+    case WEFT_SEL_WATCH_CHANGED:
+        weft__watch_sel_unlink(c->obj, &r->u.lw);
+        break;
     }
     r->linked = false;
 }
@@ -147,11 +169,13 @@ static int check_cases(const weft_sel_case_t *cases, size_t n)
         switch (c->op) {
         case WEFT_SEL_SEND:
         case WEFT_SEL_QUEUE_GET:
+        case WEFT_SEL_BROADCAST_RECV:
             if (c->obj != NULL && c->val == NULL)
                 return UV_EINVAL;
             break;
         case WEFT_SEL_RECV:
         case WEFT_SEL_FUTURE:
+        case WEFT_SEL_WATCH_CHANGED:
             break;
         default:
             return UV_EINVAL;

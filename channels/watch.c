@@ -210,6 +210,30 @@ int weft_watch_changed_blocking(weft_watch_rx_t *rx, uint64_t timeout_ms)
     return changed_wait(rx, timeout_ms);
 }
 
+bool weft__watch_sel_link(struct weft_watch_rx *rx, struct weft__lw_rec *r)
+{
+    struct weft_watch *w = rx->w;
+    weft__spin_lock(&w->lock);
+    bool ready = w->version != rx->seen || w->closed;
+    weft__list_push_back(&w->waiters.list, &r->link);
+    w->waiters.n++;
+    rx->active++;
+    weft__spin_unlock(&w->lock);
+    return ready;
+}
+
+void weft__watch_sel_unlink(struct weft_watch_rx *rx, struct weft__lw_rec *r)
+{
+    struct weft_watch *w = rx->w;
+    weft__spin_lock(&w->lock);
+    if (weft__list_linked(&r->link)) {
+        weft__list_remove(&r->link);
+        w->waiters.n--;
+    }
+    rx->active--;
+    weft__spin_unlock(&w->lock);
+}
+
 int weft_watch_recv_latest(weft_watch_rx_t *rx, void *out, uint64_t *version)
 {
     if (rx == NULL || out == NULL)

@@ -810,3 +810,80 @@ Test(chan, outside_debug_mode_the_kind_promises_are_not_checked, .timeout = TEST
     setenv("WEFT_DEBUG", "0", 1);
     run_main(unchecked_main, WEFT_STACK_GUARDED);
 }
+
+/* ---- select over broadcast and watch receivers ----------------------------------------- */
+
+static int bcast_later(void *arg, void **result)
+{
+    (void)result;
+    int rc = weft_yield();
+    int64_t v = 44;
+    if (rc == 0)
+        rc = weft_broadcast_send(arg, &v) >= 0 ? 0 : UV_EIO;
+    return rc;
+}
+
+static int watch_later(void *arg, void **result)
+{
+    (void)result;
+    int rc = weft_yield();
+    int64_t v = 9;
+    if (rc == 0)
+        rc = weft_watch_send(arg, &v) >= 0 ? 0 : UV_EIO;
+    return rc;
+}
+
+TASK_TEST(chan, select_takes_broadcast_and_watch_receivers)
+{
+    weft_chan_t *ch = mk(8, 4, WEFT_CHAN_MPMC);
+    weft_broadcast_t *b = NULL;
+    weft_watch_t *w = NULL;
+    weft_broadcast_rx_t *brx = NULL;
+    weft_watch_rx_t *wrx = NULL;
+    int64_t zero = 0, out = 0, bout = 0;
+    EXPECT_OK(weft_broadcast_new(8, 4, NULL, &b));
+    EXPECT_OK(weft_broadcast_subscribe(b, &brx));
+    EXPECT_OK(weft_watch_new(8, &zero, &w));
+    EXPECT_OK(weft_watch_subscribe(w, &wrx));
+    weft_sel_case_t cs[3] = {{WEFT_SEL_RECV, ch, &out, 0},
+                             {WEFT_SEL_BROADCAST_RECV, brx, &bout, 0},
+                             {WEFT_SEL_WATCH_CHANGED, wrx, NULL, 0}};
+    EXPECT_RC(weft_select_try(cs, 3), UV_EAGAIN);
+    EXPECT_RC(weft_select(cs, 3, 1), UV_ETIMEDOUT);
+    /* a broadcast sent while the select waits */
+    weft_task_t *t;
+    EXPECT_OK(weft_spawn(NULL, bcast_later, b, &t));
+    int k = weft_select(cs, 3, WEFT_FOREVER);
+    cr_expect_eq(k, 1);
+    EXPECT_OK(cs[1].rc);
+    cr_expect_eq(bout, 44);
+    EXPECT_OK(weft_await_task(t, NULL));
+    weft_task_unref(t);
+    /* a watch change while it waits; the version is then seen */
+    EXPECT_OK(weft_spawn(NULL, watch_later, w, &t));
+    k = weft_select(cs, 3, WEFT_FOREVER);
+    cr_expect_eq(k, 2);
+    EXPECT_OK(cs[2].rc);
+    EXPECT_RC(weft_select_try(cs, 3), UV_EAGAIN);
+    EXPECT_OK(weft_await_task(t, NULL));
+    weft_task_unref(t);
+    /* a receiver in use by a waiting select cannot be unsubscribed; after
+     * it returns it can; closed ones fire with UV_EOF */
+    EXPECT_OK(weft_broadcast_close(b));
+    k = weft_select(cs, 3, WEFT_FOREVER);
+    cr_expect_eq(k, 1);
+    EXPECT_RC(cs[1].rc, UV_EOF);
+    EXPECT_OK(weft_broadcast_unsubscribe(brx));
+    cs[1].obj = NULL;
+    EXPECT_OK(weft_watch_close(w));
+    k = weft_select(cs, 3, WEFT_FOREVER);
+    cr_expect_eq(k, 2);
+    EXPECT_RC(cs[2].rc, UV_EOF);
+    EXPECT_OK(weft_watch_unsubscribe(wrx));
+    weft_sel_case_t bad = {WEFT_SEL_BROADCAST_RECV, brx, NULL, 0};
+    EXPECT_RC(weft_select_try(&bad, 1), UV_EINVAL); /* a broadcast case needs val */
+    weft_broadcast_unref(b);
+    weft_watch_unref(w);
+    weft_chan_unref(ch);
+    return 0;
+}

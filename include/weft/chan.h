@@ -128,6 +128,11 @@ size_t weft_chan_cap(const weft_chan_t *ch);
  *                    weft_future_from_token); fires when it is done, rc 0
  *   WEFT_SEL_QUEUE_GET obj = weft_queue_t of the caller's loop, val = void **;
  *                    rc 0 or WEFT_ECLOSED (shut down)
+ *   WEFT_SEL_BROADCAST_RECV obj = weft_broadcast_rx_t (weft/broadcast.h),
+ *                    val = where the value goes; rc 0, WEFT_ELAGGED (see
+ *                    weft_broadcast_lagged) or UV_EOF
+ *   WEFT_SEL_WATCH_CHANGED obj = weft_watch_rx_t; fires on a version the
+ *                    receiver has not seen (now marked seen); rc 0 or UV_EOF
  * A case whose obj is NULL is never ready (Go's nil channel).
  * Returns the index of the fired case (its rc says how it went), or
  * UV_ETIMEDOUT (timeout passed; WEFT_FOREVER = none; a select of no
@@ -139,6 +144,8 @@ typedef enum weft_sel_op {
     WEFT_SEL_SEND = 2,
     WEFT_SEL_FUTURE = 3,
     WEFT_SEL_QUEUE_GET = 4,
+    WEFT_SEL_BROADCAST_RECV = 5,
+    WEFT_SEL_WATCH_CHANGED = 6,
 } weft_sel_op_t;
 
 typedef struct weft_sel_case {
