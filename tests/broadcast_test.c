@@ -926,3 +926,74 @@ Test(watch_mt, three_threads_follow_a_watch_to_its_last_value, .timeout = TEST_T
     }
     weft_watch_unref(w);
 }
+
+/* A task on its own loop selects over a broadcast receiver and a watch
+ * receiver while this thread sends to both: every broadcast value arrives
+ * in order or is counted as lagged, the watch's last value is seen, and
+ * both ends fire UV_EOF. */
+struct xsel {
+    weft_broadcast_rx_t *brx;
+    weft_watch_rx_t *wrx;
+    weft_watch_t *w;
+    int64_t next, last_watch;
+    uint64_t got, lagged;
+    int bad;
+};
+
+static int xsel_body(void *arg, void **result)
+{
+    (void)result;
+    struct xsel *s = arg;
+    int64_t v = 0;
+    weft_sel_case_t cs[2] = {{WEFT_SEL_BROADCAST_RECV, s->brx, &v, 0},
+                             {WEFT_SEL_WATCH_CHANGED, s->wrx, NULL, 0}};
+    while (cs[0].obj != NULL || cs[1].obj != NULL) {
+        int k = weft_select(cs, 2, WEFT_FOREVER);
+        if (k < 0)
+            return k;
+        if (cs[k].rc == UV_EOF) {
+            cs[k].obj = NULL;
+        } else if (k == 0 && cs[0].rc == WEFT_ELAGGED) {
+            s->lagged += weft_broadcast_lagged(s->brx);
+        } else if (k == 0) {
+            if (v < s->next)
+                s->bad++;
+            s->next = v + 1;
+            s->got++;
+        } else {
+            uint64_t ver = 0;
+            (void)weft_watch_borrow(s->w, &s->last_watch, &ver);
+        }
+    }
+    return 0;
+}
+
+Test(broadcast_mt, a_select_on_another_loop_follows_a_broadcast_and_a_watch,
+     .timeout = TEST_TIMEOUT_S)
+{
+    weft_broadcast_t *b = mk(sizeof(int64_t), 16, NULL);
+    weft_watch_t *w = NULL;
+    int64_t zero = -1;
+    ASSERT_OK(weft_watch_new(sizeof(int64_t), &zero, &w));
+    struct xsel s = {.brx = sub(b), .w = w};
+    ASSERT_OK(weft_watch_subscribe(w, &s.wrx));
+    struct runner r;
+    start_runner(&r, xsel_body, &s, false);
+    for (int64_t i = 0; i < STRESS_N; i++) {
+        EXPECT_RC(weft_broadcast_send(b, &i), 1);
+        EXPECT_OK(weft_watch_send(w, &i) >= 0 ? 0 : -1);
+        if ((i & 63) == 0)
+            sched_yield();
+    }
+    EXPECT_OK(weft_broadcast_close(b));
+    EXPECT_OK(weft_watch_close(w));
+    join_runner(&r);
+    cr_expect_eq(s.bad, 0, "%d broadcast values out of order", s.bad);
+    cr_expect_eq(s.got + s.lagged, (uint64_t)STRESS_N, "got %llu + lagged %llu",
+                 (unsigned long long)s.got, (unsigned long long)s.lagged);
+    cr_expect_eq(s.last_watch, STRESS_N - 1);
+    EXPECT_OK(weft_broadcast_unsubscribe(s.brx));
+    EXPECT_OK(weft_watch_unsubscribe(s.wrx));
+    weft_broadcast_unref(b);
+    weft_watch_unref(w);
+}
