@@ -58,6 +58,7 @@
 #include <weft/future.h>
 #include <weft/loop.h>
 #include <weft/queue.h>
+#include <weft/task.h>
 
 #include "chan_int.h"
 #include "core/alloc.h"
@@ -556,6 +557,19 @@ static int wait_op(struct weft_chan *ch, int dir, void *val, uint64_t deadline, 
             weft__cpu_relax();
         }
     } else if (!ch->rendezvous) {
+        /* A task whose loop has other work ready yields to it once before
+         * it registers: the other end is often among it (two tasks of one
+         * loop handing values back and forth), and then the value is there
+         * when this task runs again - no waiter record, no lock, no claim,
+         * no wake-up. One yield, then the wait as usual. */
+        if (weft__xwait_others_ready()) {
+            int rc = weft_yield();
+            if (rc != 0)
+                return rc;
+            rc = weft__chan_try(ch, dir, val);
+            if (rc != UV_EAGAIN)
+                return rc;
+        }
         /* A task whose loop is idle polls the ring for a while (see
          * weft__xwait_spin_budget): between two awake loops a message then
          * costs the slot's cache line and no wake-up at all. */

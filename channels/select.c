@@ -21,6 +21,7 @@
 #include <weft/future.h>
 #include <weft/loop.h>
 #include <weft/queue.h>
+#include <weft/task.h>
 
 #include "chan_int.h"
 #include "core/alloc.h"
@@ -217,10 +218,19 @@ static int select_impl(weft_sel_case_t *cases, size_t n, uint64_t deadline)
     struct sel_rec *recs = NULL;
     int pass = -1; /* a buffered channel's case whose wake-up we hold */
     int out;
+    bool yielded = false;
     for (;;) {
         out = try_pass(cases, n);
         if (out != UV_EAGAIN)
             break;
+        if (!yielded && weft__xwait_others_ready()) {
+            /* Once, as a single wait does (chan.c, wait_op): what is ready
+             * on this loop may be what feeds a case. */
+            yielded = true;
+            if ((out = weft_yield()) != 0)
+                break;
+            continue;
+        }
         if (deadline != UINT64_MAX && uv_hrtime() >= deadline) {
             out = UV_ETIMEDOUT;
             break;

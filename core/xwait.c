@@ -249,3 +249,9 @@ bool weft__xwait_loop_busy(void)
     struct weft__loop *l = weft__tls_loop;
     return l != NULL && (!weft__list_empty(&l->ready) || weft__inbox_pending(&l->inbox));
 }
+
+bool weft__xwait_others_ready(void)
+{
+    struct weft__loop *l = weft__tls_loop;
+    return l != NULL && !weft__list_empty(&l->ready);
+}

@@ -128,6 +128,9 @@ uint64_t weft__xwait_spin_budget(void);
 /* While spinning: true if the caller's loop got other work (ready tasks,
  * inbox messages), which the spin must not delay. */
 bool weft__xwait_loop_busy(void);
+/* True if other tasks or callbacks of the caller's loop are ready to run:
+ * a task about to wait may yield to them once first (channels/chan.c). */
+bool weft__xwait_others_ready(void);
 
 /* The claim's state word for a tag. */
 static inline uint32_t weft__xw_claimed(uint32_t tag)
