@@ -144,9 +144,11 @@ struct weft__sig {
 
 struct weft__loop {
     /* Hot scheduling state first. */
-    struct weft_task *current; /* running task, NULL in the scheduler */
-    struct weft__list ready;   /* rnodes */
-    int budget;                /* runnables left in this tick */
+    struct weft_task *current;    /* running task, NULL in the scheduler */
+    struct weft__list ready;      /* rnodes */
+    int budget;                   /* runnables left in this tick */
+    struct weft__list *lag_probe; /* the runnable whose lag is timed (run_ready) */
+    uint64_t lag_stamp_ns;        /* since when it is known to wait */
     bool compact;
     bool debug;                                     /* owner-thread assertions (debug mode) */
     bool shuffle;                                   /* weft__ready_pick shuffles the queue */
@@ -192,6 +194,7 @@ struct weft__loop {
     uint64_t idle_poll_ns; /* inbox polling before sleep; 0 = none */
     uint64_t slow_ns;      /* warn about a task running this long; 0 = off */
     uint64_t ran_since_ns; /* when the running task got the CPU (slow_ns) */
+    uint64_t run_start_ns; /* when the current run began (st.run_ns) */
     bool quiet;            /* count warnings but do not print them */
 
     /* Debug mode (docs/core.md, "Debug mode"). */
