@@ -535,9 +535,10 @@ int weft_handle_cancel(weft_handle_t hd)
     WEFT__OWNER_ASSERT(l, "weft_handle_cancel", WEFT__OBJ_HANDLE, h);
     if (h->state == WEFT__HS_TIMER)
         weft__timer_disarm(l, &h->tm);
-    else if (h->state == WEFT__HS_READY)
+    else if (h->state == WEFT__HS_READY) {
+        weft__lag_forget(l, &h->rn.link);
         weft__list_remove(&h->rn.link);
-    else
+    } else
         return UV_ENOENT; /* running now */
     weft__handle_put(l, h);
     return 0;
@@ -688,8 +689,10 @@ static void fire_timers(struct weft__loop *l)
 }
 
 /* One lag sample (run_ready): out of line, it runs about once per tick. */
-__attribute__((noinline)) static void lag_sample(struct weft__loop *l, uint64_t lag)
+__attribute__((noinline)) void weft__lag_hit(struct weft__loop *l)
 {
+    uint64_t lag = uv_hrtime() - l->lag_stamp_ns;
+    l->lag_probe = NULL;
     unsigned i = 0;
     if (lag > (1u << WEFT_LAG_MIN_LOG2)) {
         i = (unsigned)(64 - __builtin_clzll(lag - 1)) - WEFT_LAG_MIN_LOG2;
@@ -707,23 +710,24 @@ __attribute__((noinline)) static void lag_sample(struct weft__loop *l, uint64_t 
  * queue when a tick starts (stamped with the tick's start time, which the
  * tick reads anyway for max_lag_ns) or, when the previous probe ran during
  * the tick and runnables are left, the tail at the tick's end (stamped with
- * the end time, read anyway too). When the probe is popped, one clock read
- * gives its lag: how long it waited behind the work queued ahead of it (and,
- * for an end-of-tick probe, the poll of libuv, the inbox and the timers
- * between the ticks). That is a lower bound of its whole queueing time (it
- * was pushed before the stamp), and about one sample per tick: per runnable,
- * one compare of the popped node with a register; per tick, at most one
+ * the end time, read anyway too). When the probe is taken off the queue to
+ * run - here, or by a task handing over to it directly (task.c, leave) -
+ * one clock read gives its lag (weft__lag_hit): how long it waited behind
+ * the work queued ahead of it (and, for an end-of-tick probe, the poll of
+ * libuv, the inbox and the timers between the ticks). That is a lower
+ * bound of its whole queueing time (it was pushed before the stamp), and
+ * about one sample per tick: per runnable, one compare of the popped node
+ * with l->lag_probe (a line the pop touches anyway); per tick, at most one
  * clock read (a tick runs up to WEFT__TICK_BUDGET runnables). A probe that
- * leaves the queue without running (a cancelled handle) is forgotten when
- * the queue next runs empty; until then no sample is taken, and should its
- * node be recycled into the queue first, its run gives one sample that
- * counts from the old stamp (a time while the queue was never empty). */
+ * leaves the queue without running (a cancelled handle, a task started
+ * inline by its awaiter, a new generator) is forgotten (weft__lag_forget),
+ * and the queue running empty forgets it too; a new one is picked at the
+ * next tick. */
 static void run_ready(struct weft__loop *l)
 {
     uint64_t t0 = uv_hrtime();
-    struct weft__list *probe = l->lag_probe;
-    if (probe == NULL) {
-        probe = l->ready.prev;
+    if (l->lag_probe == NULL) {
+        l->lag_probe = l->ready.prev;
         l->lag_stamp_ns = t0;
     }
     l->budget = WEFT__TICK_BUDGET;
@@ -733,10 +737,8 @@ static void run_ready(struct weft__loop *l)
         if (n == NULL)
             break;
         l->budget--;
-        if (__builtin_expect(n == probe, 0)) {
-            probe = NULL;
-            lag_sample(l, uv_hrtime() - l->lag_stamp_ns);
-        }
+        if (__builtin_expect(n == l->lag_probe, 0))
+            weft__lag_hit(l);
         struct weft__rnode *rn = WEFT_CONTAINER_OF(n, struct weft__rnode, link);
         /* Two kinds, one compare, two direct calls - kept over a function per
          * runnable. A pointer in the rnode would push a task past its three
@@ -756,12 +758,11 @@ static void run_ready(struct weft__loop *l)
     if (lag > l->st.max_lag_ns)
         l->st.max_lag_ns = lag;
     if (weft__list_empty(&l->ready)) {
-        probe = NULL;
-    } else if (probe == NULL) {
-        probe = l->ready.prev;
+        l->lag_probe = NULL;
+    } else if (l->lag_probe == NULL) {
+        l->lag_probe = l->ready.prev;
         l->lag_stamp_ns = t1;
     }
-    l->lag_probe = probe;
 }
 
 /* Poll the inbox for up to idle_poll_ns before sleeping: waking a sleeping

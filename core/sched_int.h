@@ -273,6 +273,19 @@ static inline void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn
     weft__list_push_back(&l->ready, &rn->link);
 }
 
+/* The loop-lag probe (loop.c, run_ready): the probe leaves the ready queue
+ * to run other than through run_ready (a task hands over to it directly):
+ * take its sample. Out of line, about once per tick. */
+void weft__lag_hit(struct weft__loop *l);
+/* A runnable n leaves the ready queue without running now (cancelled,
+ * started inline, parked): if it is the probe, forget it, or its next run
+ * would count from a stamp older than its queueing. Cold paths only. */
+static inline void weft__lag_forget(struct weft__loop *l, struct weft__list *n)
+{
+    if (n == l->lag_probe)
+        l->lag_probe = NULL;
+}
+
 static inline bool weft__loop_usable(const struct weft__loop *l)
 {
     return l != NULL && l->magic == WEFT__LOOP_MAGIC && l->initialised && !l->closed;
