@@ -28,6 +28,11 @@ bool weft__loop_maybe_sleeping(const struct weft__loop *l)
     return __atomic_load_n(&l->inbox.sleeping, __ATOMIC_RELAXED) != 0;
 }
 
+bool weft__loop_wrong_thread(const struct weft__loop *l, const char *call)
+{
+    return WEFT__WRONG_THREAD(l, call, WEFT__OBJ_NONE, NULL);
+}
+
 void weft__loop_count_callback(struct weft__loop *l)
 {
     l->st.callbacks_run++;

@@ -44,6 +44,10 @@ uint64_t weft__loop_tasks_live(const struct weft__loop *l);
  * means "wake it" (weft__loop_wake_if_sleeping does it properly); false
  * proves nothing - a sleep announced at this instant may not show yet. */
 bool weft__loop_maybe_sleeping(const struct weft__loop *l);
+/* l runs on a thread other than the caller's: true means the caller
+ * returns WEFT_EWRONGLOOP (in debug mode it aborts instead, naming `call`).
+ * Any thread. */
+bool weft__loop_wrong_thread(const struct weft__loop *l, const char *call);
 /* Count a callback that a message ran (weft_loop_stats' callbacks_run). */
 void weft__loop_count_callback(struct weft__loop *l);
 /* Cancel every live task of l (weft_task_cancel each, in slot order). */

@@ -115,6 +115,7 @@ int weft__gen_new(weft_loop_t *loop, weft_task_fn fn, void *arg, const weft_task
         return rc;
     }
     /* Not runnable until the first next(): out of the ready queue. */
+    weft__lag_forget(l, &t->rn.link);
     weft__list_remove(&t->rn.link);
     t->queued = false;
     g->task = t;

@@ -535,9 +535,10 @@ int weft_handle_cancel(weft_handle_t hd)
     WEFT__OWNER_ASSERT(l, "weft_handle_cancel", WEFT__OBJ_HANDLE, h);
     if (h->state == WEFT__HS_TIMER)
         weft__timer_disarm(l, &h->tm);
-    else if (h->state == WEFT__HS_READY)
+    else if (h->state == WEFT__HS_READY) {
+        weft__lag_forget(l, &h->rn.link);
         weft__list_remove(&h->rn.link);
-    else
+    } else
         return UV_ENOENT; /* running now */
     weft__handle_put(l, h);
     return 0;
@@ -687,9 +688,48 @@ static void fire_timers(struct weft__loop *l)
     }
 }
 
+/* One lag sample (run_ready): out of line, it runs about once per tick. */
+__attribute__((noinline)) void weft__lag_hit(struct weft__loop *l)
+{
+    uint64_t lag = uv_hrtime() - l->lag_stamp_ns;
+    l->lag_probe = NULL;
+    unsigned i = 0;
+    if (lag > (1u << WEFT_LAG_MIN_LOG2)) {
+        i = (unsigned)(64 - __builtin_clzll(lag - 1)) - WEFT_LAG_MIN_LOG2;
+        if (i > WEFT_LAG_BUCKETS - 1)
+            i = WEFT_LAG_BUCKETS - 1;
+    }
+    l->st.lag_buckets[i]++;
+    l->st.lag_count++;
+    l->st.lag_sum_ns += lag;
+}
+
+/* Loop lag is sampled, not measured per runnable: a clock read per push or
+ * per run (~20 ns, uv_hrtime) would double the cost of a switch (~17 ns).
+ * So one runnable at a time is the probe: the one at the tail of the ready
+ * queue when a tick starts (stamped with the tick's start time, which the
+ * tick reads anyway for max_lag_ns) or, when the previous probe ran during
+ * the tick and runnables are left, the tail at the tick's end (stamped with
+ * the end time, read anyway too). When the probe is taken off the queue to
+ * run - here, or by a task handing over to it directly (task.c, leave) -
+ * one clock read gives its lag (weft__lag_hit): how long it waited behind
+ * the work queued ahead of it (and, for an end-of-tick probe, the poll of
+ * libuv, the inbox and the timers between the ticks). That is a lower
+ * bound of its whole queueing time (it was pushed before the stamp), and
+ * about one sample per tick: per runnable, one compare of the popped node
+ * with l->lag_probe (a line the pop touches anyway); per tick, at most one
+ * clock read (a tick runs up to WEFT__TICK_BUDGET runnables). A probe that
+ * leaves the queue without running (a cancelled handle, a task started
+ * inline by its awaiter, a new generator) is forgotten (weft__lag_forget),
+ * and the queue running empty forgets it too; a new one is picked at the
+ * next tick. */
 static void run_ready(struct weft__loop *l)
 {
     uint64_t t0 = uv_hrtime();
+    if (l->lag_probe == NULL) {
+        l->lag_probe = l->ready.prev;
+        l->lag_stamp_ns = t0;
+    }
     l->budget = WEFT__TICK_BUDGET;
     while (l->budget > 0) {
         weft__ready_pick(l);
@@ -697,6 +737,8 @@ static void run_ready(struct weft__loop *l)
         if (n == NULL)
             break;
         l->budget--;
+        if (__builtin_expect(n == l->lag_probe, 0))
+            weft__lag_hit(l);
         struct weft__rnode *rn = WEFT_CONTAINER_OF(n, struct weft__rnode, link);
         /* Two kinds, one compare, two direct calls - kept over a function per
          * runnable. A pointer in the rnode would push a task past its three
@@ -712,9 +754,15 @@ static void run_ready(struct weft__loop *l)
         else
             weft__handle_run(l, WEFT_CONTAINER_OF(rn, struct weft__handle, rn));
     }
-    uint64_t lag = uv_hrtime() - t0;
+    uint64_t t1 = uv_hrtime(), lag = t1 - t0;
     if (lag > l->st.max_lag_ns)
         l->st.max_lag_ns = lag;
+    if (weft__list_empty(&l->ready)) {
+        l->lag_probe = NULL;
+    } else if (l->lag_probe == NULL) {
+        l->lag_probe = l->ready.prev;
+        l->lag_stamp_ns = t1;
+    }
 }
 
 /* Poll the inbox for up to idle_poll_ns before sleeping: waking a sleeping
@@ -725,7 +773,7 @@ static bool idle_poll(struct weft__loop *l)
 {
     if (l->idle_poll_ns == 0)
         return false;
-    uint64_t now = uv_hrtime(), end = now + l->idle_poll_ns;
+    uint64_t now = uv_hrtime(), end = now + l->idle_poll_ns, start = now;
     struct weft__timer *m = weft__heap_min(&l->timers);
     if (m != NULL && m->deadline_ns < end)
         end = m->deadline_ns;
@@ -734,8 +782,10 @@ static bool idle_poll(struct weft__loop *l)
      * hop. Reading lines that nobody writes costs the writers nothing; the
      * clock is read every 8 checks. */
     for (unsigned k = 0; now < end; k++) {
-        if (weft__inbox_pending(&l->inbox) || sources_pending(l))
+        if (weft__inbox_pending(&l->inbox) || sources_pending(l)) {
+            l->st.polling_ns += now - start; /* now: up to 8 checks old */
             return true;
+        }
         for (int i = 0; i < 2; i++) {
 #if defined(__x86_64__)
             __builtin_ia32_pause();
@@ -746,6 +796,7 @@ static bool idle_poll(struct weft__loop *l)
         if ((k & 7) == 7)
             now = uv_hrtime();
     }
+    l->st.polling_ns += now - start;
     return m != NULL && m->deadline_ns <= now;
 }
 
@@ -790,7 +841,9 @@ static void block(struct weft__loop *l)
     if (__builtin_expect(weft__test_sleep_hook != NULL, 0))
         weft__test_sleep_hook();
     uv_ref((uv_handle_t *)&l->async);
+    uint64_t slept = uv_hrtime();
     uv_run(&l->uv, UV_RUN_ONCE);
+    l->st.asleep_ns += uv_hrtime() - slept;
     uv_unref((uv_handle_t *)&l->async);
     if (m != NULL)
         uv_timer_stop(&l->uv_timer);
@@ -815,6 +868,7 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
     l->running = true;
     weft__tls_loop = l; /* a stop before the run is kept: one tick, then out */
     l->owner_tid = thread_id();
+    l->run_start_ns = uv_hrtime();
     if (__builtin_expect(l->shuffle, 0))
         shuffle_announce(l);
 #if defined(__SANITIZE_THREAD__)
@@ -853,6 +907,7 @@ int weft__loop_run_until(struct weft__loop *l, weft_future_t *until)
         }
         block(l);
     }
+    l->st.run_ns += uv_hrtime() - l->run_start_ns;
     weft__tls_loop = NULL;
     l->running = false;
     l->stopping = false; /* the stop is consumed by the run it ended */
@@ -885,6 +940,8 @@ void weft_loop_stats(const weft_loop_t *loop, weft_loop_stats_t *out)
     out->inbox_overflows = __atomic_load_n(&l->inbox.overflows, __ATOMIC_RELAXED);
     out->tokens_live = l->tokens_live;
     out->remote_waits = l->remote_out;
+    if (l->running) /* the run in progress: the loop's thread (or torn anyway) */
+        out->run_ns += uv_hrtime() - l->run_start_ns;
     for (unsigned i = 0; i < l->npools; i++) {
         out->stacks_in_use += l->pools[i].in_use;
         out->stacks_pooled += l->pools[i].pooled;

@@ -144,9 +144,11 @@ struct weft__sig {
 
 struct weft__loop {
     /* Hot scheduling state first. */
-    struct weft_task *current; /* running task, NULL in the scheduler */
-    struct weft__list ready;   /* rnodes */
-    int budget;                /* runnables left in this tick */
+    struct weft_task *current;    /* running task, NULL in the scheduler */
+    struct weft__list ready;      /* rnodes */
+    int budget;                   /* runnables left in this tick */
+    struct weft__list *lag_probe; /* the runnable whose lag is timed (run_ready) */
+    uint64_t lag_stamp_ns;        /* since when it is known to wait */
     bool compact;
     bool debug;                                     /* owner-thread assertions (debug mode) */
     bool shuffle;                                   /* weft__ready_pick shuffles the queue */
@@ -192,6 +194,7 @@ struct weft__loop {
     uint64_t idle_poll_ns; /* inbox polling before sleep; 0 = none */
     uint64_t slow_ns;      /* warn about a task running this long; 0 = off */
     uint64_t ran_since_ns; /* when the running task got the CPU (slow_ns) */
+    uint64_t run_start_ns; /* when the current run began (st.run_ns) */
     bool quiet;            /* count warnings but do not print them */
 
     /* Debug mode (docs/core.md, "Debug mode"). */
@@ -268,6 +271,19 @@ void weft__loop_set_index(struct weft__loop *l, unsigned idx);
 static inline void weft__ready_push(struct weft__loop *l, struct weft__rnode *rn)
 {
     weft__list_push_back(&l->ready, &rn->link);
+}
+
+/* The loop-lag probe (loop.c, run_ready): the probe leaves the ready queue
+ * to run other than through run_ready (a task hands over to it directly):
+ * take its sample. Out of line, about once per tick. */
+void weft__lag_hit(struct weft__loop *l);
+/* A runnable n leaves the ready queue without running now (cancelled,
+ * started inline, parked): if it is the probe, forget it, or its next run
+ * would count from a stamp older than its queueing. Cold paths only. */
+static inline void weft__lag_forget(struct weft__loop *l, struct weft__list *n)
+{
+    if (n == l->lag_probe)
+        l->lag_probe = NULL;
 }
 
 static inline bool weft__loop_usable(const struct weft__loop *l)

@@ -263,6 +263,8 @@ static void leave(struct weft__loop *l, struct weft__stack *from, bool dying)
                 weft__list_remove(n);
                 next->queued = false;
                 l->budget--;
+                if (__builtin_expect(n == l->lag_probe, 0))
+                    weft__lag_hit(l);
                 if (next->stk == NULL) {
                     int rc = prepare(l, next);
                     if (rc != 0) {
@@ -611,6 +613,7 @@ int weft_task_cancel_msg(weft_task_t *t, const char *msg)
     switch (t->state) {
     case WEFT_TASK_CREATED:
         if (t->queued) {
+            weft__lag_forget(l, &t->rn.link);
             weft__list_remove(&t->rn.link);
             t->queued = false;
         }
@@ -964,6 +967,7 @@ int weft_sleep(uint64_t ms)
 static int await_inline(struct weft__loop *l, struct weft_task *t, struct weft_task *c,
                         void **result)
 {
+    weft__lag_forget(l, &c->rn.link);
     weft__list_remove(&c->rn.link);
     c->queued = false;
     c->stk = t->stk;

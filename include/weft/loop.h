@@ -111,6 +111,12 @@ typedef struct weft_loop_opts {
     uint64_t seed;
 } weft_loop_opts_t;
 
+/* The loop-lag histogram of weft_loop_stats_t: bucket i holds lags of at
+ * most 2^(WEFT_LAG_MIN_LOG2 + i) ns, 256 ns to 2^30 ns; the last bucket
+ * holds the rest. */
+#define WEFT_LAG_MIN_LOG2 8
+#define WEFT_LAG_BUCKETS  24
+
 /* Per-loop counters (cumulative since init, except the *_live ones). */
 typedef struct weft_loop_stats {
     uint64_t tasks_spawned;
@@ -139,6 +145,24 @@ typedef struct weft_loop_stats {
                                      * unless quiet); slow_tasks counts them all */
     uint64_t tasks_pending_at_exit; /* tasks still pending when weft_run's main
                                      * finished (warned about, then cancelled) */
+
+    /* Where the time goes (docs/observability.md). run_ns: time spent in
+     * weft_loop_run (weft_run, a runtime's loop), a run in progress
+     * included; asleep_ns: the part of it blocked in the poller; polling_ns:
+     * the part spent spinning in the idle poll before sleeping (busy for
+     * the CPU, idle for the program). Utilisation = 1 - asleep_ns / run_ns. */
+    uint64_t run_ns;
+    uint64_t asleep_ns;
+    uint64_t polling_ns;
+    /* Loop lag, sampled: about one runnable per tick is timed from when
+     * the tick found it queued until it starts to run (core/loop.c,
+     * run_ready, says which one and why). lag_buckets[i] counts the samples
+     * of at most 2^(WEFT_LAG_MIN_LOG2 + i) ns (and more than half that;
+     * [0] from 0), not cumulative; the last one counts everything above
+     * 2^(WEFT_LAG_MIN_LOG2 + WEFT_LAG_BUCKETS - 2) ns (about 1.07 s). */
+    uint64_t lag_count;
+    uint64_t lag_sum_ns;
+    uint64_t lag_buckets[WEFT_LAG_BUCKETS];
 } weft_loop_stats_t;
 
 typedef void (*weft_cb_fn)(void *arg);
@@ -268,7 +292,8 @@ int weft_handle_cancel(weft_handle_t h);
  * WEFT_ECLOSED (loop closed), UV_ENOMEM. */
 WEFT_WARN_UNUSED int weft_call_soon_threadsafe(weft_loop_t *loop, weft_cb_fn fn, void *arg);
 
-/* Counters; safe from the loop thread (others may read torn values). */
+/* Counters; safe from the loop thread (others may read torn values; a
+ * plain thread can have a runtime's through weft_metrics_write). */
 void weft_loop_stats(const weft_loop_t *loop, weft_loop_stats_t *out);
 
 /* Print every live task: id, name, state, what it awaits, spawn site.
