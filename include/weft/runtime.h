@@ -199,8 +199,7 @@ int weft_tsfuture_result(weft_tsfuture_t *f, void **result);
  * for a cancelled task (a weft_tsfuture_cancel gives no reason; a task that
  * called weft_fail before it returned UV_ECANCELED keeps that message). Any
  * thread; the string is owned by f and valid until its last unref. The
- * message also reaches weft_tsfuture_wrap's future (weft_future_message)
- * and the future behind weft_tsfuture_await. */
+ * message also reaches weft_tsfuture_wrap's future (weft_future_message). */
 const char *weft_tsfuture_message(weft_tsfuture_t *f);
 /* Ask the remote task to cancel (any thread). 0 or WEFT_EDONE. */
 int weft_tsfuture_cancel(weft_tsfuture_t *f);
