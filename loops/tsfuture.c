@@ -40,6 +40,7 @@ struct weft_tsfuture {
     bool cancel_requested;
     int err;
     void *result;
+    char *msg;                   /* a failure's message (copy), or NULL; set with done */
     struct ts_awaiter *awaiters; /* under mu */
     /* Loop side (its thread only). */
     weft_loop_t *loop;
@@ -65,16 +66,21 @@ void weft_tsfuture_unref(weft_tsfuture_t *f)
     }
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
+    weft__free(f->msg);
     weft__free(f);
 }
 
-/* Loop side: record the outcome, wake blocked threads and awaiting tasks. */
-static void ts_complete(weft_tsfuture_t *f, int err, void *result)
+/* Loop side: record the outcome, wake blocked threads and awaiting tasks.
+ * msg (a failure's message, or NULL) is copied; if the copy fails (no
+ * memory) the outcome is recorded without it. */
+static void ts_complete(weft_tsfuture_t *f, int err, void *result, const char *msg)
 {
+    char *m = err != 0 && msg != NULL ? weft__strdup(msg) : NULL;
     pthread_mutex_lock(&f->mu);
     f->done = true;
     f->err = err;
     f->result = err == 0 ? result : NULL;
+    f->msg = m;
     struct ts_awaiter *a = f->awaiters;
     f->awaiters = NULL;
     pthread_cond_broadcast(&f->cv);
@@ -86,7 +92,7 @@ static void ts_complete(weft_tsfuture_t *f, int err, void *result)
     while (a != NULL) {
         struct ts_awaiter *next = a->next;
         int rc = err == 0 ? weft_future_set_result_threadsafe(a->tok, result)
-                          : weft_future_set_error_threadsafe(a->tok, err, NULL);
+                          : weft_future_set_error_threadsafe(a->tok, err, m);
         (void)rc; /* WEFT_ECLOSED: the awaiter's loop closed, nobody waits */
         weft__free(a);
         a = next;
@@ -99,7 +105,9 @@ static int ts_body(void *arg, void **result)
     int rc = f->fn(f->arg, result);
     if (rc > 0)
         rc = UV_EINVAL;
-    ts_complete(f, rc, *result);
+    /* The task's own message (weft_fail); a cancel from the tsfuture has no
+     * reason, so a cancelled task has none unless it gave one itself. */
+    ts_complete(f, rc, *result, rc != 0 ? weft_task_message(weft_task_current()) : NULL);
     weft__future_mark_retrieved(
         weft_task_future(weft_task_current())); /* the tsfuture reports it */
     return rc;
@@ -113,7 +121,7 @@ static void ts_task_done(weft_future_t *tf, void *arg)
     (void)tf;
     weft_tsfuture_t *f = arg;
     if (!f->done) /* cancelled before it ran: ts_body never completed f */
-        ts_complete(f, UV_ECANCELED, NULL);
+        ts_complete(f, UV_ECANCELED, NULL, NULL);
     weft_task_unref(f->task);
     f->task = NULL;
     weft_tsfuture_unref(f);
@@ -145,7 +153,7 @@ static void ts_spawned(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c, uintptr
         }
     }
     if (rc != 0) {
-        ts_complete(f, rc, NULL);
+        ts_complete(f, rc, NULL, NULL);
         weft_tsfuture_unref(f);
         return;
     }
@@ -201,6 +209,16 @@ int weft_tsfuture_result(weft_tsfuture_t *f, void **result)
         *result = f->result;
     pthread_mutex_unlock(&f->mu);
     return rc;
+}
+
+const char *weft_tsfuture_message(weft_tsfuture_t *f)
+{
+    if (f == NULL)
+        return NULL;
+    pthread_mutex_lock(&f->mu); /* orders the read after ts_complete's write */
+    const char *m = f->done ? f->msg : NULL;
+    pthread_mutex_unlock(&f->mu);
+    return m;
 }
 
 int weft_tsfuture_wait_blocking(weft_tsfuture_t *f, uint64_t timeout_ms, void **result)
@@ -377,8 +395,9 @@ int weft_tsfuture_wrap(weft_tsfuture_t *f, weft_future_t **out)
     if (f->done) {
         int err = f->err;
         void *res = f->result;
+        const char *msg = f->msg; /* immutable once done; f is referenced */
         pthread_mutex_unlock(&f->mu);
-        rc = err == 0 ? weft_future_set_result(mine, res) : weft_future_set_error(mine, err, NULL);
+        rc = err == 0 ? weft_future_set_result(mine, res) : weft_future_set_error(mine, err, msg);
         WEFT_ASSERT(rc == 0);
         *out = mine;
         return 0;
@@ -412,11 +431,12 @@ int weft_tsfuture_wrap(weft_tsfuture_t *f, weft_future_t **out)
     bool done = f->done;
     int err = f->err;
     void *res = f->result;
+    const char *msg = f->msg; /* immutable once done; f is referenced */
     a->next = f->awaiters;
     f->awaiters = a;
     pthread_mutex_unlock(&f->mu);
     if (done) {
-        rc = err == 0 ? weft_future_set_result(mine, res) : weft_future_set_error(mine, err, NULL);
+        rc = err == 0 ? weft_future_set_result(mine, res) : weft_future_set_error(mine, err, msg);
         WEFT_ASSERT(rc == 0);
     }
     *out = mine;

@@ -707,6 +707,78 @@ Test(runtime, tsfuture_cancel_ends_a_sleeping_task, .timeout = TEST_TIMEOUT_S)
     cr_expect_eq(atomic_load(&g_sleepers_cancelled), atomic_load(&g_sleepers_started));
 }
 
+static int failing_job(void *arg, void **result)
+{
+    (void)result;
+    return weft_fail(UV_EIO, (const char *)arg);
+}
+
+/* A buffer the message is copied from, overwritten before anyone reads the
+ * tsfuture: the message must be the tsfuture's own copy. */
+static char g_fail_buf[32];
+
+static struct {
+    int rc_wrap, rc_await;
+    char wrap_msg[32]; /* weft_future_message of the wrapped future */
+} g_tsmsg;
+
+/* On a loop: the wrapped future of a done, failed tsfuture carries its
+ * message too. Read by the test after the tsfuture wait (its mutex). */
+static int wrap_msg_task(void *arg, void **result)
+{
+    (void)result;
+    weft_future_t *w = NULL;
+    g_tsmsg.rc_wrap = weft_tsfuture_wrap(arg, &w);
+    if (g_tsmsg.rc_wrap != 0)
+        return g_tsmsg.rc_wrap;
+    g_tsmsg.rc_await = weft_await(w, NULL);
+    const char *m = weft_future_message(w);
+    snprintf(g_tsmsg.wrap_msg, sizeof g_tsmsg.wrap_msg, "%s", m != NULL ? m : "(null)");
+    weft_future_unref(w);
+    return 0;
+}
+
+/* weft_tsfuture_message: a failure's message reaches a plain thread (and
+ * stays after the source buffer changed); a success and a cancel have none
+ * (a tsfuture cancel gives no reason). */
+Test(runtime, tsfuture_message_reaches_a_plain_thread, .timeout = TEST_TIMEOUT_S)
+{
+    weft_runtime_t *rt = start_rt(OPTS(.loops = 2));
+    weft_tsfuture_t *f = NULL;
+    snprintf(g_fail_buf, sizeof g_fail_buf, "%s", "disk on fire");
+    ASSERT_OK(weft_spawn_threadsafe(weft_runtime_loop(rt, 1), failing_job, g_fail_buf, &f));
+    cr_expect_null(weft_tsfuture_message(NULL));
+    EXPECT_RC(weft_tsfuture_wait_blocking(f, WAIT_MS, NULL), UV_EIO);
+    memset(g_fail_buf, 'x', sizeof g_fail_buf - 1);
+    const char *m = weft_tsfuture_message(f);
+    cr_assert_not_null(m);
+    cr_expect_str_eq(m, "disk on fire");
+    cr_expect_eq(weft_tsfuture_message(f), m); /* the same copy every time */
+    /* From a task on the other loop, through weft_tsfuture_wrap. */
+    EXPECT_OK(run_on(rt, 0, wrap_msg_task, f, NULL, WAIT_MS));
+    EXPECT_OK(g_tsmsg.rc_wrap);
+    EXPECT_RC(g_tsmsg.rc_await, UV_EIO);
+    cr_expect_str_eq(g_tsmsg.wrap_msg, "disk on fire");
+    weft_tsfuture_unref(f);
+
+    /* Success: no message. */
+    ASSERT_OK(weft_spawn_threadsafe(weft_runtime_loop(rt, 0), quick_job, weft_int(3), &f));
+    EXPECT_OK(weft_tsfuture_wait_blocking(f, WAIT_MS, NULL));
+    cr_expect_null(weft_tsfuture_message(f));
+    weft_tsfuture_unref(f);
+
+    /* Cancelled while running: UV_ECANCELED and no message. */
+    int started = atomic_load(&g_sleepers_started);
+    ASSERT_OK(weft_spawn_threadsafe(weft_runtime_loop(rt, 1), sleeper, NULL, &f));
+    cr_expect(wait_atomic(&g_sleepers_started, started + 1));
+    cr_expect_null(weft_tsfuture_message(f)); /* not done yet */
+    EXPECT_OK(weft_tsfuture_cancel(f));
+    EXPECT_RC(weft_tsfuture_wait_blocking(f, WAIT_MS, NULL), UV_ECANCELED);
+    cr_expect_null(weft_tsfuture_message(f));
+    weft_tsfuture_unref(f);
+    cr_expect_eq(stop_rt(rt), 0);
+}
+
 static struct {
     int rc_spawn, rc1, rc2;
     atomic_int awaiting;

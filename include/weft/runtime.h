@@ -193,6 +193,14 @@ WEFT_WARN_UNUSED int weft_tsfuture_await(weft_tsfuture_t *f, void **result);
 WEFT_WARN_UNUSED int weft_tsfuture_wrap(weft_tsfuture_t *f, weft_future_t **out);
 /* Not blocking: WEFT_EPENDING while running. Any thread. */
 int weft_tsfuture_result(weft_tsfuture_t *f, void **result);
+/* The failure message of a done f, as weft_future_message for a loop's
+ * future: the task's weft_fail message, copied when the task ended; NULL
+ * while f is not done, for a success, for a failure without a message, and
+ * for a cancelled task (a weft_tsfuture_cancel gives no reason; a task that
+ * called weft_fail before it returned UV_ECANCELED keeps that message). Any
+ * thread; the string is owned by f and valid until its last unref. The
+ * message also reaches weft_tsfuture_wrap's future (weft_future_message). */
+const char *weft_tsfuture_message(weft_tsfuture_t *f);
 /* Ask the remote task to cancel (any thread). 0 or WEFT_EDONE. */
 int weft_tsfuture_cancel(weft_tsfuture_t *f);
 void weft_tsfuture_ref(weft_tsfuture_t *f);
