@@ -67,7 +67,11 @@ static void expect_log(const int *want, int n)
 
 /* Runs fn as the main task of a fresh loop with the shuffle off; returns
  * the main task's code. */
-static int run_unshuffled(weft_task_fn fn)
+/* fn as the main task of a fresh unshuffled loop; before_close (may be
+ * NULL) runs once the loop has stopped and before it is closed - where
+ * objects bound to the loop (a queue) are closed: after weft_loop_close
+ * their loop pointer would dangle. */
+static int run_unshuffled_then(weft_task_fn fn, void (*before_close)(void))
 {
     weft_loop_t loop;
     weft_loop_opts_t opts = {.shuffle = -1};
@@ -78,8 +82,15 @@ static int run_unshuffled(weft_task_fn fn)
     EXPECT_OK(weft_loop_run(&loop));
     int rc = weft_task_result(t, NULL);
     weft_task_unref(t);
+    if (before_close != NULL)
+        before_close();
     EXPECT_OK(weft_loop_close(&loop));
     return rc;
+}
+
+static int run_unshuffled(weft_task_fn fn)
+{
+    return run_unshuffled_then(fn, NULL);
 }
 
 /* rc keeps its first error: rc = keep(rc, next). */
@@ -324,6 +335,11 @@ Test(order, group_wait_resumes_one_step_earlier, .timeout = TEST_TIMEOUT_S)
 
 static weft_queue_t g_q;
 
+static void close_g_q(void)
+{
+    EXPECT_OK(weft_queue_close(&g_q));
+}
+
 static int getter(void *arg, void **result)
 {
     (void)arg, (void)result;
@@ -378,9 +394,8 @@ static int queue_get_main(void *arg, void **result)
 Test(order, queue_put_hands_over_to_a_waiting_getter, .timeout = TEST_TIMEOUT_S)
 {
     ASSERT_OK(weft_queue_init(&g_q, WEFT_QUEUE_FIFO, 0));
-    EXPECT_OK(run_unshuffled(queue_get_main));
+    EXPECT_OK(run_unshuffled_then(queue_get_main, close_g_q));
     EXPECT_LOG(1, 100, 300, 5, 401);
-    EXPECT_OK(weft_queue_close(&g_q));
 }
 
 static int putter(void *arg, void **result)
@@ -443,7 +458,6 @@ static int queue_put_main(void *arg, void **result)
 Test(order, queue_get_moves_a_waiting_putters_item_in, .timeout = TEST_TIMEOUT_S)
 {
     ASSERT_OK(weft_queue_init(&g_q, WEFT_QUEUE_FIFO, 1));
-    EXPECT_OK(run_unshuffled(queue_put_main));
+    EXPECT_OK(run_unshuffled_then(queue_put_main, close_g_q));
     EXPECT_LOG(1, 205, 101, 300, 206, 2, 100);
-    EXPECT_OK(weft_queue_close(&g_q));
 }
