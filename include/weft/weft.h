@@ -16,5 +16,6 @@
 #include "chan.h"
 #include "broadcast.h"
 #include "runtime.h"
+#include "stream.h"
 
 #endif /* WEFT_WEFT_H */
