@@ -699,6 +699,7 @@ struct weft_server {
     unsigned live;
     uint64_t refused;
     bool closing;
+    bool closed_cb; /* the listener's close callback ran */
     struct weft__list conns;
 };
 
@@ -715,9 +716,19 @@ static void free_handle_cb(uv_handle_t *h)
     weft__free(h);
 }
 
+/* The server is freed once its listener is closed and no connection task
+ * is left: a handler may itself call weft_server_close. */
+static void server_maybe_free(weft_server_t *srv)
+{
+    if (srv->closed_cb && srv->live == 0)
+        weft__free(srv);
+}
+
 static void server_close_cb(uv_handle_t *h)
 {
-    weft__free(h);
+    weft_server_t *srv = (weft_server_t *)h;
+    srv->closed_cb = true;
+    server_maybe_free(srv);
 }
 
 static void refuse(weft_server_t *srv)
@@ -743,7 +754,7 @@ static int conn_main(void *arg, void **result)
     int rc = srv->handler(c->s, srv->arg);
     /* Still linked while flushing, so that weft_server_close cancels a
      * flush to a peer that does not read. */
-    if (rc == 0 && !srv->closing)
+    if (rc == 0)
         (void)weft_stream_close(c->s);
     else
         (void)weft_stream_abort(c->s);
@@ -751,6 +762,7 @@ static int conn_main(void *arg, void **result)
     srv->live--;
     weft_task_unref(c->task);
     weft__free(c);
+    server_maybe_free(srv);
     return rc == UV_ECANCELED ? UV_ECANCELED : 0;
 }
 
@@ -871,8 +883,20 @@ int weft_server_close(weft_server_t *srv)
     if (check_task() != 0)
         return WEFT_ENOTASK;
     srv->closing = true; /* on_connection refuses from now on */
-    while (!weft__list_empty(&srv->conns)) {
-        struct conn *c = WEFT_CONTAINER_OF(srv->conns.next, struct conn, link);
+    weft_task_t *self = weft_task_current();
+    for (;;) {
+        /* The first connection that is not the caller's own (a handler may
+         * close its server: its connection ends when it returns). */
+        struct conn *c = NULL;
+        for (struct weft__list *n = srv->conns.next; n != &srv->conns; n = n->next) {
+            struct conn *x = WEFT_CONTAINER_OF(n, struct conn, link);
+            if (x->task != self) {
+                c = x;
+                break;
+            }
+        }
+        if (c == NULL)
+            break;
         if (!c->started) {
             /* Cancelled before it ran, it never will: clean up for it. */
             weft__list_remove(&c->link);

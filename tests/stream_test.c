@@ -598,3 +598,35 @@ TASK_TEST(stream_misuse, bad_arguments_on_a_live_stream)
     EXPECT_OK(weft_server_close(srv));
     return 0;
 }
+
+/* A handler closes its own server, then still answers. */
+static weft_server_t *self_srv;
+static int closes_its_server(weft_stream_t *s, void *arg)
+{
+    (void)arg;
+    char b[1];
+    size_t got;
+    int rc = weft_stream_read_exactly(s, b, 1, &got);
+    if (rc == 0)
+        rc = weft_server_close(self_srv);
+    if (rc == 0)
+        rc = weft_stream_write(s, "bye", 3);
+    return rc;
+}
+
+TASK_TEST(stream, handler_closes_its_own_server)
+{
+    EXPECT_OK(serve_local(closes_its_server, NULL, NULL, &self_srv));
+    int port = weft_server_port(self_srv);
+    weft_stream_t *c;
+    EXPECT_OK(weft_tcp_connect("127.0.0.1", port, NULL, &c));
+    EXPECT_OK(weft_stream_write(c, "x", 1));
+    char b[3];
+    size_t got;
+    EXPECT_OK(weft_stream_read_exactly(c, b, 3, &got));
+    cr_expect(memcmp(b, "bye", 3) == 0);
+    EXPECT_RC(weft_stream_read(c, b, 1, &got), UV_EOF);
+    EXPECT_OK(weft_stream_close(c));
+    EXPECT_RC(weft_tcp_connect("127.0.0.1", port, NULL, &c), UV_ECONNREFUSED);
+    return 0;
+}

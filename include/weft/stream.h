@@ -186,9 +186,11 @@ uv_tcp_t *weft_stream_tcp(weft_stream_t *s);
  *
  * Every accepted connection gets a task of the server's loop that runs
  * handler(stream, arg); when the handler returns the server closes the
- * stream (flushing what the handler wrote; after a cancel or an error code
- * from the handler it aborts it instead). The handler must not close or
- * abort the stream itself. Only one loop accepts: several loops on one
+ * stream: a return of 0 closes it (flushing what the handler wrote; a
+ * cancel ends the flush), any other code (UV_ECANCELED included) aborts
+ * it. The handler must not close or abort the stream itself; it may close
+ * its own server (weft_server_close then waits for every connection but
+ * the caller's, which ends when its handler returns). Only one loop accepts: several loops on one
  * port (SO_REUSEPORT) are not part of this API yet. */
 
 typedef struct weft_server weft_server_t;
