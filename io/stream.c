@@ -16,6 +16,8 @@
  * WEFT_ECLOSED) never touches freed memory.
  */
 #include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <weft/stream.h>
@@ -559,10 +561,27 @@ static int check_opts(const weft_stream_opts_t *o, size_t *rlimit, size_t *high,
     return 0;
 }
 
+/* A write to a socket the peer closed raises SIGPIPE, which by default ends
+ * the process; libuv does not prevent it (plain write(2)). As Python does,
+ * the first stream ignores SIGPIPE unless the program installed a handler
+ * of its own: the write then fails with UV_EPIPE. */
+static void ignore_sigpipe(void)
+{
+    static atomic_bool done;
+    if (atomic_load_explicit(&done, memory_order_acquire))
+        return;
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+        !(old.sa_flags & SA_SIGINFO))
+        (void)signal(SIGPIPE, SIG_IGN);
+    atomic_store_explicit(&done, true, memory_order_release);
+}
+
 /* A stream with an initialised (not connected) handle, or NULL. */
 static weft_stream_t *stream_new(weft_loop_t *loop, size_t rlimit, size_t high, size_t low,
                                  int *err)
 {
+    ignore_sigpipe();
     weft_stream_t *s = weft__calloc(1, sizeof *s + rlimit);
     if (s == NULL) {
         *err = UV_ENOMEM;

@@ -630,3 +630,65 @@ TASK_TEST(stream, handler_closes_its_own_server)
     EXPECT_RC(weft_tcp_connect("127.0.0.1", port, NULL, &c), UV_ECONNREFUSED);
     return 0;
 }
+
+/* A peer that never reads: output piles up past the high-water mark, and a
+ * drain with a timeout gives up; abort drops the rest. */
+static int never_reads(weft_stream_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    return weft_sleep(WEFT_FOREVER); /* until weft_server_close cancels it */
+}
+
+TASK_TEST(stream, drain_timeout_with_a_peer_that_does_not_read)
+{
+    weft_server_t *srv;
+    EXPECT_OK(serve_local(never_reads, NULL, NULL, &srv));
+    weft_stream_t *c;
+    EXPECT_OK(weft_tcp_connect("127.0.0.1", weft_server_port(srv), NULL, &c));
+    static char chunk[64 * 1024];
+    memset(chunk, 'z', sizeof chunk);
+    /* Kernel buffers take some megabytes first; 1 GiB bounds the loop. */
+    for (int i = 0; i < 16384 && weft_stream_buffered(c) <= 64 * 1024; i++) {
+        EXPECT_OK(weft_stream_write(c, chunk, sizeof chunk));
+        if (i % 16 == 0)
+            EXPECT_OK(weft_sleep(0));
+    }
+    cr_expect_gt(weft_stream_buffered(c), 64 * 1024);
+    EXPECT_RC(weft_stream_drain_timeout(c, 20), UV_ETIMEDOUT);
+    EXPECT_OK(weft_stream_abort(c));
+    EXPECT_OK(weft_server_close(srv));
+    return 0;
+}
+
+static int abort_at_once(weft_stream_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    return UV_ECONNABORTED; /* not 0: the server aborts (RST) */
+}
+
+TASK_TEST(stream, writes_to_a_reset_peer_fail)
+{
+    weft_server_t *srv;
+    EXPECT_OK(serve_local(abort_at_once, NULL, NULL, &srv));
+    weft_stream_t *c;
+    EXPECT_OK(weft_tcp_connect("127.0.0.1", weft_server_port(srv), NULL, &c));
+    char b[4];
+    size_t got;
+    int rc = weft_stream_read(c, b, sizeof b, &got);
+    cr_expect(rc == UV_ECONNRESET || rc == UV_EOF, "read: %s", weft_err_name(rc));
+    rc = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        rc = weft_stream_write(c, "data", 4);
+        if (rc == 0)
+            rc = weft_stream_drain(c);
+        if (rc == 0)
+            EXPECT_OK(weft_sleep(1));
+    }
+    cr_expect(rc == UV_EPIPE || rc == UV_ECONNRESET, "write: %s", weft_err_name(rc));
+    EXPECT_RC(weft_stream_write(c, "x", 1), rc); /* the error stays */
+    EXPECT_RC(weft_stream_close(c), rc);
+    EXPECT_OK(weft_server_close(srv));
+    return 0;
+}

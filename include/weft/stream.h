@@ -91,7 +91,10 @@ void weft_uv_udp_send_cb(uv_udp_send_t *req, int status);
  * to half (backpressure to the peer). Writes never wait: what the socket
  * does not take at once (uv_try_write) is copied into the write buffer and
  * written in the background; weft_stream_drain waits while more than
- * write_high bytes are buffered, until at most write_low are. One task
+ * write_high bytes are buffered, until at most write_low are. Making the
+ * first stream sets SIGPIPE to be ignored, unless the program installed a
+ * handler of its own (a write to a closed peer then fails with UV_EPIPE
+ * instead of ending the process, as in Python). One task
  * reads and one task writes at a time (more are allowed and served
  * FIFO). */
 
