@@ -692,3 +692,59 @@ TASK_TEST(stream, writes_to_a_reset_peer_fail)
     EXPECT_OK(weft_server_close(srv));
     return 0;
 }
+
+/* Closing a stream wakes a task blocked reading it with WEFT_ECLOSED; the
+ * stream is freed only after that task left (ASan checks). */
+static weft_stream_t *shared_stream;
+static int shared_read_rc;
+static int read_shared(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    char b[8];
+    size_t got;
+    shared_read_rc = weft_stream_read(shared_stream, b, sizeof b, &got);
+    return 0;
+}
+
+TASK_TEST(stream, close_wakes_a_blocked_reader)
+{
+    weft_server_t *srv;
+    EXPECT_OK(serve_local(never_reads, NULL, NULL, &srv));
+    EXPECT_OK(weft_tcp_connect("127.0.0.1", weft_server_port(srv), NULL, &shared_stream));
+    shared_read_rc = 1;
+    weft_task_t *t;
+    EXPECT_OK(weft_spawn(NULL, read_shared, NULL, &t));
+    EXPECT_OK(weft_sleep(5));
+    cr_expect_eq(shared_read_rc, 1);
+    EXPECT_OK(weft_stream_close(shared_stream));
+    EXPECT_OK(weft_await_task(t, NULL));
+    cr_expect_eq(shared_read_rc, WEFT_ECLOSED);
+    weft_task_unref(t);
+    EXPECT_OK(weft_server_close(srv));
+    return 0;
+}
+
+/* A line longer than the read buffer: WEFT_ELIMIT even with a larger cap,
+ * and reading it in pieces still works. */
+TASK_TEST(stream, line_longer_than_the_read_buffer)
+{
+    weft_server_t *srv;
+    EXPECT_OK(serve_local(write_then_close, "0123456789abcdefghij\n", NULL, &srv));
+    weft_stream_opts_t o = {.read_limit = 8};
+    weft_stream_t *c;
+    EXPECT_OK(weft_tcp_connect("127.0.0.1", weft_server_port(srv), &o, &c));
+    char b[64];
+    size_t len;
+    EXPECT_RC(weft_stream_readline(c, b, sizeof b, &len), WEFT_ELIMIT);
+    cr_expect_leq(weft_stream_readable(c), 8);
+    size_t got;
+    EXPECT_OK(weft_stream_read_exactly(c, b, 16, &got));
+    cr_expect(memcmp(b, "0123456789abcdef", 16) == 0);
+    EXPECT_OK(weft_stream_readline(c, b, sizeof b, &len));
+    cr_expect_eq(len, 5);
+    cr_expect(memcmp(b, "ghij\n", 5) == 0);
+    EXPECT_OK(weft_stream_close(c));
+    EXPECT_OK(weft_server_close(srv));
+    return 0;
+}
