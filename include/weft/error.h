@@ -20,11 +20,13 @@
  *                  weft_sem_try, weft_queue_put_try, weft_queue_get_try,
  *                  weft_call_on_try) and a callback that cannot wait
  *   UV_EOF         end of stream: a generator or iterator (as_completed)
- *                  has no more values
+ *                  has no more values, a TCP peer ended its side
  *   WEFT_ECLOSED   a queue that was shut down, a closed loop or pool
  *   WEFT_EBROKEN   a barrier was aborted or reset while waiting
  *   WEFT_ELAGGED   a broadcast receiver fell more than the capacity behind
  *                  and missed values (weft/broadcast.h)
+ *   WEFT_ELIMIT    a stream's line (or read_until delimiter) was not found
+ *                  within the limit; the data stays readable (weft/stream.h)
  *
  * Nothing to cancel - every cancel function follows one rule:
  *   WEFT_EDONE     the object exists and has already finished (a done
@@ -54,7 +56,8 @@ extern "C" {
     XX(EPENDING, -5006, "result is not ready yet")                    \
     XX(EDONE, -5007, "already finished: nothing to do")               \
     XX(EBROKEN, -5009, "barrier is broken")                           \
-    XX(ELAGGED, -5010, "receiver lagged behind a broadcast")
+    XX(ELAGGED, -5010, "receiver lagged behind a broadcast")          \
+    XX(ELIMIT, -5011, "line or delimiter limit exceeded")
 /* -5008 was WEFT_EOF, retired for libuv's UV_EOF; not reused. */
 
 enum {

@@ -17,5 +17,6 @@
 #include "broadcast.h"
 #include "runtime.h"
 #include "metrics.h"
+#include "stream.h"
 
 #endif /* WEFT_WEFT_H */

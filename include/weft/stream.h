@@ -1,0 +1,234 @@
+/*
+ * weft/stream.h - I/O on one loop: awaiting libuv requests (the bridge) and
+ * TCP streams (asyncio's open_connection / start_server, StreamReader and
+ * StreamWriter in one object). docs/io.md has the design.
+ *
+ * Everything here runs on the thread of the loop that owns the object
+ * (a stream, a server, a request), and every call that waits runs in a task
+ * (WEFT_ENOTASK otherwise) and returns UV_ECANCELED if the task is
+ * cancelled while it waits, UV_ETIMEDOUT when its own timeout (the
+ * _timeout forms) or a deadline scope (weft/timeout.h) passes. As for the
+ * primitives, an outcome that arrived first wins: a read that was handed
+ * its bytes before the cancel returns them, and the cancel is delivered at
+ * the task's next suspension.
+ */
+#ifndef WEFT_STREAM_H
+#define WEFT_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the bridge: a task awaits any libuv request --------------------------
+ *
+ * A request the bridge owns is allocated by weft_uv_req_new (zeroed memory
+ * big enough for any uv_*_t, of the given type) and started by the caller
+ * with the matching libuv call and the matching weft_uv_*_cb below as its
+ * callback, on this loop's uv_loop_t (weft_loop_uv). Then:
+ *
+ *   uv_fs_t *req = (uv_fs_t *)weft_uv_req_new(UV_FS);
+ *   if (req == NULL) return UV_ENOMEM;
+ *   int rc = uv_fs_open(weft_loop_uv(NULL), req, path, O_RDONLY, 0, weft_uv_fs_cb);
+ *   if (rc == 0) rc = weft_uv_await((uv_req_t *)req, WEFT_FOREVER, &res);
+ *   ... read req->result etc. ...
+ *   weft_uv_req_free((uv_req_t *)req);
+ *
+ * The lifetime rule: the request's memory stays valid until its callback
+ * ran, whatever happens to the waiter. A waiter that is cancelled, or
+ * whose timeout passes, returns UV_ECANCELED / UV_ETIMEDOUT at once; the
+ * bridge asks libuv to cancel the request where libuv can (uv_cancel: fs,
+ * getaddrinfo, getnameinfo, work requests still queued) and otherwise lets
+ * it run to its end. The callback, when it comes, then only cleans up and
+ * frees (uv_fs_req_cleanup, uv_freeaddrinfo). So weft_uv_req_free is
+ * always called exactly once, after weft_uv_await returned (whatever it
+ * returned) or when the start call failed; it frees at once if the
+ * callback ran (or the request never started), else it leaves the freeing
+ * to the callback. A uv_write/uv_connect/uv_shutdown request names a
+ * handle: a cancelled waiter must close that handle (uv_close) or keep it
+ * open until the callback ran - libuv completes such requests (with
+ * UV_ECANCELED) when their handle closes, before the handle's close
+ * callback. Any request on the loop: none of this crosses threads. */
+
+/* A new request of `type` (UV_FS, UV_GETADDRINFO, UV_GETNAMEINFO, UV_WRITE,
+ * UV_CONNECT, UV_SHUTDOWN, UV_WORK, UV_RANDOM, UV_UDP_SEND): zeroed, or
+ * NULL (no memory, or a type the bridge does not know). */
+uv_req_t *weft_uv_req_new(uv_req_type type);
+/* Wait for the started request's callback, at most timeout_ms
+ * (WEFT_FOREVER = no timeout; 0 = UV_ETIMEDOUT unless it already ran).
+ * Returns the request's status (0 or the libuv error its callback got: for
+ * uv_fs_* a negative req->result; for uv_work the after_work status), with
+ * *result (may be NULL) = uv_fs_t's result (bytes read, the new fd...), 0
+ * for other types. UV_ECANCELED / UV_ETIMEDOUT: see the lifetime rule.
+ * UV_EINVAL (req NULL, not the bridge's, awaited twice), WEFT_ENOTASK. */
+WEFT_WARN_UNUSED int weft_uv_await(uv_req_t *req, uint64_t timeout_ms, int64_t *result);
+/* Release the request (the lifetime rule above). NULL is ignored. */
+void weft_uv_req_free(uv_req_t *req);
+
+/* The callbacks to start the bridge's requests with. */
+void weft_uv_fs_cb(uv_fs_t *req);
+void weft_uv_getaddrinfo_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+void weft_uv_getnameinfo_cb(uv_getnameinfo_t *req, int status, const char *hostname,
+                            const char *service);
+void weft_uv_write_cb(uv_write_t *req, int status);
+void weft_uv_connect_cb(uv_connect_t *req, int status);
+void weft_uv_shutdown_cb(uv_shutdown_t *req, int status);
+void weft_uv_after_work_cb(uv_work_t *req, int status);
+void weft_uv_udp_send_cb(uv_udp_send_t *req, int status);
+
+/* ---- TCP streams ------------------------------------------------------------
+ *
+ * A stream is one TCP connection with a read buffer and a write buffer,
+ * owned by its loop's thread. Reads take bytes out of the read buffer,
+ * which libuv fills while it has room: when it holds read_limit bytes,
+ * reading from the socket pauses (uv_read_stop) until a reader drains it
+ * to half (backpressure to the peer). Writes never wait: what the socket
+ * does not take at once (uv_try_write) is copied into the write buffer and
+ * written in the background; weft_stream_drain waits while more than
+ * write_high bytes are buffered, until at most write_low are. Making the
+ * first stream sets SIGPIPE to be ignored, unless the program installed a
+ * handler of its own (a write to a closed peer then fails with UV_EPIPE
+ * instead of ending the process, as in Python). One task
+ * reads and one task writes at a time (more are allowed and served
+ * FIFO). */
+
+typedef struct weft_stream weft_stream_t;
+
+typedef struct weft_stream_opts {
+    uint64_t connect_timeout_ms; /* name resolution and connect; 0 = none */
+    size_t read_limit;           /* read buffer; 0 = 64 KiB */
+    size_t write_high;           /* drain's high-water mark; 0 = 64 KiB */
+    size_t write_low;            /* drain's low-water mark; 0 = 16 KiB (<= high) */
+    bool no_nodelay;             /* leave Nagle on (TCP_NODELAY is on by default) */
+    bool keepalive;              /* SO_KEEPALIVE, with keepalive_s seconds (0 = 60) */
+    unsigned keepalive_s;
+} weft_stream_opts_t;
+
+/* asyncio.open_connection: resolve host (a name or an IPv4/IPv6 literal;
+ * literals skip the resolver) and connect to port, trying each address in
+ * turn; the first that connects wins. In a task. opts NULL = defaults.
+ * Returns 0 with *out (close or abort it), UV_EINVAL (NULL host or out, a
+ * port outside 0..65535, bad opts), UV_ETIMEDOUT (connect_timeout_ms
+ * passed), UV_ECANCELED, the resolver's error (UV_EAI_*), the last
+ * address's connect error (UV_ECONNREFUSED...), UV_ENOMEM, WEFT_ENOTASK. */
+WEFT_WARN_UNUSED int weft_tcp_connect(const char *host, int port, const weft_stream_opts_t *opts,
+                                      weft_stream_t **out);
+/* connect with this timeout instead of opts' connect_timeout_ms. */
+WEFT_WARN_UNUSED int weft_tcp_connect_timeout(const char *host, int port,
+                                              const weft_stream_opts_t *opts, uint64_t timeout_ms,
+                                              weft_stream_t **out);
+
+/* Read 1..n bytes (waiting until at least one is there) into buf: 0 with
+ * *got, UV_EOF at the end of the stream (nothing left), the socket's error
+ * (UV_ECONNRESET...), WEFT_ECLOSED (the stream is being closed), UV_EINVAL
+ * (NULL s, buf or got, n == 0). The _timeout form: UV_ETIMEDOUT (*got 0). */
+WEFT_WARN_UNUSED int weft_stream_read(weft_stream_t *s, void *buf, size_t n, size_t *got);
+WEFT_WARN_UNUSED int weft_stream_read_timeout(weft_stream_t *s, void *buf, size_t n,
+                                              uint64_t timeout_ms, size_t *got);
+/* Read exactly n bytes: 0 with *got == n; UV_EOF with the partial count in
+ * *got when the peer ends the stream first (asyncio's IncompleteReadError);
+ * on other errors (UV_ECANCELED included) *got says how many bytes were
+ * read into buf before it, which are consumed. n == 0 returns 0. */
+WEFT_WARN_UNUSED int weft_stream_read_exactly(weft_stream_t *s, void *buf, size_t n, size_t *got);
+/* Read up to and including the first delim byte, into buf (cap bytes, not
+ * NUL-terminated): 0 with *len. When cap bytes (or the read buffer, if it
+ * is smaller) are buffered without a delim: WEFT_ELIMIT, and nothing is
+ * consumed - the data stays readable (weft_stream_read). At the end of the
+ * stream before a delim: UV_EOF with what was left in buf and *len (0 if
+ * nothing). Other errors: *len 0, nothing consumed. */
+WEFT_WARN_UNUSED int weft_stream_read_until(weft_stream_t *s, int delim, void *buf, size_t cap,
+                                            size_t *len);
+WEFT_WARN_UNUSED int weft_stream_read_until_timeout(weft_stream_t *s, int delim, void *buf,
+                                                    size_t cap, uint64_t timeout_ms, size_t *len);
+/* read_until('\n'). */
+WEFT_WARN_UNUSED int weft_stream_readline(weft_stream_t *s, void *buf, size_t cap, size_t *len);
+WEFT_WARN_UNUSED int weft_stream_readline_timeout(weft_stream_t *s, void *buf, size_t cap,
+                                                  uint64_t timeout_ms, size_t *len);
+
+/* Queue n bytes for writing; never waits. Tries the socket first
+ * (uv_try_write) when nothing is buffered, copies the rest into the write
+ * buffer. 0, a write error seen earlier (UV_EPIPE, UV_ECONNRESET...),
+ * WEFT_ECLOSED (after shutdown), UV_EINVAL (s NULL, data NULL with n > 0),
+ * UV_ENOMEM (nothing queued). Callable outside tasks (loop thread). */
+WEFT_WARN_UNUSED int weft_stream_write(weft_stream_t *s, const void *data, size_t n);
+/* asyncio's drain: if more than write_high bytes are buffered, wait until
+ * at most write_low are. 0, the write error, UV_ECANCELED, UV_ETIMEDOUT. */
+WEFT_WARN_UNUSED int weft_stream_drain(weft_stream_t *s);
+WEFT_WARN_UNUSED int weft_stream_drain_timeout(weft_stream_t *s, uint64_t timeout_ms);
+/* Bytes written by the caller and not yet taken by the socket (in the write
+ * buffer or in libuv's hands). 0 for NULL. */
+size_t weft_stream_buffered(const weft_stream_t *s);
+/* Bytes in the read buffer. 0 for NULL. */
+size_t weft_stream_readable(const weft_stream_t *s);
+/* Half-close (write_eof): wait until everything buffered is written, then
+ * shut the sending side down (the peer reads UV_EOF); reading goes on.
+ * 0, the write error, WEFT_ECLOSED (already shut down), UV_ECANCELED. */
+WEFT_WARN_UNUSED int weft_stream_shutdown(weft_stream_t *s);
+/* Close: wait until the buffered output is written (a cancel, a deadline or
+ * a write error ends that wait and closes anyway, dropping the rest), then
+ * close the socket. s is released: it is freed after libuv's close
+ * callback, and must not be used after the call. Tasks waiting in other
+ * calls on s return WEFT_ECLOSED. Returns 0 or the write error / the code
+ * that ended the flush. Callable outside tasks (then it does not flush).
+ * UV_EINVAL for NULL. */
+int weft_stream_close(weft_stream_t *s);
+/* Close at once with a reset (RST, uv_tcp_close_reset), dropping buffered
+ * output. s is released as by close. 0, UV_EINVAL for NULL. */
+int weft_stream_abort(weft_stream_t *s);
+/* The underlying handle (for uv_tcp_getsockname and such; do not close or
+ * read it). */
+uv_tcp_t *weft_stream_tcp(weft_stream_t *s);
+
+/* ---- a TCP server on one loop -----------------------------------------------
+ *
+ * Every accepted connection gets a task of the server's loop that runs
+ * handler(stream, arg); when the handler returns the server closes the
+ * stream: a return of 0 closes it (flushing what the handler wrote; a
+ * cancel ends the flush), any other code (UV_ECANCELED included) aborts
+ * it. The handler must not close or abort the stream itself; it may close
+ * its own server (weft_server_close then waits for every connection but
+ * the caller's, which ends when its handler returns). Only one loop accepts: several loops on one
+ * port (SO_REUSEPORT) are not part of this API yet. */
+
+typedef struct weft_server weft_server_t;
+typedef int (*weft_stream_handler_fn)(weft_stream_t *s, void *arg);
+
+typedef struct weft_server_opts {
+    int backlog;                    /* listen backlog; 0 = 128 */
+    unsigned max_connections;       /* live connections at most; 0 = no limit.
+                                     * Above it, new ones are accepted and
+                                     * closed at once (refused). */
+    weft_stream_opts_t stream_opts; /* for the accepted streams
+                                     * (connect_timeout_ms unused) */
+} weft_server_opts_t;
+
+/* asyncio.start_server: listen on host (an IPv4 or IPv6 literal; NULL =
+ * 0.0.0.0) and port (0 = an ephemeral port: weft_server_port). Loop
+ * thread, in a task or not. 0 with *out, UV_EINVAL (NULL handler or out,
+ * port outside 0..65535, host not a literal, no loop), the bind/listen
+ * error (UV_EADDRINUSE...), UV_ENOMEM. */
+WEFT_WARN_UNUSED int weft_tcp_serve(weft_loop_t *loop, const char *host, int port,
+                                    weft_stream_handler_fn handler, void *arg,
+                                    const weft_server_opts_t *opts, weft_server_t **out);
+/* The port the server listens on; UV_EINVAL for NULL. */
+int weft_server_port(const weft_server_t *srv);
+/* Live connections. */
+unsigned weft_server_connections(const weft_server_t *srv);
+/* Connections refused for max_connections so far. */
+uint64_t weft_server_refused(const weft_server_t *srv);
+/* Stop accepting, cancel every live connection's task and wait for each to
+ * end, then close the listener; srv is released (freed after the
+ * listener's close callback). In a task. 0, UV_EINVAL (NULL),
+ * WEFT_ENOTASK (nothing is done). */
+int weft_server_close(weft_server_t *srv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_STREAM_H */
