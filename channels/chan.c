@@ -93,28 +93,29 @@ static __attribute__((noreturn)) void promise_broken(const struct weft_chan *ch,
     abort();
 }
 
-static inline void enter(struct weft_chan *ch, bool send, const char *call)
+/* The counter of active callers a kind promises to keep at one, or NULL
+ * (not in debug mode, or no promise for this side). */
+static inline uint32_t *promise_count(struct weft_chan *ch, bool send)
 {
     if (__builtin_expect(!ch->debug, 1))
-        return;
-    if (send && ch->kind != WEFT_CHAN_SPSC)
-        return;
-    if (!send && ch->kind == WEFT_CHAN_MPMC)
-        return;
-    uint32_t *c = send ? &ch->dbg_senders : &ch->dbg_receivers;
-    if (__atomic_fetch_add(c, 1, __ATOMIC_ACQ_REL) != 0)
+        return NULL;
+    if (send)
+        return ch->kind == WEFT_CHAN_SPSC ? &ch->dbg_senders : NULL;
+    return ch->kind != WEFT_CHAN_MPMC ? &ch->dbg_receivers : NULL;
+}
+
+static inline void enter(struct weft_chan *ch, bool send, const char *call)
+{
+    uint32_t *c = promise_count(ch, send);
+    if (c != NULL && __atomic_fetch_add(c, 1, __ATOMIC_ACQ_REL) != 0)
         promise_broken(ch, call, send ? "sender" : "receiver");
 }
 
 static inline void leave(struct weft_chan *ch, bool send)
 {
-    if (__builtin_expect(!ch->debug, 1))
-        return;
-    if (send && ch->kind != WEFT_CHAN_SPSC)
-        return;
-    if (!send && ch->kind == WEFT_CHAN_MPMC)
-        return;
-    __atomic_fetch_sub(send ? &ch->dbg_senders : &ch->dbg_receivers, 1, __ATOMIC_ACQ_REL);
+    uint32_t *c = promise_count(ch, send);
+    if (c != NULL)
+        __atomic_fetch_sub(c, 1, __ATOMIC_ACQ_REL);
 }
 
 /* ---- waking -------------------------------------------------------------- */
@@ -425,6 +426,17 @@ static int rdv_take_locked(struct weft_chan *ch, void *out)
     return UV_EAGAIN;
 }
 
+/* A rendezvous attempt (under the lock): a hand-over, WEFT_ECLOSED (send)
+ * or UV_EOF (recv) once closed, else UV_EAGAIN. */
+static int rdv_try_locked(struct weft_chan *ch, int dir, void *val)
+{
+    bool closed = __atomic_load_n(&ch->closed, __ATOMIC_RELAXED); /* written under the lock */
+    if (dir == CHAN_SEND)
+        return closed ? WEFT_ECLOSED : rdv_give_locked(ch, val);
+    int rc = rdv_take_locked(ch, val);
+    return rc == UV_EAGAIN && closed ? UV_EOF : rc;
+}
+
 /* ---- one attempt, any kind ------------------------------------------------ */
 
 int weft__chan_try(struct weft_chan *ch, int dir, void *val)
@@ -432,13 +444,7 @@ int weft__chan_try(struct weft_chan *ch, int dir, void *val)
     int rc;
     if (ch->rendezvous) {
         weft__spin_lock(&ch->lock);
-        if (dir == CHAN_SEND)
-            rc = ch->rdv_closed ? WEFT_ECLOSED : rdv_give_locked(ch, val);
-        else {
-            rc = rdv_take_locked(ch, val);
-            if (rc == UV_EAGAIN && ch->rdv_closed)
-                rc = UV_EOF;
-        }
+        rc = rdv_try_locked(ch, dir, val);
         weft__spin_unlock(&ch->lock);
         return rc;
     }
@@ -484,8 +490,8 @@ bool weft__chan_register(struct weft_chan *ch, int dir, struct chan_rec *r, void
     if (ch->rendezvous && !handover) {
         /* A select: its other cases may be claimed already, so it must not
          * hand over here; a live counterpart (or close) means "retry". */
-        bool ready =
-            ch->rdv_closed || live_waiter_locked(ch, dir == CHAN_SEND ? CHAN_RECV : CHAN_SEND);
+        bool ready = __atomic_load_n(&ch->closed, __ATOMIC_RELAXED) ||
+                     live_waiter_locked(ch, dir == CHAN_SEND ? CHAN_RECV : CHAN_SEND);
         if (dir == CHAN_SEND)
             memcpy(r->vbuf, val, ch->esz);
         r->buf = r->vbuf;
@@ -498,13 +504,7 @@ bool weft__chan_register(struct weft_chan *ch, int dir, struct chan_rec *r, void
     }
     if (ch->rendezvous) {
         int rc;
-        if (dir == CHAN_SEND)
-            rc = ch->rdv_closed ? WEFT_ECLOSED : rdv_give_locked(ch, val);
-        else {
-            rc = rdv_take_locked(ch, val);
-            if (rc == UV_EAGAIN && ch->rdv_closed)
-                rc = UV_EOF;
-        }
+        rc = rdv_try_locked(ch, dir, val);
         if (rc != UV_EAGAIN) {
             weft__spin_unlock(&ch->lock);
             *done = rc;
@@ -893,13 +893,9 @@ int weft_chan_close(weft_chan_t *ch)
     if (ch == NULL)
         return UV_EINVAL;
     weft__spin_lock(&ch->lock);
-    bool was;
-    if (ch->rendezvous) {
-        was = ch->rdv_closed;
-        ch->rdv_closed = true;
-    } else {
-        was = (__atomic_fetch_or(&ch->tail, CLOSED_BIT, __ATOMIC_SEQ_CST) & CLOSED_BIT) != 0;
-    }
+    bool was = __atomic_load_n(&ch->closed, __ATOMIC_RELAXED); /* written under the lock */
+    if (!ch->rendezvous)
+        (void)__atomic_fetch_or(&ch->tail, CLOSED_BIT, __ATOMIC_SEQ_CST);
     __atomic_store_n(&ch->closed, true, __ATOMIC_RELEASE);
     if (!was) {
         /* Every waiter wakes and finds the channel closed (buffered), or is

@@ -48,9 +48,9 @@ struct weft_chan {
     bool debug; /* check the kind's single-sender/receiver promises */
     void (*dtor)(void *);
     char *name;
-    uint32_t refs;   /* atomic */
-    bool closed;     /* atomic; the truth for buffered channels is tail's bit 63 */
-    bool rdv_closed; /* rendezvous: under the lock */
+    uint32_t refs; /* atomic */
+    bool closed;   /* atomic, written under the lock; in a buffered channel tail's
+                    * bit 63 (set first) is what producers obey */
     /* Producers' line: the next position to claim, bit 63 = closed; and
      * (single-consumer rings) their copy of head, refreshed when it says
      * the ring is full. */
