@@ -15,11 +15,13 @@
  * wait on it any more (`inuse`), so a task woken by the close (with
  * WEFT_ECLOSED) never touches freed memory.
  */
+#include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <weft/stream.h>
 #include <weft/task.h>
 
@@ -854,12 +856,22 @@ int weft_tcp_serve(weft_loop_t *loop, const char *host, int port, weft_stream_ha
     srv->handler = handler;
     srv->arg = arg;
     weft__list_init(&srv->conns);
-    rc = uv_tcp_init(weft_loop_uv(loop), &srv->tcp);
+    /* init_ex makes the socket now, so that SO_REUSEPORT can be set before
+     * the bind (libuv 1.44 has no UV_TCP_REUSEPORT). */
+    rc = uv_tcp_init_ex(weft_loop_uv(loop), &srv->tcp, ss.ss_family);
     if (rc != 0) {
         weft__free(srv);
         return rc;
     }
-    rc = uv_tcp_bind(&srv->tcp, (const struct sockaddr *)&ss, 0);
+    if (srv->opts.reuseport) {
+        uv_os_fd_t fd;
+        int one = 1;
+        rc = uv_fileno((uv_handle_t *)&srv->tcp, &fd);
+        if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+            rc = uv_translate_sys_error(errno);
+    }
+    if (rc == 0)
+        rc = uv_tcp_bind(&srv->tcp, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&srv->tcp, srv->opts.backlog > 0 ? srv->opts.backlog : 128,
                        on_connection);

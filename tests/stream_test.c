@@ -326,6 +326,35 @@ TASK_TEST(stream, max_connections_refuses_the_next)
     return 0;
 }
 
+/* Two servers on one port: refused without reuseport, accepted with it,
+ * and a client reaches one of them. */
+TASK_TEST(stream, reuseport_lets_two_servers_share_a_port)
+{
+    weft_server_t *a, *b;
+    EXPECT_OK(serve_local(echo_handler, NULL, NULL, &a));
+    int port = weft_server_port(a);
+    cr_expect_eq(weft_tcp_serve(NULL, "127.0.0.1", port, echo_handler, NULL, NULL, &b),
+                 UV_EADDRINUSE);
+    cr_expect_null(b);
+    EXPECT_OK(weft_server_close(a));
+
+    weft_server_opts_t o = {.reuseport = true};
+    EXPECT_OK(serve_local(echo_handler, NULL, &o, &a));
+    port = weft_server_port(a);
+    EXPECT_OK(weft_tcp_serve(NULL, "127.0.0.1", port, echo_handler, NULL, &o, &b));
+    weft_stream_t *c;
+    EXPECT_OK(weft_tcp_connect("127.0.0.1", port, NULL, &c));
+    char back[4];
+    size_t got;
+    EXPECT_OK(weft_stream_write(c, "ping", 4));
+    EXPECT_OK(weft_stream_read_exactly(c, back, 4, &got));
+    cr_expect(memcmp(back, "ping", 4) == 0);
+    EXPECT_OK(weft_stream_close(c));
+    EXPECT_OK(weft_server_close(b));
+    EXPECT_OK(weft_server_close(a));
+    return 0;
+}
+
 /* ---- half-close ---------------------------------------------------------------- */
 
 static int pong_rc;

@@ -193,14 +193,18 @@ uv_tcp_t *weft_stream_tcp(weft_stream_t *s);
  * cancel ends the flush), any other code (UV_ECANCELED included) aborts
  * it. The handler must not close or abort the stream itself; it may close
  * its own server (weft_server_close then waits for every connection but
- * the caller's, which ends when its handler returns). Only one loop accepts: several loops on one
- * port (SO_REUSEPORT) are not part of this API yet. */
+ * the caller's, which ends when its handler returns). Several loops may listen on one port with
+ * opts.reuseport, each with its own server. */
 
 typedef struct weft_server weft_server_t;
 typedef int (*weft_stream_handler_fn)(weft_stream_t *s, void *arg);
 
 typedef struct weft_server_opts {
     int backlog;                    /* listen backlog; 0 = 128 */
+    bool reuseport;                 /* set SO_REUSEPORT before the bind, so
+                                     * that a server on every loop can listen
+                                     * on one port (the kernel spreads the
+                                     * connections by a hash of the peer) */
     unsigned max_connections;       /* live connections at most; 0 = no limit.
                                      * Above it, new ones are accepted and
                                      * closed at once (refused). */
