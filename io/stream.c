@@ -1,6 +1,6 @@
 /*
- * io/stream.c - TCP streams and a one-loop server (weft/stream.h,
- * docs/io.md).
+ * io/stream.c - TCP streams (weft/stream.h, docs/io.md); the servers that
+ * accept them are in io/serve.c.
  *
  * A stream is one allocation: the uv_tcp_t, the bookkeeping and the read
  * buffer behind it. Tasks wait through core's wait queues (the records live
@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <weft/stream.h>
 #include <weft/task.h>
 
 #include "core/alloc.h"
 #include "core/ext.h"
 #include "core/list.h"
+#include "serve_int.h"
 
 #define STREAM_MAGIC       0x77737472u /* "wstr" */
 #define DEFAULT_READ_LIMIT (64u * 1024u)
@@ -74,6 +76,8 @@ struct weft_stream {
     bool closing;   /* close/abort called: the caller's hold is gone */
     bool closed_cb; /* libuv's close callback ran */
     unsigned inuse; /* tasks inside a wait on this stream */
+
+    weft__io_counters_t *ctr; /* a server's bytes in/out of this loop, or NULL */
 };
 
 /* ---- lifetime ---------------------------------------------------------------- */
@@ -185,6 +189,8 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     weft_stream_t *s = (weft_stream_t *)h;
     if (nread > 0) {
         s->rend += (size_t)nread;
+        if (s->ctr != NULL)
+            weft__count(&s->ctr->bytes_in, (uint64_t)nread);
         if (rused(s) >= s->rlimit)
             pause_reading(s); /* full: backpressure until a reader drains it */
         (void)weft__waitq_grant(&s->readers, 0);
@@ -412,6 +418,8 @@ static void start_write(weft_stream_t *s)
 static void write_cb(uv_write_t *req, int status)
 {
     weft_stream_t *s = WEFT_CONTAINER_OF(req, weft_stream_t, wreq);
+    if (status == 0 && s->ctr != NULL)
+        weft__count(&s->ctr->bytes_out, s->inflight);
     s->writing = false;
     s->inflight = 0;
     if (s->closing)
@@ -439,6 +447,8 @@ int weft_stream_write(weft_stream_t *s, const void *data, size_t n)
         int r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
         if (r >= 0) {
             off = (size_t)r;
+            if (s->ctr != NULL)
+                weft__count(&s->ctr->bytes_out, off);
         } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
             s->werr = r;
             return r;
@@ -707,244 +717,36 @@ int weft_tcp_connect(const char *host, int port, const weft_stream_opts_t *opts,
     return weft_tcp_connect_timeout(host, port, opts, t, out);
 }
 
-/* ---- the server ------------------------------------------------------------ */
+/* ---- accepted sockets (io/serve_int.h) ------------------------------------------ */
 
-struct weft_server {
-    uv_tcp_t tcp; /* first */
-    weft_loop_t *loop;
-    weft_stream_handler_fn handler;
-    void *arg;
-    weft_server_opts_t opts;
+int weft__tcp_opts_check(const weft_stream_opts_t *opts)
+{
+    size_t a, b, c;
+    return check_opts(opts, &a, &b, &c);
+}
+
+int weft__tcp_stream_adopt(weft_loop_t *loop, int fd, const weft_stream_opts_t *opts,
+                           weft__io_counters_t *ctr, weft_stream_t **out)
+{
     size_t rlimit, high, low;
-    int port;
-    unsigned live;
-    uint64_t refused;
-    bool closing;
-    bool closed_cb; /* the listener's close callback ran */
-    struct weft__list conns;
-};
-
-struct conn {
-    struct weft__list link;
-    weft_server_t *srv;
-    weft_stream_t *s;
-    weft_task_t *task;
-    bool started;
-};
-
-static void free_handle_cb(uv_handle_t *h)
-{
-    weft__free(h);
-}
-
-/* The server is freed once its listener is closed and no connection task
- * is left: a handler may itself call weft_server_close. */
-static void server_maybe_free(weft_server_t *srv)
-{
-    if (srv->closed_cb && srv->live == 0)
-        weft__free(srv);
-}
-
-static void server_close_cb(uv_handle_t *h)
-{
-    weft_server_t *srv = (weft_server_t *)h;
-    srv->closed_cb = true;
-    server_maybe_free(srv);
-}
-
-static void refuse(weft_server_t *srv)
-{
-    srv->refused++;
-    uv_tcp_t *t = weft__malloc(sizeof *t);
-    if (t == NULL)
-        return;
-    if (uv_tcp_init(weft_loop_uv(srv->loop), t) != 0) {
-        weft__free(t);
-        return;
-    }
-    (void)uv_accept((uv_stream_t *)&srv->tcp, (uv_stream_t *)t);
-    uv_close((uv_handle_t *)t, free_handle_cb);
-}
-
-static int conn_main(void *arg, void **result)
-{
-    (void)result;
-    struct conn *c = arg;
-    c->started = true;
-    weft_server_t *srv = c->srv;
-    int rc = srv->handler(c->s, srv->arg);
-    /* Still linked while flushing, so that weft_server_close cancels a
-     * flush to a peer that does not read. */
-    if (rc == 0)
-        (void)weft_stream_close(c->s);
-    else
-        (void)weft_stream_abort(c->s);
-    weft__list_remove(&c->link);
-    srv->live--;
-    weft_task_unref(c->task);
-    weft__free(c);
-    server_maybe_free(srv);
-    return rc == UV_ECANCELED ? UV_ECANCELED : 0;
-}
-
-static void on_connection(uv_stream_t *h, int status)
-{
-    weft_server_t *srv = (weft_server_t *)h;
-    if (status < 0)
-        return;
-    if (srv->closing ||
-        (srv->opts.max_connections != 0 && srv->live >= srv->opts.max_connections)) {
-        refuse(srv);
-        return;
-    }
-    int rc;
-    weft_stream_t *s = stream_new(srv->loop, srv->rlimit, srv->high, srv->low, &rc);
+    int rc = check_opts(opts, &rlimit, &high, &low);
+    weft_stream_t *s = rc == 0 ? stream_new(loop, rlimit, high, low, &rc) : NULL;
     if (s == NULL) {
-        refuse(srv);
-        return;
-    }
-    struct conn *c = NULL;
-    rc = uv_accept(h, (uv_stream_t *)&s->tcp);
-    if (rc == 0)
-        rc = stream_ready(s, &srv->opts.stream_opts);
-    if (rc == 0) {
-        c = weft__calloc(1, sizeof *c);
-        rc = c == NULL ? UV_ENOMEM : 0;
-    }
-    if (rc == 0) {
-        c->srv = srv;
-        c->s = s;
-        weft__list_init(&c->link);
-        weft_task_opts_t to = {.name = "weft-tcp-conn"};
-        rc = weft_spawn_ex(srv->loop, conn_main, c, &to, &c->task);
-    }
-    if (rc != 0) {
-        weft__free(c);
-        begin_close(s, true);
-        return;
-    }
-    srv->live++;
-    weft__list_push_back(&srv->conns, &c->link);
-}
-
-int weft_tcp_serve(weft_loop_t *loop, const char *host, int port, weft_stream_handler_fn handler,
-                   void *arg, const weft_server_opts_t *opts, weft_server_t **out)
-{
-    if (out != NULL)
-        *out = NULL;
-    if (loop == NULL)
-        loop = weft_loop_current();
-    if (loop == NULL || handler == NULL || out == NULL || port < 0 || port > 65535)
-        return UV_EINVAL;
-    if (host == NULL)
-        host = "0.0.0.0";
-    struct sockaddr_storage ss;
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
-        return UV_EINVAL;
-    weft_server_t *srv = weft__calloc(1, sizeof *srv);
-    if (srv == NULL)
-        return UV_ENOMEM;
-    if (opts != NULL)
-        srv->opts = *opts;
-    int rc = check_opts(&srv->opts.stream_opts, &srv->rlimit, &srv->high, &srv->low);
-    if (rc != 0) {
-        weft__free(srv);
+        (void)close(fd);
         return rc;
     }
-    srv->loop = loop;
-    srv->handler = handler;
-    srv->arg = arg;
-    weft__list_init(&srv->conns);
-    /* init_ex makes the socket now, so that SO_REUSEPORT can be set before
-     * the bind (libuv 1.44 has no UV_TCP_REUSEPORT). */
-    rc = uv_tcp_init_ex(weft_loop_uv(loop), &srv->tcp, ss.ss_family);
+    rc = uv_tcp_open(&s->tcp, fd);
     if (rc != 0) {
-        weft__free(srv);
+        (void)close(fd); /* uv_tcp_open did not take it */
+        begin_close(s, false);
         return rc;
     }
-    if (srv->opts.reuseport) {
-        uv_os_fd_t fd;
-        int one = 1;
-        rc = uv_fileno((uv_handle_t *)&srv->tcp, &fd);
-        if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-            rc = uv_translate_sys_error(errno);
-    }
-    if (rc == 0)
-        rc = uv_tcp_bind(&srv->tcp, (const struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->tcp, srv->opts.backlog > 0 ? srv->opts.backlog : 128,
-                       on_connection);
-    if (rc == 0) {
-        struct sockaddr_storage name;
-        int len = sizeof name;
-        rc = uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&name, &len);
-        if (rc == 0)
-            srv->port = name.ss_family == AF_INET6
-                            ? ntohs(((struct sockaddr_in6 *)&name)->sin6_port)
-                            : ntohs(((struct sockaddr_in *)&name)->sin_port);
-    }
+    s->ctr = ctr;
+    rc = stream_ready(s, opts);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&srv->tcp, server_close_cb);
+        begin_close(s, true); /* the handle owns fd now: uv_close closes it */
         return rc;
     }
-    *out = srv;
-    return 0;
-}
-
-int weft_server_port(const weft_server_t *srv)
-{
-    return srv == NULL ? UV_EINVAL : srv->port;
-}
-
-unsigned weft_server_connections(const weft_server_t *srv)
-{
-    return srv == NULL ? 0 : srv->live;
-}
-
-uint64_t weft_server_refused(const weft_server_t *srv)
-{
-    return srv == NULL ? 0 : srv->refused;
-}
-
-int weft_server_close(weft_server_t *srv)
-{
-    if (srv == NULL || srv->closing)
-        return UV_EINVAL;
-    if (check_task() != 0)
-        return WEFT_ENOTASK;
-    srv->closing = true; /* on_connection refuses from now on */
-    weft_task_t *self = weft_task_current();
-    for (;;) {
-        /* The first connection that is not the caller's own (a handler may
-         * close its server: its connection ends when it returns). */
-        struct conn *c = NULL;
-        for (struct weft__list *n = srv->conns.next; n != &srv->conns; n = n->next) {
-            struct conn *x = WEFT_CONTAINER_OF(n, struct conn, link);
-            if (x->task != self) {
-                c = x;
-                break;
-            }
-        }
-        if (c == NULL)
-            break;
-        if (!c->started) {
-            /* Cancelled before it ran, it never will: clean up for it. */
-            weft__list_remove(&c->link);
-            srv->live--;
-            (void)weft_task_cancel(c->task);
-            weft_task_unref(c->task);
-            begin_close(c->s, true);
-            weft__free(c);
-            continue;
-        }
-        weft_task_t *t = c->task;
-        weft_task_ref(t);
-        (void)weft_task_cancel(t);
-        int arc = weft_await_task(t, NULL); /* returns once t ended; it unlinked c */
-        (void)arc;
-        weft_task_unref(t);
-    }
-    uv_close((uv_handle_t *)&srv->tcp, server_close_cb);
+    *out = s;
     return 0;
 }
