@@ -17,7 +17,9 @@
  * child, RUSAGE_CHILDREN), each as a share of the wall time - the machine
  * has 2 cores for both. WEFT_BENCH_BALANCE=reuseport|acceptor picks the
  * multi-loop design (default: weft's default); WEFT_BENCH_IDLE_POLL_US sets
- * the loops' idle poll (default -1: none, the load needs the other core).
+ * the loops' idle poll (default -1: none, the load needs the other core);
+ * WEFT_BENCH_NO_PIN=1 leaves the loops unpinned (on a shared machine the
+ * first CPU, where every runtime pins its loop 0, is the busiest).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -97,6 +99,7 @@ static int server_start(struct net_server *ns)
     o.loop.quiet = true;
     const char *ip = getenv("WEFT_BENCH_IDLE_POLL_US");
     o.loop.idle_poll_us = ip != NULL ? atoi(ip) : -1;
+    o.no_pinning = getenv("WEFT_BENCH_NO_PIN") != NULL;
     int rc = weft_runtime_start(&o, &ns->rt);
     if (rc != 0)
         return bench_fail("runtime: %s", weft_err_name(rc));
