@@ -164,7 +164,7 @@ needs_weft_so() {
 
 for lang in c cxx; do
     if [ "$lang" = c ]; then
-        compiler=cc std=-std=c11 src=$smoke_c
+        compiler=cc std=-std=gnu11 src=$smoke_c
     else
         compiler=c++ std=-std=c++17 src=$cxx_cc
     fi

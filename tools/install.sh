@@ -26,7 +26,8 @@ prefix=$1
 if [[ "$prefix" != /* ]]; then
     prefix="${BUILD_WORKING_DIRECTORY:-$PWD}/$prefix"
 fi
-prefix=${prefix%/}
+# Lexically (-s: a symlinked prefix stays as given), for the .pc files.
+prefix=$(realpath -ms -- "$prefix")
 
 # The runfiles tree: $0.runfiles under bazel run, TEST_SRCDIR (or
 # RUNFILES_DIR) when a test runs the installer.

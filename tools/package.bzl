@@ -2,9 +2,9 @@
 
 load("//tools:package.bzl", "weft_archive")
 
-The install step ships libweft.a and libweft.so; both come from this rule, so
-the list of what goes in is the `deps` of one target in //:BUILD, and a new
-package (actors/, ...) is one more line there.
+The install step ships libweft.a and libweft.so; both come from this rule over
+//:weft, so what goes in is whatever //:weft links: a new package (actors/,
+...) is one line in //:weft's deps.
 """
 
 load("@bazel_tools//tools/cpp:toolchain_utils.bzl", "find_cpp_toolchain")
