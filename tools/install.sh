@@ -28,6 +28,8 @@ if [[ "$prefix" != /* ]]; then
 fi
 # Lexically (-s: a symlinked prefix stays as given), for the .pc files.
 prefix=$(realpath -ms -- "$prefix")
+# '|' is sed's separator where the prefix goes into the .pc files.
+[[ "$prefix" != *"|"* ]] || die "PREFIX may not contain '|'"
 
 # The runfiles tree: $0.runfiles under bazel run, TEST_SRCDIR (or
 # RUNFILES_DIR) when a test runs the installer.
@@ -65,8 +67,6 @@ put 0755 "$root/libweft.so" "$dest/lib/libweft.so.$version"
 ln -sfn "libweft.so.$version" "$dest/lib/$soname"
 ln -sfn "$soname" "$dest/lib/libweft.so"
 for pc in weft weft-static; do
-    # '|' as the separator: a prefix may hold '#' or ',' but not a newline.
-    [[ "$prefix" != *"|"* ]] || die "PREFIX may not contain '|'"
     rm -f "$dest/lib/pkgconfig/$pc.pc"
     sed "s|@PREFIX@|$prefix|" "$root/pkgconfig/$pc.pc" >"$dest/lib/pkgconfig/$pc.pc"
     chmod 0644 "$dest/lib/pkgconfig/$pc.pc"
