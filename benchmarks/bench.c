@@ -39,6 +39,9 @@
  *   threadsafe_post      callbacks/s posted by a plain thread to a running loop
  *   offload              jobs/s of 10k CPU jobs through a 2-thread pool (bench_pool.c;
  *                        also prints a LIMIT line: 2 / one job's time alone)
+ *   http_hello, echo     req/s of a server on every loop under wrk / weft's own echo
+ *                        load (bench_net.c); http_hello_1 and echo_1 on one loop;
+ *                        each run prints the server/load CPU split on stderr
  *
  * Reading the numbers: each workload times only the work its definition
  * names, in a warm loop (the same loop serves the warm-up and all runs of a
