@@ -184,6 +184,10 @@ int weft_stream_abort(weft_stream_t *s);
 /* The underlying handle (for uv_tcp_getsockname and such; do not close or
  * read it). */
 uv_tcp_t *weft_stream_tcp(weft_stream_t *s);
+/* The underlying handle of any stream (a uv_tcp_t or a uv_pipe_t:
+ * weft/pipe.h), NULL for NULL; the same rules. weft_stream_tcp is NULL for
+ * a pipe. */
+uv_stream_t *weft_stream_uv(weft_stream_t *s);
 
 /* ---- a TCP server on one loop -----------------------------------------------
  *

@@ -18,5 +18,6 @@
 #include "runtime.h"
 #include "metrics.h"
 #include "stream.h"
+#include "pipe.h"
 
 #endif /* WEFT_WEFT_H */
