@@ -19,5 +19,6 @@
 #include "metrics.h"
 #include "stream.h"
 #include "pipe.h"
+#include "process.h"
 
 #endif /* WEFT_WEFT_H */
