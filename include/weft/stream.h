@@ -68,6 +68,14 @@ uv_req_t *weft_uv_req_new(uv_req_type type);
  * for other types. UV_ECANCELED / UV_ETIMEDOUT: see the lifetime rule.
  * UV_EINVAL (req NULL, not the bridge's, awaited twice), WEFT_ENOTASK. */
 WEFT_WARN_UNUSED int weft_uv_await(uv_req_t *req, uint64_t timeout_ms, int64_t *result);
+/* weft_uv_await for a request that points at the caller's memory (the
+ * buffers of uv_fs_read/uv_fs_write: libuv copies paths, not data). A
+ * cancel or timeout cancels the request if libuv still can (it never ran:
+ * UV_ECANCELED / UV_ETIMEDOUT at once); if it is already running in the
+ * thread pool, it waits for its end in a no-cancel region (the cancel
+ * stays pending and ends the task's next suspension) and returns what
+ * really happened, so the memory is never touched after the call. */
+WEFT_WARN_UNUSED int weft_uv_await_pinned(uv_req_t *req, uint64_t timeout_ms, int64_t *result);
 /* Release the request (the lifetime rule above). NULL is ignored. */
 void weft_uv_req_free(uv_req_t *req);
 

@@ -20,5 +20,6 @@
 #include "stream.h"
 #include "pipe.h"
 #include "process.h"
+#include "fs.h"
 
 #endif /* WEFT_WEFT_H */
