@@ -21,5 +21,6 @@
 #include "pipe.h"
 #include "process.h"
 #include "fs.h"
+#include "net.h"
 
 #endif /* WEFT_WEFT_H */
