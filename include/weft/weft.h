@@ -22,5 +22,6 @@
 #include "process.h"
 #include "fs.h"
 #include "net.h"
+#include "signal.h"
 
 #endif /* WEFT_WEFT_H */
