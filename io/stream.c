@@ -33,6 +33,7 @@
 #include "core/ext.h"
 #include "core/list.h"
 #include "io_int.h"
+#include "linebuf.h"
 
 #define STREAM_MAGIC       0x77737472u /* "wstr" */
 #define DEFAULT_READ_LIMIT (64u * 1024u)
@@ -168,16 +169,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     weft_stream_t *s = (weft_stream_t *)h;
-    size_t used = rused(s);
-    if (used == 0) {
-        s->rstart = s->rend = 0;
-    } else if (s->rstart > 0 && s->rlimit - s->rend < s->rlimit / 2) {
-        memmove(s->rbuf, s->rbuf + s->rstart, used);
-        s->rstart = 0;
-        s->rend = used;
-    }
-    buf->base = s->rbuf + s->rend;
-    buf->len = s->rlimit - s->rend;
+    size_t room;
+    buf->base = weft__lb_room(s->rbuf, s->rlimit, &s->rstart, &s->rend, &room);
+    buf->len = room;
 }
 
 static void pause_reading(weft_stream_t *s)
@@ -219,8 +213,7 @@ static void resume_reading(weft_stream_t *s, bool need)
 {
     if (s->reading || s->eof || s->rerr != 0 || s->closing)
         return;
-    size_t used = rused(s);
-    if (used >= s->rlimit || (!need && used > s->rlimit / 2))
+    if (!weft__lb_should_read(rused(s), s->rlimit, need))
         return;
     int rc = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
     if (rc != 0)
@@ -233,9 +226,7 @@ static void consume(weft_stream_t *s, void *dst, size_t n)
 {
     if (dst != NULL)
         memcpy(dst, s->rbuf + s->rstart, n);
-    s->rstart += n;
-    if (s->rstart == s->rend)
-        s->rstart = s->rend = 0;
+    weft__lb_consume(&s->rstart, &s->rend, n);
     resume_reading(s, false);
     if (rused(s) > 0) /* what is left goes to the next reader */
         (void)weft__waitq_grant(&s->readers, 0);
@@ -328,26 +319,23 @@ int weft_stream_read_until_timeout(weft_stream_t *s, int delim, void *buf, size_
     if (check_task() != 0)
         return WEFT_ENOTASK;
     uint64_t deadline = deadline_of(timeout_ms);
-    size_t limit = cap < s->rlimit ? cap : s->rlimit;
     for (;;) {
-        size_t used = rused(s);
-        size_t look = used < limit ? used : limit;
-        const char *base = s->rbuf + s->rstart;
-        const char *p = look > 0 ? memchr(base, (unsigned char)delim, look) : NULL;
-        if (p != NULL) {
-            size_t k = (size_t)(p - base) + 1;
+        size_t k;
+        switch (weft__lb_until(s->rbuf + s->rstart, rused(s), s->rlimit, cap, delim, s->eof, &k)) {
+        case WEFT__LB_FOUND:
             consume(s, buf, k);
             *len = k;
             return 0;
-        }
-        if (used >= limit)
+        case WEFT__LB_LIMIT:
             return WEFT_ELIMIT; /* nothing consumed: the bytes stay readable */
-        if (s->eof) {
-            if (used == 0)
-                return UV_EOF;
-            consume(s, buf, used);
-            *len = used;
+        case WEFT__LB_PARTIAL:
+            consume(s, buf, k);
+            *len = k;
             return UV_EOF;
+        case WEFT__LB_EOF:
+            return UV_EOF;
+        default: /* WEFT__LB_MORE */
+            break;
         }
         int rc = await_more(s, deadline);
         if (rc != 0)
