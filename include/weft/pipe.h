@@ -40,7 +40,9 @@ WEFT_WARN_UNUSED int weft_unix_connect_timeout(const char *path, const weft_stre
  * end) is not read: reads on it return UV_EBADF. 0 with *out, UV_EINVAL
  * (fd < 0, out NULL, no loop on this thread, bad opts), UV_EBADF (fd not
  * open), UV_ENOTSUP (a regular file or other fd that epoll cannot poll;
- * weft/fs.h reads files), UV_ENOMEM. On an error fd is not closed. */
+ * weft/fs.h reads files), UV_ENOMEM: fd is left open. Once libuv took fd,
+ * the one error left (uv_read_start's, which epoll does not give for a
+ * pipe or socket) closes it with the stream. */
 WEFT_WARN_UNUSED int weft_pipe_open(int fd, const weft_stream_opts_t *opts, weft_stream_t **out);
 
 /* ---- a unix socket server on one loop -----------------------------------------
