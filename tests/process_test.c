@@ -211,6 +211,22 @@ TASK_TEST(process, cancelled_wait_leaves_the_child_reapable)
     return 0;
 }
 
+/* A child that ignores SIGTERM, says so on its stdout, then blocks. */
+static const char *const ignoring_term[] = {
+    "/bin/sh", "-c", "trap '' TERM; echo ready; exec /bin/cat >/dev/null", NULL};
+
+static int await_ready(weft_process_t *p)
+{
+    weft_stream_t *out = weft_process_take_stream(p, 1);
+    char line[16];
+    size_t len;
+    int rc = weft_stream_readline_timeout(out, line, sizeof line, 10000, &len);
+    if (rc == 0 && (len != 6 || memcmp(line, "ready\n", 6) != 0))
+        rc = UV_EPROTO;
+    (void)weft_stream_close(out);
+    return rc;
+}
+
 TASK_TEST(process, close_terminates_a_running_child)
 {
     weft_process_opts_t o = {.stdio = {{WEFT_STDIO_PIPE}}};
@@ -222,10 +238,10 @@ TASK_TEST(process, close_terminates_a_running_child)
      * would end at that EOF alone). */
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
-    weft_process_opts_t h = {.stdio = {{WEFT_STDIO_FD, fds[0]}}, .kill_grace_ms = 20};
-    EXPECT_OK(weft_process_spawn(
-        (const char *[]){"/bin/sh", "-c", "trap '' TERM; exec /bin/cat", NULL}, &h, &p));
-    EXPECT_OK(weft_sleep(20)); /* the trap is set */
+    weft_process_opts_t h = {.stdio = {{WEFT_STDIO_FD, fds[0]}, {WEFT_STDIO_PIPE}},
+                             .kill_grace_ms = 20};
+    EXPECT_OK(weft_process_spawn(ignoring_term, &h, &p));
+    EXPECT_OK(await_ready(p)); /* the trap is set */
     weft_task_t *t;
     waited = p;
     wait_rc = 1;
@@ -258,10 +274,10 @@ TASK_TEST(process, cancel_during_close_kills_and_reaps)
 {
     static int fds[2];
     cr_assert_eq(pipe(fds), 0);
-    weft_process_opts_t o = {.stdio = {{WEFT_STDIO_FD, fds[0]}}, .kill_grace_ms = 60000};
-    EXPECT_OK(weft_process_spawn(
-        (const char *[]){"/bin/sh", "-c", "trap '' TERM; exec /bin/cat", NULL}, &o, &closing_p));
-    EXPECT_OK(weft_sleep(20));
+    weft_process_opts_t o = {.stdio = {{WEFT_STDIO_FD, fds[0]}, {WEFT_STDIO_PIPE}},
+                             .kill_grace_ms = 60000};
+    EXPECT_OK(weft_process_spawn(ignoring_term, &o, &closing_p));
+    EXPECT_OK(await_ready(closing_p));
     weft_task_t *t;
     close_rc = 1;
     EXPECT_OK(weft_spawn(NULL, closer, NULL, &t));
