@@ -5,9 +5,11 @@
  * result out, free. read and write await "pinned" (their buffers are the
  * caller's): see weft_uv_await_pinned in weft/stream.h.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <weft/fs.h>
 #include <weft/stream.h>
 #include <weft/task.h>
@@ -336,6 +338,8 @@ int weft_fs_read_file_timeout(const char *path, size_t limit, uint64_t timeout_m
     int crc = weft_fs_close(fd);
     if (nc == 0)
         (void)weft_nocancel_end();
+    if (crc == UV_ENOMEM) /* no request to be had: close it here, at once */
+        crc = close(fd) == 0 ? 0 : uv_translate_sys_error(errno);
     if (rc == 0 && crc != 0) {
         weft__free(*data);
         *data = NULL;

@@ -15,6 +15,7 @@
 #include <weft/weft.h>
 
 #include "check.h"
+#include "core/alloc.h"
 #include "task_harness.h"
 
 static char dir[64], path_a[96], path_b[96];
@@ -295,4 +296,37 @@ Test(fs_misuse, outside_tasks, .timeout = TEST_TIMEOUT_S)
     EXPECT_RC(weft_fs_open("/", O_RDONLY, 0, &fd), WEFT_ENOTASK);
     EXPECT_RC(weft_fs_stat("/", &st), WEFT_ENOTASK);
     EXPECT_RC(weft_getaddrinfo("127.0.0.1", NULL, NULL, &ai), WEFT_ENOTASK);
+}
+
+/* The lowest free fd number: the same before and after a call that must
+ * not leak one. */
+static int next_fd(void)
+{
+    int fd = dup(0);
+    if (fd >= 0)
+        close(fd);
+    return fd;
+}
+
+TASK_TEST(fs_misuse, out_of_memory_leaks_nothing)
+{
+    uv_stat_t st;
+    weft__alloc_fail_after(0);
+    EXPECT_RC(weft_fs_stat("/", &st), UV_ENOMEM);
+    weft__alloc_fail_after(-1);
+    /* read_file: the open and the fstat get their requests, the buffer does
+     * not; the close then has no request either and closes directly. */
+    int before = next_fd();
+    char *data;
+    size_t n;
+    weft__alloc_fail_after(2);
+    EXPECT_RC(weft_fs_read_file("/proc/self/status", 1 << 20, &data, &n), UV_ENOMEM);
+    weft__alloc_fail_after(-1);
+    cr_expect_null(data);
+    cr_expect_eq(next_fd(), before);
+    struct addrinfo *ai;
+    weft__alloc_fail_after(0);
+    EXPECT_RC(weft_getaddrinfo("127.0.0.1", NULL, NULL, &ai), UV_ENOMEM);
+    weft__alloc_fail_after(-1);
+    return 0;
 }

@@ -11,6 +11,7 @@
 #include <weft/weft.h>
 
 #include "check.h"
+#include "core/alloc.h"
 #include "task_harness.h"
 
 static int run_status(const char *const argv[], int64_t *st, int *sig)
@@ -315,5 +316,18 @@ TASK_TEST(process, spawn_errors_and_misuse)
     EXPECT_RC(weft_process_pid(NULL), UV_EINVAL);
     cr_expect(!weft_process_exited(NULL));
     cr_expect_null(weft_process_take_stream(NULL, 0));
+    return 0;
+}
+
+TASK_TEST(process, out_of_memory_leaks_nothing)
+{
+    weft_process_t *p;
+    weft_process_opts_t o = {.stdio = {{WEFT_STDIO_PIPE}, {WEFT_STDIO_PIPE}}};
+    for (long n = 0; n < 3; n++) { /* the process, its stdin pipe, its stdout pipe */
+        weft__alloc_fail_after(n);
+        EXPECT_RC(weft_process_spawn((const char *[]){"/bin/true", NULL}, &o, &p), UV_ENOMEM);
+        weft__alloc_fail_after(-1);
+    }
+    EXPECT_OK(run_status((const char *[]){"/bin/true", NULL}, NULL, NULL));
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <weft/weft.h>
 
 #include "check.h"
+#include "core/alloc.h"
 #include "task_harness.h"
 
 static weft_signal_t *w1, *w2;
@@ -128,4 +129,16 @@ Test(signal_misuse, outside_tasks, .timeout = TEST_TIMEOUT_S)
     EXPECT_RC(weft_signal_wait(s, NULL), WEFT_ENOTASK);
     EXPECT_OK(weft_signal_close(s));
     EXPECT_OK(weft_loop_close(&loop));
+}
+
+TASK_TEST(signal_misuse, out_of_memory)
+{
+    weft_signal_t *s;
+    for (long n = 0; n < 2; n++) { /* the watcher, the loop's record */
+        weft__alloc_fail_after(n);
+        EXPECT_RC(weft_signal_open(NULL, SIGUSR1, &s), UV_ENOMEM);
+        weft__alloc_fail_after(-1);
+    }
+    EXPECT_RC(weft_loop_remove_signal_handler(NULL, SIGUSR1), UV_ENOENT); /* nothing installed */
+    return 0;
 }

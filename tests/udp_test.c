@@ -10,6 +10,7 @@
 #include <weft/weft.h>
 
 #include "check.h"
+#include "core/alloc.h"
 #include "task_harness.h"
 
 static struct sockaddr_storage addr_of(const weft_udp_t *u)
@@ -249,4 +250,40 @@ Test(udp_misuse, outside_tasks, .timeout = TEST_TIMEOUT_S)
 {
     weft_udp_t *u;
     EXPECT_RC(weft_udp_bind("127.0.0.1", 0, NULL, &u), UV_EINVAL); /* no loop */
+}
+
+TASK_TEST(udp, steady_state_round_trip_makes_no_allocator_calls)
+{
+    weft_udp_t *a, *b;
+    EXPECT_OK(weft_udp_bind("127.0.0.1", 0, NULL, &a));
+    EXPECT_OK(weft_udp_bind("127.0.0.1", 0, NULL, &b));
+    struct sockaddr_storage to = addr_of(b);
+    char msg[64], back[64];
+    memset(msg, 'u', sizeof msg);
+    size_t len;
+    struct sockaddr_storage from;
+    for (int i = 0; i < 50; i++) { /* warm up */
+        EXPECT_OK(weft_udp_send_to(a, msg, sizeof msg, (struct sockaddr *)&to));
+        EXPECT_OK(weft_udp_recv_from(b, back, sizeof back, &len, &from));
+    }
+    uint64_t before = weft__alloc_calls();
+    for (int i = 0; i < 1000; i++) {
+        EXPECT_OK(weft_udp_send_to(a, msg, sizeof msg, (struct sockaddr *)&to));
+        EXPECT_OK(weft_udp_recv_from(b, back, sizeof back, &len, &from));
+        EXPECT_OK(weft_udp_send_to(b, back, len, (struct sockaddr *)&from));
+        EXPECT_OK(weft_udp_recv_from(a, back, sizeof back, &len, NULL));
+    }
+    cr_expect_eq(weft__alloc_calls() - before, 0);
+    EXPECT_OK(weft_udp_close(a));
+    EXPECT_OK(weft_udp_close(b));
+    return 0;
+}
+
+TASK_TEST(udp_misuse, out_of_memory)
+{
+    weft_udp_t *u;
+    weft__alloc_fail_after(0);
+    EXPECT_RC(weft_udp_bind("127.0.0.1", 0, NULL, &u), UV_ENOMEM);
+    weft__alloc_fail_after(-1);
+    return 0;
 }

@@ -14,6 +14,7 @@
 #include <weft/weft.h>
 
 #include "check.h"
+#include "core/alloc.h"
 #include "task_harness.h"
 
 static char sock_path[64];
@@ -280,4 +281,63 @@ Test(pipe_misuse, outside_tasks, .timeout = TEST_TIMEOUT_S)
     weft_stream_t *s;
     EXPECT_RC(weft_unix_connect("/tmp/x", NULL, &s), WEFT_ENOTASK);
     EXPECT_RC(weft_pipe_open(0, NULL, &s), UV_EINVAL); /* no loop on this thread */
+}
+
+static int echo_bytes(weft_stream_t *s, void *arg)
+{
+    (void)arg;
+    char buf[256];
+    for (int i = 0; i < 1000000; i++) {
+        size_t got;
+        int rc = weft_stream_read(s, buf, sizeof buf, &got);
+        if (rc == UV_EOF)
+            return 0;
+        if (rc == 0)
+            rc = weft_stream_write(s, buf, got);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+TASK_TEST(unixsock, steady_state_echo_makes_no_allocator_calls)
+{
+    const char *path = path_for("alloc");
+    weft_unix_server_t *srv;
+    EXPECT_OK(weft_unix_serve(NULL, path, echo_bytes, NULL, NULL, &srv));
+    weft_stream_t *c;
+    EXPECT_OK(weft_unix_connect(path, NULL, &c));
+    char msg[64], back[64];
+    memset(msg, 'p', sizeof msg);
+    size_t got;
+    for (int i = 0; i < 50; i++) {
+        EXPECT_OK(weft_stream_write(c, msg, sizeof msg));
+        EXPECT_OK(weft_stream_read_exactly(c, back, sizeof msg, &got));
+    }
+    uint64_t before = weft__alloc_calls();
+    for (int i = 0; i < 1000; i++) {
+        EXPECT_OK(weft_stream_write(c, msg, sizeof msg));
+        EXPECT_OK(weft_stream_read_exactly(c, back, sizeof msg, &got));
+    }
+    cr_expect_eq(weft__alloc_calls() - before, 0);
+    EXPECT_OK(weft_stream_close(c));
+    EXPECT_OK(weft_unix_server_close(srv));
+    return 0;
+}
+
+TASK_TEST(pipe, out_of_memory)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    weft_stream_t *s;
+    weft_unix_server_t *srv;
+    weft__alloc_fail_after(0);
+    EXPECT_RC(weft_pipe_open(fds[0], NULL, &s), UV_ENOMEM);
+    EXPECT_RC(weft_unix_serve(NULL, path_for("nomem"), echo_lines, NULL, NULL, &srv), UV_ENOMEM);
+    EXPECT_RC(weft_unix_connect(path_for("nomem"), NULL, &s), UV_ENOMEM);
+    weft__alloc_fail_after(-1);
+    cr_expect_neq(fcntl(fds[0], F_GETFD), -1);
+    close(fds[0]);
+    close(fds[1]);
+    return 0;
 }
