@@ -18,5 +18,10 @@
 #include "runtime.h"
 #include "metrics.h"
 #include "stream.h"
+#include "pipe.h"
+#include "process.h"
+#include "fs.h"
+#include "net.h"
+#include "signal.h"
 
 #endif /* WEFT_WEFT_H */
