@@ -18,5 +18,6 @@
 #include "runtime.h"
 #include "metrics.h"
 #include "stream.h"
+#include "actor.h"
 
 #endif /* WEFT_WEFT_H */
