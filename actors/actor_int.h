@@ -107,8 +107,6 @@ struct weft_actor {
     size_t mon_n, mon_cap;
     struct weft__list timers;
     uint64_t next_timer_id;
-    uint64_t entity_key;
-    void *entity; /* entities.c: the router's record, or NULL */
 
     /* ---- [any] ---- */
     _Alignas(64) uint32_t parked; /* the task is (about to be) parked: wake it */

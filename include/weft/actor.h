@@ -2,7 +2,7 @@
  * weft/actor.h - actors: state + a behaviour pinned to one loop, mailboxes
  * built on channels, send/ask/reply/forward, names, links, monitors and exit
  * signals with Erlang/OTP semantics (docs/actors.md). Supervisors are in
- * weft/supervisor.h, virtual actors (entities) at the end of this header.
+ * weft/supervisor.h. Virtual actors (entities) are not built yet.
  *
  * An actor is a task on one loop that takes messages from its mailbox one at
  * a time and calls its handler for each. The handler runs in that task, so
@@ -312,49 +312,6 @@ bool weft_actor_trap_exit(weft_actor_t *self, bool on);
 int weft_actor_stop_self(weft_actor_t *self, weft_exit_kind_t kind, int code);
 /* The loop the actor runs on. */
 weft_loop_t *weft_actor_loop(const weft_actor_t *self);
-
-/* ---- virtual actors (Orleans grains) ---------------------------------------- */
-
-/* A type of entity: one actor per key, on the key's shard loop, activated by
- * its first message and passivated after idle_ms without one. */
-typedef struct weft_entity_type {
-    const char *name;
-    weft_actor_fn fn; /* the behaviour, as an actor's; state from activate */
-    /* On the shard loop, at activation: the state for key (0 and *state),
-     * or a code that refuses the message (the ask gets it). */
-    int (*activate)(void *type_arg, uint64_t key, void **state);
-    /* Before a passivation (may be NULL): save what activate will read
-     * back. Then on_stop frees the state. */
-    void (*persist)(void *type_arg, uint64_t key, void *state);
-    void (*on_stop)(void *state, const weft_exit_t *reason);
-    void *type_arg;
-    uint64_t idle_ms; /* 0 = 30000 */
-} weft_entity_type_t;
-
-typedef struct weft_entities weft_entities_t;
-
-/* Make the entity table of one type over every loop of rt (one router
- * actor per loop). From a task of rt or a plain thread. *out until
- * weft_entities_free (which stops every activation, persisting each). The
- * type is copied. 0, UV_EINVAL, UV_ENOMEM. */
-WEFT_WARN_UNUSED int weft_entities_new(weft_runtime_t *rt, const weft_entity_type_t *type,
-                                       weft_entities_t **out);
-/* In a task (any loop of rt): free it; waits until every activation is
- * passivated. Plain threads: not allowed (WEFT_ENOTASK). */
-int weft_entities_free(weft_entities_t *e);
-/* Ask (type, key): activates it on its shard loop at first use. As
- * weft_actor_ask. */
-WEFT_WARN_UNUSED int weft_entity_ask(weft_entities_t *e, uint64_t key, uint64_t tag, void *data,
-                                     uint64_t timeout_ms, void **reply);
-WEFT_WARN_UNUSED int weft_entity_send(weft_entities_t *e, uint64_t key, uint64_t tag, void *data);
-/* Counters: activations, passivations, live now (summed over loops; each
- * exact, not one instant's snapshot). */
-typedef struct weft_entity_stats {
-    uint64_t activations, passivations, live;
-} weft_entity_stats_t;
-int weft_entities_stats(const weft_entities_t *e, weft_entity_stats_t *out);
-/* The key of the running entity (in its handler), for persist/logs. */
-uint64_t weft_entity_key(const weft_actor_t *self);
 
 #ifdef __cplusplus
 }
