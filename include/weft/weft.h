@@ -19,5 +19,6 @@
 #include "metrics.h"
 #include "stream.h"
 #include "actor.h"
+#include "supervisor.h"
 
 #endif /* WEFT_WEFT_H */
