@@ -41,7 +41,11 @@
  * channel closes, and everything left (local, stash, channel until UV_EOF,
  * spill) is reported as dead letters - so handled + dead letters = sent.
  *
- * Measured (docs/actors.md, "Costs measured here").
+ * Measured (docs/actors.md, "Costs measured here", 2026-12-03, the 2-core
+ * VM under a load of 9-14 from other builds, so read ratios): actor_pingpong
+ * 512-967 ns per round trip, 1.26x the channel ping-pong and 2.6x the
+ * weft_queue_t ping-pong of the same run, against a target of 60 ns that
+ * this load cannot show met or missed; thread_ring 640 ns per hop.
  */
 #include <pthread.h>
 #include <sched.h>
