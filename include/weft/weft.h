@@ -23,5 +23,7 @@
 #include "fs.h"
 #include "net.h"
 #include "signal.h"
+#include "actor.h"
+#include "supervisor.h"
 
 #endif /* WEFT_WEFT_H */
