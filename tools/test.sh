@@ -53,7 +53,7 @@ fi
 check_format() {
     local dirs=() specs=() files=() bad fmt_out rc
     local d f
-    for d in core include loops channels actors io tests benchmarks examples; do
+    for d in core include loops channels actors io apps tests benchmarks examples; do
         [ -d "$d" ] && dirs+=("$d")
     done
     [ ${#dirs[@]} -gt 0 ] || return 0
