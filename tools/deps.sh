@@ -5,7 +5,8 @@
 set -u
 
 pkgs=(bazel-bootstrap libuv1-dev libck-dev libjemalloc-dev libcriterion-dev
-      clang-format gcc-aarch64-linux-gnu qemu-user gdbserver)
+      clang-format gcc-aarch64-linux-gnu qemu-user gdbserver
+      redis-server redis-tools clang-15 libfuzzer-15-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
