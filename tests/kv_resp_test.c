@@ -16,8 +16,8 @@
 #define CAP 64
 
 /* Parse s whole: the code, with argv and *used. */
-static int parse_all(const char *s, size_t n, char *buf, kv_slice *argv, size_t *argc,
-                     size_t *used, const char **err)
+static int parse_all(const char *s, size_t n, char *buf, kv_slice *argv, size_t *argc, size_t *used,
+                     const char **err)
 {
     resp_parser_t p;
     resp_parser_init(&p, RESP_DEFAULT_MAX_BULK);

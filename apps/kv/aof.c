@@ -57,6 +57,7 @@ struct kv_aof {
     pthread_t th;
     _Atomic uint64_t size;
     uint64_t base; /* size after the last rewrite */
+    uint64_t rewrite_min;
     _Atomic uint64_t rewrites;
     bool rewriting; /* loop: a snapshot is with the writer */
     _Atomic bool rewrite_done;
@@ -355,13 +356,14 @@ static int replay(kv_db *db, kv_aof *a, uint64_t max_bulk)
     return rc;
 }
 
-int aof_open(kv_db *db, const char *dir, int fsync_mode, uint64_t max_bulk)
+int aof_open(kv_db *db, const char *dir, int fsync_mode, uint64_t max_bulk, uint64_t rewrite_min)
 {
     kv_aof *a = weft__calloc(1, sizeof(*a));
     if (a == NULL)
         return -ENOMEM;
     snprintf(a->path, sizeof(a->path), "%s/weft-kv-%u.aof", dir, db->idx);
     a->mode = fsync_mode;
+    a->rewrite_min = rewrite_min;
     a->fd = open(a->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (a->fd < 0) {
         int e = errno;
@@ -398,13 +400,6 @@ struct snap_walk {
     kv_buf *b;
     int64_t now;
 };
-
-static void snap_members(kv_ent *m, void *arg)
-{
-    kv_slice *acc = arg;
-    (void)acc;
-    (void)m;
-}
 
 struct coll {
     kv_buf *b;
@@ -514,7 +509,7 @@ void aof_maybe_rewrite(kv_db *db)
         atomic_store(&a->rewrite_done, false);
     }
     uint64_t size = atomic_load(&a->size);
-    uint64_t limit = a->base * 2 > (64u << 20) ? a->base * 2 : (64u << 20);
+    uint64_t limit = a->base * 2 > a->rewrite_min ? a->base * 2 : a->rewrite_min;
     if (size < limit)
         return;
     kv_buf *snap = weft__calloc(1, sizeof(*snap));
@@ -543,7 +538,6 @@ void aof_maybe_rewrite(kv_db *db)
     a->rewriting = true;
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
-    (void)snap_members;
 }
 
 void aof_close(kv_db *db)

@@ -9,7 +9,8 @@
  * never blocks in write(2) or fsync(2) and concurrent batches share one
  * fsync (group commit). On start the file is replayed; a torn last record
  * is cut off, and the file is rewritten from the keyspace when it has
- * grown past twice its size after the last rewrite (and 64 MiB).
+ * grown past twice its size after the last rewrite (and
+ * --auto-aof-rewrite-min-size, 64 MiB by default).
  */
 #ifndef WEFT_KV_AOF_H
 #define WEFT_KV_AOF_H
@@ -30,7 +31,7 @@ typedef struct kv_aof kv_aof;
 
 /* Open (creating) and replay shard db's file into db; db->aof is set.
  * 0 or a negative errno-style code (message on stderr). */
-int aof_open(kv_db *db, const char *dir, int fsync_mode, uint64_t max_bulk);
+int aof_open(kv_db *db, const char *dir, int fsync_mode, uint64_t max_bulk, uint64_t rewrite_min);
 /* Log a command that succeeded (kv_exec calls it). */
 void aof_log(kv_ctx *c, const kv_cmd *cmd, int argc, kv_slice *argv);
 /* SPOP/ZPOPMIN log what they removed as SREM/ZREM (their own choice is

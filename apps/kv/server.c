@@ -125,11 +125,16 @@ typedef struct kv_conn {
     struct weft__list waitq;
     unsigned pending;
     bool quit, shutdown, broken;
+    uint32_t round_max;
     kv_client cl;
 } kv_conn;
 
-/* the most commands put into one round before it runs */
-#define ROUND_MAX 1024
+/* the most commands put into one round before it runs; fewer when the
+ * replies are big (kv_conn.round_max: about ROUND_BYTES of replies), so
+ * that a client that does not read holds at most about that much */
+#define ROUND_MAX   1024
+#define ROUND_MIN   8
+#define ROUND_BYTES (1u << 20)
 
 static kv_db *my_db(void)
 {
@@ -177,6 +182,7 @@ static kv_conn *conn_new(weft_stream_t *s)
     }
     c->s = s;
     c->self = (unsigned)weft_loop_index();
+    c->round_max = ROUND_MAX;
     for (unsigned i = 0; i < kv_nshards; i++) {
         c->b[i].conn = c;
         c->b[i].shard = i;
@@ -640,7 +646,7 @@ static int serve_buffer(kv_conn *c)
     int rc = 0, pr = RESP_MORE;
     for (;;) {
         size_t base = c->nargv;
-        while (c->nord < ROUND_MAX && !c->quit) {
+        while (c->nord < c->round_max && !c->quit) {
             size_t used;
             pr = resp_parse(&c->ps, c->rbuf + pos, c->rlen - pos, c->argv + c->nargv,
                             c->argv_cap - c->nargv, &used);
@@ -664,8 +670,13 @@ static int serve_buffer(kv_conn *c)
             c->nargv += c->ps.argc;
         }
         (void)base;
-        if (c->nord > 0)
+        if (c->nord > 0) {
+            uint32_t nord = c->nord;
             run_round(c);
+            size_t per = c->out.len / nord + 1;
+            size_t m = ROUND_BYTES / per;
+            c->round_max = m > ROUND_MAX ? ROUND_MAX : m < ROUND_MIN ? ROUND_MIN : (uint32_t)m;
+        }
         if (pr == RESP_ERR) {
             kv_reply_errf(&c->out, "ERR %s", c->ps.err);
             c->broken = true;
@@ -885,8 +896,8 @@ void kv_cmd_client(kv_ctx *c, int argc, kv_slice *argv)
     } else if (is(&argv[1], "setinfo") && argc == 4) {
         kv_reply_ok(c->out);
     } else {
-        kv_reply_errf(c->out, "ERR unknown subcommand '%.128s'. Try CLIENT HELP.",
-                      argv[1].len < 128 ? argv[1].p : argv[1].p);
+        kv_reply_errf(c->out, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
+                      (int)(argv[1].len < 128 ? argv[1].len : 128), argv[1].p);
     }
 }
 
@@ -1245,7 +1256,7 @@ static int loop_start(void *arg, void **result)
     kv_db *db = &g_dbs[i];
     kv_db_init(db, i, (uint64_t)kv_now_ms() * 0x9e3779b97f4a7c15ull + i);
     if (g_o.appendonly) {
-        int rc = aof_open(db, g_o.dir, g_o.appendfsync, g_o.max_bulk);
+        int rc = aof_open(db, g_o.dir, g_o.appendfsync, g_o.max_bulk, g_o.aof_rewrite_min);
         if (rc != 0)
             return rc;
     }
@@ -1357,13 +1368,56 @@ static void raise_nofile(unsigned want)
     (void)setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* The append-only files hold each shard's keys, and a key's shard comes
+ * from its hash: so the files are only valid with the loop count and hash
+ * seed that wrote them. <dir>/weft-kv.meta keeps both; a restart takes
+ * the seed from it and refuses another loop count. 0 or -1 (said). */
+static int meta(const char *dir, unsigned loops, uint64_t *seed)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/weft-kv.meta", dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        unsigned n = 0;
+        unsigned long long s = 0;
+        int ok = fscanf(f, "loops %u seed %llu", &n, &s) == 2;
+        fclose(f);
+        if (!ok) {
+            fprintf(stderr, "weft-kv: %s is not readable; remove it with the .aof files\n", path);
+            return -1;
+        }
+        if (n != loops) {
+            fprintf(stderr,
+                    "weft-kv: the append-only files in %s were written by %u loops; "
+                    "start with --loops %u\n",
+                    dir, n, n);
+            return -1;
+        }
+        *seed = s;
+        return 0;
+    }
+    f = fopen(path, "w");
+    if (f == NULL || fprintf(f, "loops %u seed %llu\n", loops, (unsigned long long)*seed) < 0 ||
+        fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        fprintf(stderr, "weft-kv: cannot write %s: %s\n", path, strerror(errno));
+        if (f != NULL)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
 int kv_main(const kv_opts *o)
 {
     g_o = *o;
     g_start_ms = kv_now_ms();
-    kv_hash_seed((uint64_t)g_start_ms ^ ((uint64_t)getpid() << 32));
     weft_runtime_opts_t ro = {.loops = o->loops};
     kv_nshards = o->loops ? o->loops : weft_cpu_count();
+    uint64_t seed = (uint64_t)g_start_ms ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&ro;
+    if (o->appendonly && meta(o->dir, kv_nshards, &seed) != 0)
+        return 1;
+    kv_hash_seed(seed);
     ro.loops = kv_nshards;
     raise_nofile(o->maxclients);
     g_dbs = weft__calloc(kv_nshards, sizeof(*g_dbs));
@@ -1400,7 +1454,8 @@ int kv_parse_args(int argc, char **argv, kv_opts *o)
                    .dir = ".",
                    .maxclients = 10000,
                    .max_bulk = RESP_DEFAULT_MAX_BULK,
-                   .query_limit = 1ull << 30};
+                   .query_limit = 1ull << 30,
+                   .aof_rewrite_min = 64ull << 20};
     for (int i = 1; i < argc; i++) {
         const char *name = argv[i];
         while (*name == '-')
@@ -1446,6 +1501,11 @@ int kv_parse_args(int argc, char **argv, kv_opts *o)
             if (*end || n < 1024 * 1024 || n > (long long)KV_MAX_LEN)
                 return bad(name, "1 MiB .. 1 GiB - 1");
             o->max_bulk = (uint64_t)n;
+        } else if (!strcmp(name, "auto-aof-rewrite-min-size")) {
+            long long n = strtoll(v, &end, 10);
+            if (*end || n < 1)
+                return bad(name, "a positive number of bytes");
+            o->aof_rewrite_min = (uint64_t)n;
         } else if (!strcmp(name, "save")) {
             if (*v)
                 fprintf(stderr, "weft-kv: --save: RDB snapshots are not supported; ignored\n");

@@ -16,8 +16,9 @@ typedef struct kv_opts {
     int appendfsync; /* AOF_FSYNC_* */
     const char *dir;
     unsigned maxclients;
-    uint64_t max_bulk;    /* proto-max-bulk-len */
-    uint64_t query_limit; /* client-query-buffer-limit */
+    uint64_t max_bulk;        /* proto-max-bulk-len */
+    uint64_t query_limit;     /* client-query-buffer-limit */
+    uint64_t aof_rewrite_min; /* auto-aof-rewrite-min-size (64 MiB) */
 } kv_opts;
 
 /* Parse redis-server style arguments ("--port 0 --loops 2", "port 0");
