@@ -5,6 +5,7 @@
  * growth, shrink, deletion and SCAN across resizes.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +24,13 @@ static int parse_all(const char *s, size_t n, char *buf, kv_slice *argv, size_t 
     resp_parser_init(&p, RESP_DEFAULT_MAX_BULK);
     memcpy(buf, s, n);
     int rc = resp_parse(&p, buf, n, argv, CAP, used);
+    static char errcopy[128];
     *argc = p.argc;
-    *err = p.err;
+    *err = NULL;
+    if (p.err != NULL) {
+        snprintf(errcopy, sizeof(errcopy), "%s", p.err);
+        *err = errcopy;
+    }
     return rc;
 }
 

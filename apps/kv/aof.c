@@ -235,7 +235,8 @@ static void *writer(void *arg)
             w = nwp;
             wcap = a->wcap;
         }
-        memcpy(w, a->w, nw * sizeof(*w));
+        if (nw > 0)
+            memcpy(w, a->w, nw * sizeof(*w));
         a->nw = 0;
         kv_buf *snap = a->rewrite;
         size_t at = a->rewrite_at;

@@ -445,15 +445,20 @@ static int type_by_name(const kv_slice *a)
  * cursor = inner * nshards + shard. */
 static void cmd_scan(kv_ctx *c, int argc, kv_slice *argv)
 {
-    unsigned long long cur;
-    long long ll;
-    if (!arg_ll(&argv[1], &ll) &&
-        !(argv[1].len > 0 && argv[1].p[0] != '-' && sscanf(argv[1].p, "%llu", &cur) == 1)) {
+    /* an unsigned 64-bit decimal, as Redis's parseScanCursorOrReply */
+    unsigned long long cur = 0;
+    bool okc = argv[1].len > 0 && argv[1].len <= 20;
+    for (size_t i = 0; okc && i < argv[1].len; i++) {
+        unsigned d = (unsigned)(argv[1].p[i] - '0');
+        if (d > 9 || cur > (ULLONG_MAX - d) / 10)
+            okc = false;
+        else
+            cur = cur * 10 + d;
+    }
+    if (!okc) {
         kv_reply_err(c->out, "ERR invalid cursor");
         return;
     }
-    if (arg_ll(&argv[1], &ll))
-        cur = (unsigned long long)ll;
     long long count = 10;
     struct keys_walk w = {c, NULL, 0, -1};
     for (int i = 2; i < argc; i++) {

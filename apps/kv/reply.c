@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "core/alloc.h"
+#include "resp.h"
 
 char *kv_buf_grow(kv_buf *b, size_t n)
 {
@@ -132,24 +133,29 @@ void kv_reply_double(kv_buf *b, double d)
     kv_reply_bulk(b, tmp, (size_t)n);
 }
 
-static size_t line_end(const char *p)
+/* The number after the type byte of the line at p (n bytes there). */
+long long kv_reply_num(const char *p, size_t n)
 {
-    const char *cr = strchr(p, '\r');
-    return (size_t)(cr - p) + 2;
+    const char *cr = memchr(p, '\r', n);
+    long long v = 0;
+    if (cr == NULL || !resp_str2ll(p + 1, (size_t)(cr - p - 1), &v))
+        return 0;
+    return v;
 }
 
-size_t kv_reply_len(const char *p)
+size_t kv_reply_len(const char *p, size_t avail)
 {
-    size_t n = line_end(p);
-    long long v;
+    const char *cr = memchr(p, '\r', avail);
+    if (cr == NULL)
+        return avail;
+    size_t n = (size_t)(cr - p) + 2;
+    long long v = kv_reply_num(p, avail);
     switch (p[0]) {
     case '$':
-        v = strtoll(p + 1, NULL, 10);
         return v < 0 ? n : n + (size_t)v + 2;
     case '*':
-        v = strtoll(p + 1, NULL, 10);
-        for (long long i = 0; i < v; i++)
-            n += kv_reply_len(p + n);
+        for (long long i = 0; i < v && n < avail; i++)
+            n += kv_reply_len(p + n, avail - n);
         return n;
     default:
         return n;

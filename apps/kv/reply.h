@@ -27,6 +27,8 @@ void kv_buf_free(kv_buf *b);
 
 static inline void kv_buf_put(kv_buf *b, const void *s, size_t n)
 {
+    if (n == 0)
+        return;
     if (b->cap - b->len < n && kv_buf_grow(b, n) == NULL)
         return;
     memcpy(b->p + b->len, s, n);
@@ -50,8 +52,10 @@ void kv_reply_status(kv_buf *b, const char *s);
 void kv_reply_double(kv_buf *b, double d);
 /* Format a double as Redis does into out (>= 32 bytes); its length. */
 int kv_fmt_double(char *out, double d);
-/* The length of the reply that starts at p (a complete one): for merging
- * per-shard parts. */
-size_t kv_reply_len(const char *p);
+/* The length of the (complete) reply that starts at p, avail bytes
+ * there: for merging per-shard parts. */
+size_t kv_reply_len(const char *p, size_t avail);
+/* The number of a ":N" / "*N" / "$N" line at p (0 if none). */
+long long kv_reply_num(const char *p, size_t avail);
 
 #endif /* WEFT_KV_REPLY_H */

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -398,10 +399,16 @@ static bool route(kv_conn *c, uint32_t off, uint32_t argc)
     case ROUTE_KEY:
         return route_one(c, cmd, off, argc, key_shard(&a[1]));
     case ROUTE_SCAN: {
-        long long cur = 0;
+        unsigned long long cur = 0;
         unsigned s = c->self;
-        if (resp_str2ll(a[1].p, a[1].len, &cur) && cur >= 0)
-            s = (unsigned)((unsigned long long)cur % kv_nshards);
+        bool ok = a[1].len > 0 && a[1].len <= 20;
+        for (size_t i = 0; ok && i < a[1].len; i++) {
+            unsigned d = (unsigned)(a[1].p[i] - '0');
+            ok = d <= 9 && cur <= (ULLONG_MAX - d) / 10;
+            cur = cur * 10 + d;
+        }
+        if (ok)
+            s = (unsigned)(cur % kv_nshards);
         return route_one(c, cmd, off, argc, s);
     }
     case ROUTE_MULTI:
@@ -506,8 +513,10 @@ static void merge(kv_conn *c, kv_order *o)
         long long sum = 0;
         for (unsigned s = 0; s < kv_nshards; s++) {
             size_t n;
-            if (parts[s] != NO_PART)
-                sum += strtoll(batch_reply(&c->b[s], parts[s], &n) + 1, NULL, 10);
+            if (parts[s] != NO_PART) {
+                const char *r = batch_reply(&c->b[s], parts[s], &n);
+                sum += kv_reply_num(r, n);
+            }
         }
         kv_reply_int(out, sum);
         break;
@@ -526,7 +535,7 @@ static void merge(kv_conn *c, kv_order *o)
         for (uint32_t i = 1; i < o->argc; i++) {
             unsigned s = key_shard(&a[i]);
             const char *r = c->b[s].out.p + c->cursor[s];
-            size_t n = kv_reply_len(r);
+            size_t n = kv_reply_len(r, c->b[s].out.len - c->cursor[s]);
             kv_buf_put(out, r, n);
             c->cursor[s] += n;
         }
@@ -536,8 +545,10 @@ static void merge(kv_conn *c, kv_order *o)
         long long total = 0;
         for (unsigned s = 0; s < kv_nshards; s++) {
             size_t n;
-            if (parts[s] != NO_PART)
-                total += strtoll(batch_reply(&c->b[s], parts[s], &n) + 1, NULL, 10);
+            if (parts[s] != NO_PART) {
+                const char *r = batch_reply(&c->b[s], parts[s], &n);
+                total += kv_reply_num(r, n);
+            }
         }
         kv_reply_hdr(out, '*', total);
         for (unsigned s = 0; s < kv_nshards; s++) {
@@ -545,7 +556,7 @@ static void merge(kv_conn *c, kv_order *o)
             if (parts[s] == NO_PART)
                 continue;
             const char *r = batch_reply(&c->b[s], parts[s], &n);
-            const char *body = strchr(r, '\n') + 1;
+            const char *body = (const char *)memchr(r, '\n', n) + 1;
             kv_buf_put(out, body, n - (size_t)(body - r));
         }
         break;
