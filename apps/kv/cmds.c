@@ -184,7 +184,7 @@ static void db_unlink_free(kv_db *db, kv_ent **link)
  * with its hash and link. */
 static kv_ent *lookup(kv_ctx *c, const kv_slice *k, uint64_t *hp, kv_ent ***link)
 {
-    uint64_t h = kv_hash(k->p, k->len);
+    uint64_t h = k == c->hkey ? c->h : kv_hash(k->p, k->len);
     kv_ent **l = NULL;
     kv_ent *e = kv_dict_find(&c->db->d, k->p, k->len, h, &l);
     if (hp != NULL)
@@ -2067,13 +2067,26 @@ void kv_cmd_index_init(void)
     }
 }
 
+/* s (n bytes, any case) equals the lower-case name? */
+static bool name_eq(const char *name, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch + 32);
+        if (ch != name[i])
+            return false;
+    }
+    return name[n] == '\0';
+}
+
 const kv_cmd *kv_cmd_lookup(const char *s, size_t n)
 {
     if (n == 0 || n > 16)
         return NULL;
     uint32_t h = name_hash(s, n) & (CMD_SLOTS - 1);
     for (const kv_cmd *c; (c = cmd_slots[h]) != NULL; h = (h + 1) & (CMD_SLOTS - 1))
-        if (strlen(c->name) == n && strncasecmp(c->name, s, n) == 0)
+        if (name_eq(c->name, s, n))
             return c;
     return NULL;
 }

@@ -52,6 +52,8 @@ typedef struct kv_ctx {
     bool part;            /* a shard's part of a split command */
     bool loading;         /* replaying the append-only file */
     int64_t now;          /* unix ms, read once per batch */
+    const kv_slice *hkey; /* a key whose hash is known already: h */
+    uint64_t h;
 } kv_ctx;
 
 typedef void kv_cmd_fn(kv_ctx *c, int argc, kv_slice *argv);

@@ -81,6 +81,19 @@ void kv_dict_clear(kv_dict *d, void (*fn)(kv_ent *e, void *arg), void *arg);
 /* The entry with this key (h = kv_hash(key)), and *link = the pointer that
  * points to it (for unlink/replace), or NULL. */
 kv_ent *kv_dict_find(kv_dict *d, const void *key, size_t klen, uint64_t h, kv_ent ***link);
+/* Prefetch the bucket of hash h (entry false) or the first entry of its
+ * chain (entry true, after the bucket's prefetch had time to land). */
+static inline void kv_dict_prefetch(const kv_dict *d, uint64_t h, bool entry)
+{
+    if (d->t[0] == NULL)
+        return;
+    int t = d->rehash >= 0 && (h & d->mask[0]) < (uint64_t)d->rehash ? 1 : 0;
+    kv_ent *const *slot = &d->t[t][h & d->mask[t]];
+    if (!entry)
+        __builtin_prefetch(slot);
+    else if (*slot != NULL)
+        __builtin_prefetch(*slot);
+}
 /* Add e (its key is not in d). false without memory for a growth (e is
  * still added: the table just stays fuller). */
 void kv_dict_add(kv_dict *d, kv_ent *e, uint64_t h);

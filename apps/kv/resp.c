@@ -39,6 +39,17 @@ int resp_str2ll(const char *s, size_t len, long long *out)
     }
     if (s[i] < '1' || s[i] > '9')
         return 0;
+    if (len - i <= 18) {
+        /* 18 digits cannot overflow: no checks per digit */
+        for (; i < len; i++) {
+            unsigned d = (unsigned)(s[i] - '0');
+            if (d > 9)
+                return 0;
+            v = v * 10 + d;
+        }
+        *out = neg ? -(long long)v : (long long)v;
+        return 1;
+    }
     for (; i < len; i++) {
         unsigned d = (unsigned)(s[i] - '0');
         if (d > 9)
@@ -252,6 +263,24 @@ int resp_parse(resp_parser_t *p, char *buf, size_t len, kv_slice *argv, size_t c
         }
         const char *b = buf + p->pos;
         size_t rem = len - p->pos;
+        /* the common header, "$<1-9 digits>\r\n" with its bytes here: read
+         * in one pass; anything else takes the exact path below */
+        if (rem > 3 && b[0] == '$' && b[1] >= '1' && b[1] <= '9') {
+            size_t i = 1;
+            uint64_t v = 0;
+            while (i < rem && i < 10 && b[i] >= '0' && b[i] <= '9')
+                v = v * 10 + (uint64_t)(b[i++] - '0');
+            if (i + 1 < rem && b[i] == '\r' && v <= p->max_bulk) {
+                if (rem - (i + 2) < v + 2)
+                    return RESP_MORE;
+                argv[p->argc].p = (const char *)(uintptr_t)(p->pos + i + 2);
+                argv[p->argc].len = (size_t)v;
+                p->argc++;
+                p->left--;
+                p->pos += i + 2 + (size_t)v + 2;
+                continue;
+            }
+        }
         if (!find_line(b, rem, &line)) {
             if (memchr(b, '\r', rem) == NULL && rem > RESP_INLINE_MAX)
                 return fail(p, "Protocol error: too big bulk count string");

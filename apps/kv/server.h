@@ -19,6 +19,8 @@ typedef struct kv_opts {
     uint64_t max_bulk;        /* proto-max-bulk-len */
     uint64_t query_limit;     /* client-query-buffer-limit */
     uint64_t aof_rewrite_min; /* auto-aof-rewrite-min-size (64 MiB) */
+    bool pin;                 /* --pin yes: loop i on CPU i (weft's default) */
+    int idle_poll_us;         /* --idle-poll-us: the loops' idle poll (0 = weft's 50 us) */
 } kv_opts;
 
 /* Parse redis-server style arguments ("--port 0 --loops 2", "port 0");
