@@ -536,8 +536,7 @@ void weft__chan_unregister(struct weft_chan *ch, int dir, struct chan_rec *r)
 
 /* ---- waiting for one operation -------------------------------------------- */
 
-/* A single wait's waiter and record, on the stack unless the loop is
- * COMPACT. */
+/* A single wait's waiter and record (weft__xwait_block_begin). */
 struct wait_pair {
     struct weft__xwait x;
     struct chan_rec r;
@@ -596,17 +595,10 @@ static int wait_op(struct weft_chan *ch, int dir, void *val, uint64_t deadline, 
             return rc;
         if (deadline != UINT64_MAX && uv_hrtime() >= deadline)
             return UV_ETIMEDOUT;
-        struct wait_pair stack_w, *w = &stack_w;
-        (void)weft__xwait_begin(&stack_w.x);
-        if (!weft__xwait_stack_shared(&stack_w.x)) {
-            /* A COMPACT loop: other threads cannot read this stack while the
-             * task is suspended. */
-            if ((w = weft__malloc(sizeof(*w))) == NULL) {
-                weft__xwait_end(&stack_w.x);
-                return UV_ENOMEM;
-            }
-            w->x = stack_w.x;
-        }
+        struct wait_pair stack_w,
+            *w = weft__xwait_block_begin(&stack_w, sizeof stack_w, sizeof stack_w);
+        if (w == NULL)
+            return UV_ENOMEM;
         struct chan_rec *r = &w->r;
         weft__list_init(&r->link);
         r->x = &w->x;
@@ -621,14 +613,12 @@ static int wait_op(struct weft_chan *ch, int dir, void *val, uint64_t deadline, 
          * woken by the claim (prc 0) knows the claimer is done with it. */
         if (tag < 0 || prc != 0 || retry)
             weft__chan_unregister(ch, dir, r);
-        weft__xwait_end(&w->x);
         int code = r->code;
         if (ch->rendezvous && tag >= 0 && code == 0 && dir == CHAN_RECV && val != NULL)
             memcpy(val, r->vbuf, ch->esz);
         if (ch->rendezvous && tag >= 0 && prc == UV_ECANCELED)
             weft__xwait_keep_cancel(&w->x);
-        if (w != &stack_w)
-            weft__free(w);
+        weft__xwait_block_end(w, &stack_w);
         if (done != UV_EAGAIN)
             return done; /* a rendezvous hand-over while registering */
         if (ch->rendezvous && tag >= 0)

@@ -19,7 +19,7 @@ void weft__lw_wake_all(struct weft__lw_queue *q)
     }
 }
 
-/* A waiter and its record, on the stack unless the loop is COMPACT. */
+/* A waiter and its record (weft__xwait_block_begin). */
 struct lw_pair {
     struct weft__xwait x;
     struct weft__lw_rec r;
@@ -29,17 +29,10 @@ int weft__lw_wait(weft__spin_t *lock, struct weft__lw_queue *q, int (*attempt)(v
                   void *arg, uint64_t deadline)
 {
     for (;;) {
-        struct lw_pair stack_p, *p = &stack_p;
-        (void)weft__xwait_begin(&stack_p.x);
-        if (!weft__xwait_stack_shared(&stack_p.x)) {
-            /* A COMPACT loop: other threads cannot read this stack while
-             * the task is suspended. */
-            if ((p = weft__malloc(sizeof(*p))) == NULL) {
-                weft__xwait_end(&stack_p.x);
-                return UV_ENOMEM;
-            }
-            p->x = stack_p.x;
-        }
+        struct lw_pair stack_p,
+            *p = weft__xwait_block_begin(&stack_p, sizeof stack_p, sizeof stack_p);
+        if (p == NULL)
+            return UV_ENOMEM;
         weft__list_init(&p->r.link);
         p->r.x = &p->x;
         p->r.tag = 0;
@@ -51,9 +44,7 @@ int weft__lw_wait(weft__spin_t *lock, struct weft__lw_queue *q, int (*attempt)(v
         if (rc != UV_EAGAIN) {
             /* Never linked: nobody else has seen the record. */
             weft__spin_unlock(lock);
-            weft__xwait_end(&p->x);
-            if (p != &stack_p)
-                weft__free(p);
+            weft__xwait_block_end(p, &stack_p);
             return rc;
         }
         weft__list_push_back(&q->list, &p->r.link);
@@ -68,9 +59,7 @@ int weft__lw_wait(weft__spin_t *lock, struct weft__lw_queue *q, int (*attempt)(v
             q->n--;
         }
         weft__spin_unlock(lock);
-        weft__xwait_end(&p->x);
-        if (p != &stack_p)
-            weft__free(p);
+        weft__xwait_block_end(p, &stack_p);
         /* Claimed or not, a cancel or timeout ends the wait: a claim only
          * said "look again", it handed nothing over. */
         if (prc != 0)

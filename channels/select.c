@@ -14,6 +14,7 @@
  * and if it then fires another case it passes the channel's wake-up on to
  * the channel's next waiter, so that none is lost.
  */
+#include <stddef.h>
 #include <string.h>
 #include <weft/broadcast.h>
 #include <weft/chan.h>
@@ -212,10 +213,22 @@ static int try_pass(weft_sel_case_t *cases, size_t n)
     return UV_EAGAIN;
 }
 
+/* The waiter and one record per case, in one block
+ * (weft__xwait_block_begin): on the stack for up to STACK_CASES cases. */
+struct sel_block {
+    struct weft__xwait x;
+    struct sel_rec recs[STACK_CASES];
+};
+
+static bool chan_case(const weft_sel_case_t *c)
+{
+    return c->op == WEFT_SEL_RECV || c->op == WEFT_SEL_SEND;
+}
+
 static int select_impl(weft_sel_case_t *cases, size_t n, uint64_t deadline)
 {
-    struct sel_rec stack_recs[STACK_CASES];
-    struct sel_rec *recs = NULL;
+    struct sel_block stack_b;
+    const size_t size = offsetof(struct sel_block, recs) + sizeof(struct sel_rec) * (n ? n : 1);
     int pass = -1; /* a buffered channel's case whose wake-up we hold */
     int out;
     bool yielded = false;
@@ -235,21 +248,13 @@ static int select_impl(weft_sel_case_t *cases, size_t n, uint64_t deadline)
             out = UV_ETIMEDOUT;
             break;
         }
-        struct weft__xwait xs, *x = &xs;
-        (void)weft__xwait_begin(&xs);
-        if (recs == NULL) {
-            if (n <= STACK_CASES && weft__xwait_stack_shared(&xs)) {
-                recs = stack_recs;
-            } else if ((recs = weft__malloc(sizeof(*recs) * (n ? n : 1) + sizeof(xs))) == NULL) {
-                weft__xwait_end(&xs);
-                out = UV_ENOMEM;
-                break;
-            }
+        struct sel_block *b = weft__xwait_block_begin(&stack_b, sizeof stack_b, size);
+        if (b == NULL) {
+            out = UV_ENOMEM;
+            break;
         }
-        if (recs != stack_recs) { /* the waiter must live where the records do */
-            x = (struct weft__xwait *)(void *)(recs + (n ? n : 1));
-            *x = xs;
-        }
+        struct weft__xwait *x = &b->x;
+        struct sel_rec *recs = b->recs;
         size_t nreg = 0;
         int done = UV_EAGAIN;
         bool ready = false;
@@ -269,7 +274,20 @@ static int select_impl(weft_sel_case_t *cases, size_t n, uint64_t deadline)
                 *(void **)cases[i].val = item;
             }
         }
-        weft__xwait_end(x);
+        if (done == UV_EAGAIN && fired < 0 && tag >= 0 && chan_case(&cases[tag]) &&
+            ((struct weft_chan *)cases[tag].obj)->rendezvous) {
+            /* A rendezvous hand-over (or close) into our record. */
+            weft_sel_case_t *c = &cases[tag];
+            struct chan_rec *cr = &recs[tag].u.c;
+            fired = tag;
+            fcode = cr->code;
+            if (fcode == 0 && c->op == WEFT_SEL_RECV && c->val != NULL)
+                memcpy(c->val, cr->vbuf, ((struct weft_chan *)c->obj)->esz);
+        }
+        /* A hand-over wins over a cancel or a timeout. */
+        if (done == UV_EAGAIN && fired >= 0 && prc == UV_ECANCELED)
+            weft__xwait_keep_cancel(x);
+        weft__xwait_block_end(b, &stack_b);
         if (done != UV_EAGAIN) { /* registering case nreg - 1 finished it */
             if (done == UV_ENOMEM) {
                 out = UV_ENOMEM;
@@ -279,24 +297,12 @@ static int select_impl(weft_sel_case_t *cases, size_t n, uint64_t deadline)
             out = (int)nreg - 1;
             break;
         }
-        if (fired < 0 && tag >= 0) {
-            weft_sel_case_t *c = &cases[tag];
-            if ((c->op == WEFT_SEL_RECV || c->op == WEFT_SEL_SEND) &&
-                ((struct weft_chan *)c->obj)->rendezvous) {
-                struct chan_rec *cr = &recs[tag].u.c;
-                fired = tag;
-                fcode = cr->code;
-                if (fcode == 0 && c->op == WEFT_SEL_RECV && c->val != NULL)
-                    memcpy(c->val, cr->vbuf, ((struct weft_chan *)c->obj)->esz);
-            } else if (c->op == WEFT_SEL_RECV || c->op == WEFT_SEL_SEND) {
-                if (pass >= 0 && pass != tag)
-                    weft__chan_notify(cases[pass].obj, case_dir(&cases[pass]));
-                pass = tag;
-            }
+        if (fired < 0 && tag >= 0 && chan_case(&cases[tag])) {
+            if (pass >= 0 && pass != tag)
+                weft__chan_notify(cases[pass].obj, case_dir(&cases[pass]));
+            pass = tag;
         }
-        if (fired >= 0) { /* a hand-over wins over a cancel or a timeout */
-            if (prc == UV_ECANCELED)
-                weft__xwait_keep_cancel(x);
+        if (fired >= 0) {
             cases[fired].rc = fcode;
             out = fired;
             break;
@@ -308,8 +314,6 @@ static int select_impl(weft_sel_case_t *cases, size_t n, uint64_t deadline)
     }
     if (pass >= 0 && pass != out)
         weft__chan_notify(cases[pass].obj, case_dir(&cases[pass]));
-    if (recs != NULL && recs != stack_recs)
-        weft__free(recs);
     return out;
 }
 

@@ -15,6 +15,7 @@
  * pointer held by another thread always points at memory of the same type.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,27 @@ uv_loop_t *weft_loop_uv(weft_loop_t *loop)
 
 /* ---- init / close --------------------------------------------------------- */
 
+/* Every initialised, not yet closed loop, so that an object bound to a loop
+ * that is gone (its storage freed or reused) is recognised without reading
+ * that storage (weft__bind_slow). Init and close are rare: one mutex. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct weft__list live_loops = {&live_loops, &live_loops};
+
+int weft__loop_if_live(struct weft__loop *o, int (*fn)(struct weft__loop *, void *), void *arg,
+                       int dead)
+{
+    int rc = dead;
+    pthread_mutex_lock(&live_mu);
+    for (struct weft__list *n = live_loops.next; n != &live_loops; n = n->next) {
+        if (n == &o->live) {
+            rc = fn(o, arg);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_mu);
+    return rc;
+}
+
 static void async_cb(uv_async_t *a)
 {
     (void)a; /* the tick drains the inbox; this only ends the poll */
@@ -394,6 +416,9 @@ int weft_loop_init(weft_loop_t *loop, const weft_loop_opts_t *opts)
     l->next_task_id = 1;
     l->magic = WEFT__LOOP_MAGIC;
     l->initialised = true;
+    pthread_mutex_lock(&live_mu);
+    weft__list_push_back(&live_loops, &l->live);
+    pthread_mutex_unlock(&live_mu);
     return 0;
 
 fail_uv:
@@ -465,6 +490,9 @@ int weft_loop_close(weft_loop_t *loop)
         l->task_chunks = c->next;
         weft__free(c);
     }
+    pthread_mutex_lock(&live_mu);
+    weft__list_remove(&l->live);
+    pthread_mutex_unlock(&live_mu);
     l->closed = true;
     return 0;
 }

@@ -211,6 +211,7 @@ struct weft__loop {
     struct weft__side_map side;
     struct weft__sig *sigs; /* every watcher made, active or stopped */
     unsigned sigs_active;   /* started watchers: libuv is polled every tick */
+    struct weft__list live; /* in the registry of live loops (loop.c) */
 };
 
 #define WEFT__LOOP_MAGIC 0x77656674u /* "weft" */
@@ -307,6 +308,11 @@ static inline struct weft_task *weft__running(struct weft__loop **lp)
 }
 
 /* loop.c */
+/* Whether o is a loop between weft_loop_init and weft_loop_close, under the
+ * registry's lock: while `fn` runs, o cannot be closed (and so freed).
+ * Calls fn(o, arg) only when it is; returns fn's result or `dead`. */
+int weft__loop_if_live(struct weft__loop *o, int (*fn)(struct weft__loop *, void *), void *arg,
+                       int dead);
 struct weft__handle *weft__handle_get(struct weft__loop *l);
 void weft__handle_put(struct weft__loop *l, struct weft__handle *h);
 /* Run a ready handle (the tick). */

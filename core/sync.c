@@ -15,6 +15,23 @@
 
 _Static_assert(sizeof(weft_waitq_t) == sizeof(struct weft__list), "waitq is a list node");
 
+struct bind_ctx {
+    struct weft__loop *l;
+    const char *call;
+    void **slot;
+};
+
+static int bind_live(struct weft__loop *o, void *arg)
+{
+    struct bind_ctx *c = arg;
+    if (c->l == NULL && !o->running)
+        return 0; /* set-up or tear-down code while its loop is not running */
+    /* Its loop runs on another thread: debug mode aborts there. */
+    if (o->running)
+        (void)weft__wrong_thread_slow(o, c->call, WEFT__OBJ_OTHER, c->slot, __FILE__, __LINE__);
+    return WEFT_EWRONGLOOP;
+}
+
 int weft__bind_slow(void **slot, const char *call)
 {
     struct weft__loop *l = weft__tls_loop;
@@ -25,12 +42,17 @@ int weft__bind_slow(void **slot, const char *call)
         *slot = l; /* first use from a loop binds; set-up code outside stays free */
         return 0;
     }
-    if (l == NULL && !o->running)
-        return 0; /* set-up or tear-down code while its loop is not running */
-    /* Its loop runs on another thread: debug mode aborts there. */
-    if (o->running)
-        (void)weft__wrong_thread_slow(o, call, WEFT__OBJ_OTHER, slot, __FILE__, __LINE__);
-    return WEFT_EWRONGLOOP;
+    /* The loop it was bound to may be closed and its storage gone (a loop
+     * on a stack frame that returned): then nothing of it can be waiting
+     * here (close needs every task finished), and the object binds anew. */
+    struct bind_ctx c = {l, call, slot};
+    const int dead = 1;
+    int rc = weft__loop_if_live(o, bind_live, &c, dead);
+    if (rc == dead) {
+        *slot = l;
+        return 0;
+    }
+    return rc;
 }
 
 /* Grant every waiter of q with `code`, oldest first; returns how many. */

@@ -17,6 +17,7 @@
 
 #include <weft/queue.h>
 
+#include "alloc.h"
 #include "wait_int.h"
 
 bool weft__xwait_begin(struct weft__xwait *x)
@@ -181,6 +182,28 @@ void weft__xwait_keep_cancel(struct weft__xwait *x)
 bool weft__xwait_stack_shared(const struct weft__xwait *x)
 {
     return x->task == NULL || !x->loop->compact;
+}
+
+void *weft__xwait_block_begin(void *stack, size_t stack_size, size_t size)
+{
+    struct weft__xwait *x = stack;
+    (void)weft__xwait_begin(x);
+    if (size <= stack_size && weft__xwait_stack_shared(x))
+        return stack;
+    struct weft__xwait *h = weft__malloc(size);
+    if (h == NULL) {
+        weft__xwait_end(x);
+        return NULL;
+    }
+    *h = *x; /* nothing has seen x yet: the copy is the waiter */
+    return h;
+}
+
+void weft__xwait_block_end(void *block, const void *stack)
+{
+    weft__xwait_end(block);
+    if (block != stack)
+        weft__free(block);
 }
 
 static void watch_hook(struct weft__handle *h, struct weft_future *f)

@@ -39,6 +39,7 @@
 #define WEFT_CORE_XWAIT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct weft__loop;
@@ -94,6 +95,19 @@ void weft__xwait_keep_cancel(struct weft__xwait *x);
  * it waits (false on a COMPACT loop, whose suspended stacks are saved
  * elsewhere: such waiters allocate their records). */
 bool weft__xwait_stack_shared(const struct weft__xwait *x);
+/* A wait in one block of `size` bytes that starts with its waiter and goes
+ * on with the caller's records. Other threads read the records while the
+ * task is suspended, so the block is the caller's own (`stack`, on its
+ * stack, `stack_size` bytes) unless the loop is COMPACT - whose suspended
+ * stacks are saved elsewhere - or `size` does not fit there: then it is a
+ * heap block. Begins the wait in it
+ * (weft__xwait_begin). Returns the block (its waiter first) or NULL:
+ * UV_ENOMEM, nothing begun. */
+void *weft__xwait_block_begin(void *stack, size_t stack_size, size_t size);
+/* Ends the block's wait (weft__xwait_end) and frees a heap block: after
+ * every container has unlinked its records, and after the caller has read
+ * what they hold. */
+void weft__xwait_block_end(void *block, const void *stack);
 
 /* Select's other cases, on the caller's own loop. A future: claim x with
  * tag when it completes (a hook on the future; the caller keeps f alive

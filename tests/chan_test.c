@@ -522,6 +522,42 @@ static int later_sender(void *arg, void **result)
     return rc != 0 ? rc : weft_chan_send(arg, &v);
 }
 
+/* More cases than select keeps on its stack (16): its waiter and records
+ * go to the heap, on every kind of loop; a rendezvous hand-over into the
+ * last record and a buffered wake-up of an early one both arrive. */
+TASK_TEST(chan, select_over_twenty_cases_waits_and_fires_the_right_one)
+{
+    enum {
+        N = 20
+    };
+    weft_chan_t *chs[N];
+    int64_t out = 0;
+    weft_sel_case_t cs[N];
+    for (int i = 0; i < N; i++) {
+        chs[i] = mk(8, i == N - 1 ? 0 : 2, WEFT_CHAN_MPMC);
+        cs[i] = (weft_sel_case_t){WEFT_SEL_RECV, chs[i], &out, 0};
+    }
+    weft_task_t *t;
+    EXPECT_OK(weft_spawn(NULL, later_sender, chs[N - 1], &t));
+    int k = weft_select(cs, N, WEFT_FOREVER);
+    cr_expect_eq(k, N - 1);
+    EXPECT_OK(cs[N - 1].rc);
+    cr_expect_eq(out, 31);
+    EXPECT_OK(weft_await_task(t, NULL));
+    weft_task_unref(t);
+    EXPECT_OK(weft_spawn(NULL, later_sender, chs[3], &t));
+    out = 0;
+    k = weft_select(cs, N, WEFT_FOREVER);
+    cr_expect_eq(k, 3);
+    EXPECT_OK(cs[3].rc);
+    cr_expect_eq(out, 31);
+    EXPECT_OK(weft_await_task(t, NULL));
+    weft_task_unref(t);
+    for (int i = 0; i < N; i++)
+        weft_chan_unref(chs[i]);
+    return 0;
+}
+
 TASK_TEST(chan, select_waits_deadlines_closed_cases_and_defaults)
 {
     weft_chan_t *a = mk(8, 4, WEFT_CHAN_MPMC), *b = mk(8, 0, WEFT_CHAN_MPMC);

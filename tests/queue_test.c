@@ -10,6 +10,7 @@
 #include "check.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <weft/weft.h>
 
@@ -862,4 +863,50 @@ TASK_TEST(queue, four_producers_three_consumers_every_item_arrives_exactly_once)
     cr_expect_eq(g_out_of_order, 0);
     EXPECT_OK(weft_queue_close(&g_q));
     return 0;
+}
+
+/* A queue outlives the loop it was bound to: the loop is closed and its
+ * storage freed (ASan reports any read of it), then a task of a new loop
+ * uses the queue, which binds to the new loop and keeps its items. */
+static int put_one(void *arg, void **result)
+{
+    (void)result;
+    return weft_queue_put_try(arg, (void *)(intptr_t)7);
+}
+
+static int get_one(void *arg, void **result)
+{
+    void *item = NULL;
+    int rc = weft_queue_get(arg, &item);
+    *result = item;
+    return rc;
+}
+
+Test(queue_loop_gone, rebinds_after_its_loop_was_closed_and_freed, .timeout = TEST_TIMEOUT_S)
+{
+    weft_queue_t q;
+    cr_assert_eq(weft_queue_init(&q, WEFT_QUEUE_FIFO, 0), 0);
+    weft_loop_t *a = malloc(sizeof *a);
+    cr_assert_not_null(a);
+    cr_assert_eq(weft_loop_init(a, NULL), 0);
+    weft_task_t *t;
+    cr_assert_eq(weft_spawn(a, put_one, &q, &t), 0);
+    cr_assert_eq(weft_loop_run_until_complete(a, weft_task_future(t)), 0);
+    cr_expect_eq(weft_task_state(t), WEFT_TASK_DONE);
+    weft_task_unref(t);
+    cr_assert_eq(weft_loop_close(a), 0);
+    free(a);
+
+    weft_loop_t b;
+    cr_assert_eq(weft_loop_init(&b, NULL), 0);
+    cr_assert_eq(weft_spawn(&b, get_one, &q, &t), 0);
+    cr_assert_eq(weft_loop_run_until_complete(&b, weft_task_future(t)), 0);
+    cr_expect_eq(weft_task_state(t), WEFT_TASK_DONE);
+    void *item = NULL;
+    cr_expect_eq(weft_future_result(weft_task_future(t), &item), 0);
+    cr_expect_eq((intptr_t)item, 7);
+    weft_task_unref(t);
+    cr_expect_eq(weft_queue_size(&q), 0);
+    cr_assert_eq(weft_queue_close(&q), 0);
+    cr_assert_eq(weft_loop_close(&b), 0);
 }

@@ -12,7 +12,8 @@
 #  5. redis-server 7.0 without persistence on another loopback port, the
 #     same runs;
 #  6. a table: test, weft-kv ops/s, redis ops/s, ratio, p50/p99 of each;
-#     and the same as JSON in kv-demo.json.
+#     and the same as JSON in kv-demo.json; then the memory each takes per
+#     key for 1,000,000 keys of 16-byte values.
 #
 # Runs are bounded: KV_DEMO_N requests per pipelined test (default 200000),
 # KV_DEMO_N1 per unpipelined one (default 20000); the LRANGE tests, which
@@ -95,8 +96,29 @@ run_suite() {
     done
 }
 
+# mem_per_key NAME PORT: load 1,000,000 keys of 16-byte values (SET
+# key:<12 digits> <16 bytes>, through redis-cli --pipe) into an empty
+# server; print used_memory (the allocator's count) and RSS per key.
+mem_per_key() {
+    local name=$1 port=$2 keys used rss used0 rss0
+    redis-cli -p "$port" FLUSHALL >/dev/null
+    used0=$(redis-cli -p "$port" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
+    rss0=$(redis-cli -p "$port" INFO memory | tr -d '\r' | sed -n 's/^used_memory_rss://p')
+    awk 'BEGIN { for (i = 0; i < 1000000; i++)
+                 printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$16\r\nvalue:%010d\r\n", i, i }' |
+        redis-cli -p "$port" --pipe >/dev/null
+    keys=$(redis-cli -p "$port" DBSIZE)
+    used=$(redis-cli -p "$port" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
+    rss=$(redis-cli -p "$port" INFO memory | tr -d '\r' | sed -n 's/^used_memory_rss://p')
+    awk -v n="$name" -v k="$keys" -v u="$used" -v u0="$used0" -v r="$rss" -v r0="$rss0" 'BEGIN {
+        printf "%-8s memory: %d keys of 16-byte values: used_memory %.1f bytes/key, RSS %.1f bytes/key\n",
+               n, k, (u - u0) / k, (r - r0) / k }' | tee -a "$tmp/mem.txt"
+    redis-cli -p "$port" FLUSHALL >/dev/null
+}
+
 echo "=== redis-benchmark against weft-kv (port $kv_port)"
 run_suite weft-kv "$kv_port"
+mem_per_key weft-kv "$kv_port"
 redis-cli -p "$kv_port" INFO weft | tr -d '\r' | grep -v '^#'
 redis-cli -p "$kv_port" SHUTDOWN >/dev/null 2>&1
 wait "$kv_pid" 2>/dev/null
@@ -114,6 +136,7 @@ done
 echo "$(redis-server --version | cut -d' ' -f1-3) on port $redis_port"
 echo "=== redis-benchmark against redis-server (port $redis_port)"
 run_suite redis "$redis_port"
+mem_per_key redis "$redis_port"
 redis-cli -p "$redis_port" SHUTDOWN NOSAVE >/dev/null 2>&1
 wait "$redis_pid" 2>/dev/null
 redis_pid=""
@@ -139,4 +162,5 @@ awk -F, -v json="kv-demo.json" '
         }
         printf "]\n" > json
     }' "$tmp/weft-kv.csv" "$tmp/redis.csv"
+cat "$tmp/mem.txt"
 echo "(the table as JSON: kv-demo.json)"

@@ -6,7 +6,8 @@ set -u
 
 pkgs=(bazel-bootstrap libuv1-dev libck-dev libjemalloc-dev libcriterion-dev
       clang-format gcc-aarch64-linux-gnu qemu-user gdbserver
-      redis-server redis-tools clang-15 libfuzzer-15-dev)
+      redis-server redis-tools clang-15 libfuzzer-15-dev  # weft-kv: its tests, demo, fuzzing
+      pkgconf)  # pkgconf: //tests:install_test builds against weft.pc
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -9,6 +9,9 @@
 #     bazel test --test_env=WEFT_SEED=<s> //...     (plain, once per seed in
 #                                                     $WEFT_TEST_SEEDS, "1 7")
 #     bazel test --config=tsan <tests tagged "tsan">  (the _plain builds)
+#     The seeded runs also skip tests tagged "noshuffle": whole programs
+#     driven from outside (install, servers under real clients), where a
+#     second and third run adds minutes and no shuffled schedule of note.
 #     Runs 3a-3c skip the "tsan" plain builds: they are the same sources
 #     as their Criterion twins, which already run there. The seeded runs
 #     shuffle every loop's ready queue (docs/core.md, "Debug mode") to flush
@@ -181,7 +184,8 @@ run_tests() {
 
 run_tests plain "--test_tag_filters=-tsan" //...
 for seed in ${WEFT_TEST_SEEDS-1 7}; do
-    run_tests "shuffle WEFT_SEED=$seed" "--test_env=WEFT_SEED=$seed --test_tag_filters=-tsan" //...
+    run_tests "shuffle WEFT_SEED=$seed" \
+        "--test_env=WEFT_SEED=$seed --test_tag_filters=-tsan,-noshuffle" //...
 done
 run_tests asan+ubsan "--config=asan --config=ubsan --test_tag_filters=-tsan" //...
 
