@@ -412,9 +412,6 @@ static void cmd_keys(kv_ctx *c, int argc, kv_slice *argv)
 {
     (void)argc;
     kv_buf *out = c->out;
-    kv_reply_hdr(out, '*', 0);
-    size_t hdr_at = out->len - 4; /* "*0\r\n" */
-    (void)hdr_at;
     kv_buf items = {0};
     c->out = &items;
     struct keys_walk w = {c, &argv[1], 0, -1};
@@ -425,7 +422,6 @@ static void cmd_keys(kv_ctx *c, int argc, kv_slice *argv)
         cur = kv_dict_scan(&c->db->d, cur, keys_cb, &w);
     } while (cur != 0);
     c->out = out;
-    out->len -= 4;
     kv_reply_hdr(out, '*', w.n);
     kv_buf_put(out, items.p, items.len);
     if (items.oom)
@@ -681,7 +677,6 @@ void kv_db_cron(kv_db *db, uint64_t budget_us)
 {
     uint64_t t0 = (uint64_t)kv_now_ms();
     int64_t tnow = kv_now_ms();
-    kv_ctx c = {.db = db, .now = tnow};
     uint64_t buckets = 0;
     while (db->nexp > 0 && db->d.count > 0) {
         /* one bucket's chain, looked at by hand so that expired entries
@@ -713,7 +708,6 @@ void kv_db_cron(kv_db *db, uint64_t budget_us)
         if (buckets > d->mask[0] + 1)
             break; /* a whole lap this time */
     }
-    (void)c;
     /* finish resizes that reads alone would not */
     for (int i = 0; i < 64 && kv_dict_rehash_step(&db->d, 100); i++)
         if (((uint64_t)kv_now_ms() - t0) * 1000 >= budget_us)

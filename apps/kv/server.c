@@ -1037,12 +1037,13 @@ static const char *cmd_group(const kv_cmd *k)
     for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++)
         if (!strcmp(g[i].name, k->name))
             return g[i].group;
-    return k->route == ROUTE_KEY && k->fn != NULL &&
-                   strstr("get set setnx setex psetex getset incr decr incrby decrby append strlen "
-                          "mget mset",
-                          k->name)
-               ? "string"
-               : "generic";
+    static const char *const strings[] = {"get",    "set",    "setnx", "setex",  "psetex",
+                                          "getset", "incr",   "decr",  "incrby", "decrby",
+                                          "append", "strlen", "mget",  "mset"};
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+        if (!strcmp(strings[i], k->name))
+            return "string";
+    return "generic";
 }
 
 static void command_info(kv_buf *b, const kv_cmd *k)
