@@ -7,10 +7,12 @@
 #  2. bazel build -c opt //apps/kv:weft-kv;
 #  3. weft-kv on every loop (one per allowed CPU) on a free loopback port,
 #     checked with redis-cli PING / SET / GET;
-#  4. redis-benchmark's default tests with random keys (-r 1000000),
-#     pipelined (-P 16) then not, 50 clients, one progress line per test;
-#  5. redis-server 7.0 without persistence on another loopback port, the
-#     same runs;
+#  4. Debian's redis-server 7.0 without persistence on another loopback
+#     port;
+#  5. redis-benchmark's default tests with random keys (-r 1000000),
+#     pipelined (-P 16) then not, 50 clients, against each server in turn
+#     (test by test, so that a row's two figures come from the same
+#     minute), one progress line per test and server;
 #  6. a table: test, weft-kv ops/s, redis ops/s, ratio, p50/p99 of each;
 #     and the same as JSON in kv-demo.json; then the memory each takes per
 #     key for 1,000,000 keys of 16-byte values.
@@ -67,33 +69,27 @@ if [ "$pong" != PONG ] || [ "$set_ok" != OK ] || [ "$got" != hello ]; then
     exit 1
 fi
 
-# run_suite NAME PORT: every test, pipelined then not; rows to $tmp/NAME.csv
-# as "mode,test,rps,p50,p99".
-run_suite() {
-    local name=$1 port=$2 mode pipe n t line
-    : >"$tmp/$name.csv"
-    for mode in P16 P1; do
-        pipe=${mode#P}
-        redis-cli -p "$port" FLUSHALL >/dev/null
-        for t in $TESTS; do
-            n=$N
-            [ "$pipe" = 1 ] && n=$N1
-            [ "$t" = lrange ] && n=$((n / 10))
-            if ! redis-benchmark -p "$port" -t "$t" -n "$n" -r 1000000 -c "$CLIENTS" \
-                -P "$pipe" --csv >"$tmp/run.csv" 2>"$tmp/run.err"; then
-                echo "demo: redis-benchmark failed against $name ($t, -P $pipe):"
-                cat "$tmp/run.err" "$tmp/run.csv"
-                exit 1
-            fi
-            # "test","rps","avg","min","p50","p95","p99","max"
-            tail -n +2 "$tmp/run.csv" | tr -d '"' |
-                while IFS=, read -r test rps _avg _min p50 _p95 p99 _max; do
-                    printf '%-8s %-3s %-36s %12s ops/s  p50 %6s ms  p99 %6s ms\n' \
-                        "$name" "$mode" "$test" "$rps" "$p50" "$p99"
-                    echo "$mode,$test,$rps,$p50,$p99" >>"$tmp/$name.csv"
-                done
+# bench NAME PORT MODE TEST: one redis-benchmark run; its rows (one per
+# test it reports) to $tmp/NAME.csv as "mode,test,rps,p50,p99", and one
+# progress line each.
+bench() {
+    local name=$1 port=$2 mode=$3 t=$4 pipe=${3#P} n
+    n=$N
+    [ "$pipe" = 1 ] && n=$N1
+    [ "$t" = lrange ] && n=$((n / 10))
+    if ! redis-benchmark -p "$port" -t "$t" -n "$n" -r 1000000 -c "$CLIENTS" \
+        -P "$pipe" --csv >"$tmp/run.csv" 2>"$tmp/run.err"; then
+        echo "demo: redis-benchmark failed against $name ($t, -P $pipe):"
+        cat "$tmp/run.err" "$tmp/run.csv"
+        exit 1
+    fi
+    # "test","rps","avg","min","p50","p95","p99","max"
+    tail -n +2 "$tmp/run.csv" | tr -d '"' |
+        while IFS=, read -r test rps _avg _min p50 _p95 p99 _max; do
+            printf '%-8s %-3s %-36s %12s ops/s  p50 %7s ms  p99 %7s ms\n' \
+                "$name" "$mode" "$test" "$rps" "$p50" "$p99"
+            echo "$mode,$test,$rps,$p50,$p99" >>"$tmp/$name.csv"
         done
-    done
 }
 
 # mem_per_key NAME PORT: load 1,000,000 keys of 16-byte values (SET
@@ -116,14 +112,6 @@ mem_per_key() {
     redis-cli -p "$port" FLUSHALL >/dev/null
 }
 
-echo "=== redis-benchmark against weft-kv (port $kv_port)"
-run_suite weft-kv "$kv_port"
-mem_per_key weft-kv "$kv_port"
-redis-cli -p "$kv_port" INFO weft | tr -d '\r' | grep -v '^#'
-redis-cli -p "$kv_port" SHUTDOWN >/dev/null 2>&1
-wait "$kv_pid" 2>/dev/null
-kv_pid=""
-
 echo "=== redis-server without persistence"
 redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 7399)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
@@ -134,9 +122,27 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 echo "$(redis-server --version | cut -d' ' -f1-3) on port $redis_port"
-echo "=== redis-benchmark against redis-server (port $redis_port)"
-run_suite redis "$redis_port"
+
+# Each test runs against weft-kv and then at once against redis-server, so
+# that both figures of a row come from the same minute: on a shared VM
+# the speed drifts by up to 2x over the minutes a whole suite takes.
+echo "=== redis-benchmark: weft-kv (port $kv_port), redis-server (port $redis_port)"
+: >"$tmp/weft-kv.csv"
+: >"$tmp/redis.csv"
+for mode in P16 P1; do
+    redis-cli -p "$kv_port" FLUSHALL >/dev/null
+    redis-cli -p "$redis_port" FLUSHALL >/dev/null
+    for t in $TESTS; do
+        bench weft-kv "$kv_port" "$mode" "$t"
+        bench redis "$redis_port" "$mode" "$t"
+    done
+done
+redis-cli -p "$kv_port" INFO weft | tr -d '\r' | grep -v '^#'
+mem_per_key weft-kv "$kv_port"
 mem_per_key redis "$redis_port"
+redis-cli -p "$kv_port" SHUTDOWN >/dev/null 2>&1
+wait "$kv_pid" 2>/dev/null
+kv_pid=""
 redis-cli -p "$redis_port" SHUTDOWN NOSAVE >/dev/null 2>&1
 wait "$redis_pid" 2>/dev/null
 redis_pid=""
