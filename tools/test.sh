@@ -20,7 +20,8 @@
 #     shuffle every loop's ready queue (docs/core.md, "Debug mode") to flush
 #     out tests that rely on an order weft does not promise; they reuse the
 #     plain build, so each costs one more run of the suite (~1 min).
-#  4. one summary line per test binary, read from its test.log (Criterion's
+#  4. a bounded libFuzzer run of weft-kv's RESP parser (apps/kv/fuzz/);
+#  5. one summary line per test binary, read from its test.log (Criterion's
 #     "Synthesis" line, or "PLAIN: N passed, M failed" from tests/plain_test.h),
 #     then the total over all runs as the last line: "N passed, M failed".
 #
@@ -59,7 +60,7 @@ fi
 check_format() {
     local dirs=() specs=() files=() bad fmt_out rc
     local d f
-    for d in core include loops channels actors io tests benchmarks examples; do
+    for d in core include loops channels actors io apps tests benchmarks examples; do
         [ -d "$d" ] && dirs+=("$d")
     done
     [ ${#dirs[@]} -gt 0 ] || return 0
@@ -214,6 +215,16 @@ elif [ -z "$tsan_targets" ]; then
 else
     # shellcheck disable=SC2086 # one label per word
     run_tests tsan "--config=tsan" $tsan_targets
+fi
+
+# --- 4. Fuzzing: weft-kv's RESP parser -----------------------------------
+# A bounded libFuzzer run (clang-15; Bazel builds with gcc), counted as one
+# test: apps/kv/fuzz/build.sh, $WEFT_FUZZ_SECS seconds (default 20).
+echo "=== fuzz: bash apps/kv/fuzz/build.sh ${WEFT_FUZZ_SECS-20}"
+if bash apps/kv/fuzz/build.sh "${WEFT_FUZZ_SECS-20}"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
 fi
 
 finish
