@@ -19,6 +19,8 @@
     XX(skynet1, "ms", false, false, 60)                   \
     XX(pingpong_local, "ns/op", false, false, 60)         \
     XX(pingpong_queue, "ns/op", false, false, 60)         \
+    XX(actor_pingpong, "ns/op", false, false, 60)         \
+    XX(thread_ring, "ns/op", false, false, 60)            \
     XX(pingpong_future, "ns/op", false, false, 60)        \
     XX(lock_contended, "ns/op", false, false, 60)         \
     XX(gather_1000, "us/op", false, false, 60)            \
@@ -31,6 +33,8 @@
     XX(limit_pingpong, "ns/op", false, true, 60)          \
     XX(pingpong_cross, "ns/op", false, true, 60)          \
     XX(pingpong_submit, "ns/op", false, true, 60)         \
+    XX(actor_ask_cross, "ns/op", false, true, 60)         \
+    XX(actor_fanout, "msgs/s", true, true, 120)           \
     XX(limit_stream, "msgs/s", true, true, 60)            \
     XX(stream_cross, "msgs/s", true, true, 60)            \
     XX(stream_call_on, "msgs/s", true, true, 60)          \

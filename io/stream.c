@@ -16,12 +16,15 @@
  * WEFT_ECLOSED) never touches freed memory.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <weft/stream.h>
 #include <weft/task.h>
@@ -29,6 +32,8 @@
 #include "core/alloc.h"
 #include "core/ext.h"
 #include "core/list.h"
+#include "io_int.h"
+#include "linebuf.h"
 #include "serve_int.h"
 
 #define STREAM_MAGIC       0x77737472u /* "wstr" */
@@ -37,7 +42,11 @@
 #define DEFAULT_LOW        (16u * 1024u)
 
 struct weft_stream {
-    uv_tcp_t tcp; /* first: the handle's pointer is the stream's */
+    union { /* first: the handle's pointer is the stream's */
+        uv_tcp_t tcp;
+        uv_pipe_t pipe; /* unix sockets and pipes (io/pipe.c) */
+        uv_stream_t uvs;
+    };
     uint32_t magic;
     weft_loop_t *loop;
     size_t rlimit, whigh, wlow;
@@ -113,7 +122,7 @@ static void begin_close(weft_stream_t *s, bool reset)
     grant_all(&s->flushers, WEFT_ECLOSED);
     grant_all(&s->shutq, WEFT_ECLOSED);
     grant_all(&s->connq, WEFT_ECLOSED);
-    if (reset && uv_tcp_close_reset(&s->tcp, close_cb) == 0)
+    if (reset && s->tcp.type == UV_TCP && uv_tcp_close_reset(&s->tcp, close_cb) == 0)
         return;
     uv_close((uv_handle_t *)&s->tcp, close_cb);
 }
@@ -163,16 +172,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     weft_stream_t *s = (weft_stream_t *)h;
-    size_t used = rused(s);
-    if (used == 0) {
-        s->rstart = s->rend = 0;
-    } else if (s->rstart > 0 && s->rlimit - s->rend < s->rlimit / 2) {
-        memmove(s->rbuf, s->rbuf + s->rstart, used);
-        s->rstart = 0;
-        s->rend = used;
-    }
-    buf->base = s->rbuf + s->rend;
-    buf->len = s->rlimit - s->rend;
+    size_t room;
+    buf->base = weft__lb_room(s->rbuf, s->rlimit, &s->rstart, &s->rend, &room);
+    buf->len = room;
 }
 
 static void pause_reading(weft_stream_t *s)
@@ -216,8 +218,7 @@ static void resume_reading(weft_stream_t *s, bool need)
 {
     if (s->reading || s->eof || s->rerr != 0 || s->closing)
         return;
-    size_t used = rused(s);
-    if (used >= s->rlimit || (!need && used > s->rlimit / 2))
+    if (!weft__lb_should_read(rused(s), s->rlimit, need))
         return;
     int rc = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
     if (rc != 0)
@@ -230,9 +231,7 @@ static void consume(weft_stream_t *s, void *dst, size_t n)
 {
     if (dst != NULL)
         memcpy(dst, s->rbuf + s->rstart, n);
-    s->rstart += n;
-    if (s->rstart == s->rend)
-        s->rstart = s->rend = 0;
+    weft__lb_consume(&s->rstart, &s->rend, n);
     resume_reading(s, false);
     if (rused(s) > 0) /* what is left goes to the next reader */
         (void)weft__waitq_grant(&s->readers, 0);
@@ -325,26 +324,23 @@ int weft_stream_read_until_timeout(weft_stream_t *s, int delim, void *buf, size_
     if (check_task() != 0)
         return WEFT_ENOTASK;
     uint64_t deadline = deadline_of(timeout_ms);
-    size_t limit = cap < s->rlimit ? cap : s->rlimit;
     for (;;) {
-        size_t used = rused(s);
-        size_t look = used < limit ? used : limit;
-        const char *base = s->rbuf + s->rstart;
-        const char *p = look > 0 ? memchr(base, (unsigned char)delim, look) : NULL;
-        if (p != NULL) {
-            size_t k = (size_t)(p - base) + 1;
+        size_t k;
+        switch (weft__lb_until(s->rbuf + s->rstart, rused(s), s->rlimit, cap, delim, s->eof, &k)) {
+        case WEFT__LB_FOUND:
             consume(s, buf, k);
             *len = k;
             return 0;
-        }
-        if (used >= limit)
+        case WEFT__LB_LIMIT:
             return WEFT_ELIMIT; /* nothing consumed: the bytes stay readable */
-        if (s->eof) {
-            if (used == 0)
-                return UV_EOF;
-            consume(s, buf, used);
-            *len = used;
+        case WEFT__LB_PARTIAL:
+            consume(s, buf, k);
+            *len = k;
             return UV_EOF;
+        case WEFT__LB_EOF:
+            return UV_EOF;
+        default: /* WEFT__LB_MORE */
+            break;
         }
         int rc = await_more(s, deadline);
         if (rc != 0)
@@ -558,7 +554,12 @@ int weft_stream_abort(weft_stream_t *s)
 
 uv_tcp_t *weft_stream_tcp(weft_stream_t *s)
 {
-    return valid(s) ? &s->tcp : NULL;
+    return valid(s) && s->tcp.type == UV_TCP ? &s->tcp : NULL;
+}
+
+uv_stream_t *weft_stream_uv(weft_stream_t *s)
+{
+    return valid(s) ? &s->uvs : NULL;
 }
 
 /* ---- making streams -------------------------------------------------------- */
@@ -589,9 +590,10 @@ static void ignore_sigpipe(void)
     atomic_store_explicit(&done, true, memory_order_release);
 }
 
-/* A stream with an initialised (not connected) handle, or NULL. */
-static weft_stream_t *stream_new(weft_loop_t *loop, size_t rlimit, size_t high, size_t low,
-                                 int *err)
+/* A stream with an initialised (not connected) handle of type (UV_TCP or
+ * UV_NAMED_PIPE), or NULL. */
+static weft_stream_t *stream_new_of(weft_loop_t *loop, uv_handle_type type, size_t rlimit,
+                                    size_t high, size_t low, int *err)
 {
     ignore_sigpipe();
     weft_stream_t *s = weft__calloc(1, sizeof *s + rlimit);
@@ -599,7 +601,8 @@ static weft_stream_t *stream_new(weft_loop_t *loop, size_t rlimit, size_t high, 
         *err = UV_ENOMEM;
         return NULL;
     }
-    int rc = uv_tcp_init(weft_loop_uv(loop), &s->tcp);
+    int rc = type == UV_TCP ? uv_tcp_init(weft_loop_uv(loop), &s->tcp)
+                            : uv_pipe_init(weft_loop_uv(loop), &s->pipe, 0);
     if (rc != 0) {
         weft__free(s);
         *err = rc;
@@ -617,6 +620,12 @@ static weft_stream_t *stream_new(weft_loop_t *loop, size_t rlimit, size_t high, 
     weft__list_init(&s->shutq);
     weft__list_init(&s->connq);
     return s;
+}
+
+static weft_stream_t *stream_new(weft_loop_t *loop, size_t rlimit, size_t high, size_t low,
+                                 int *err)
+{
+    return stream_new_of(loop, UV_TCP, rlimit, high, low, err);
 }
 
 /* A connected stream: options, then read eagerly. */
@@ -745,6 +754,115 @@ int weft__tcp_stream_adopt(weft_loop_t *loop, int fd, const weft_stream_opts_t *
     rc = stream_ready(s, opts);
     if (rc != 0) {
         begin_close(s, true); /* the handle owns fd now: uv_close closes it */
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+/* ---- pipes and unix sockets (io/io_int.h, weft/pipe.h) ------------------------
+ *
+ * The same stream over a uv_pipe_t: everything above works on it but the
+ * TCP options (no nodelay/keepalive) and abort's reset (a pipe has none:
+ * abort closes at once, dropping buffered output). */
+
+int weft__stream_check_opts(const weft_stream_opts_t *opts)
+{
+    size_t a, b, c;
+    return check_opts(opts, &a, &b, &c);
+}
+
+weft_stream_t *weft__stream_pipe_new(weft_loop_t *loop, const weft_stream_opts_t *opts, int *err)
+{
+    size_t rlimit, high, low;
+    *err = check_opts(opts, &rlimit, &high, &low);
+    if (*err != 0)
+        return NULL;
+    return stream_new_of(loop, UV_NAMED_PIPE, rlimit, high, low, err);
+}
+
+int weft__stream_pipe_start(weft_stream_t *s, bool readable)
+{
+    if (!readable) {
+        s->rerr = UV_EBADF; /* a write-only end: reads say so, nothing polls */
+        return 0;
+    }
+    resume_reading(s, true);
+    return s->rerr;
+}
+
+void weft__stream_discard(weft_stream_t *s)
+{
+    begin_close(s, false);
+}
+
+int weft_unix_connect_timeout(const char *path, const weft_stream_opts_t *opts, uint64_t timeout_ms,
+                              weft_stream_t **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    size_t a, b, c;
+    if (path == NULL || out == NULL || check_opts(opts, &a, &b, &c))
+        return UV_EINVAL;
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return UV_ENAMETOOLONG; /* libuv 1.44 would truncate it */
+    if (check_task() != 0)
+        return WEFT_ENOTASK;
+    uint64_t deadline = deadline_of(timeout_ms);
+    int rc;
+    weft_stream_t *s = weft__stream_pipe_new(weft_loop_current(), opts, &rc);
+    if (s == NULL)
+        return rc;
+    uv_pipe_connect(&s->creq, &s->pipe, path, connect_cb); /* errors come to connect_cb */
+    while (rc == 0 && !s->cdone)
+        rc = wait_q(s, &s->connq, remaining(deadline));
+    if (rc == 0)
+        rc = s->cstatus;
+    if (rc == 0)
+        rc = weft__stream_pipe_start(s, true);
+    if (rc != 0) {
+        begin_close(s, false); /* a pending connect completes first (UV_ECANCELED) */
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int weft_unix_connect(const char *path, const weft_stream_opts_t *opts, weft_stream_t **out)
+{
+    uint64_t t = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : WEFT_FOREVER;
+    return weft_unix_connect_timeout(path, opts, t, out);
+}
+
+int weft_pipe_open(int fd, const weft_stream_opts_t *opts, weft_stream_t **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (out == NULL || fd < 0)
+        return UV_EINVAL;
+    weft_loop_t *loop = weft_loop_current();
+    if (loop == NULL)
+        return UV_EINVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return uv_translate_sys_error(errno);
+    /* epoll refuses regular files and most devices (libuv 1.44 aborts
+     * when it does): pipes, sockets and terminals only. */
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return uv_translate_sys_error(errno);
+    if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !isatty(fd))
+        return UV_ENOTSUP;
+    int rc;
+    weft_stream_t *s = weft__stream_pipe_new(loop, opts, &rc);
+    if (s == NULL)
+        return rc;
+    rc = uv_pipe_open(&s->pipe, fd);
+    if (rc == 0)
+        rc = weft__stream_pipe_start(s, (fl & O_ACCMODE) != O_WRONLY);
+    if (rc != 0) {
+        /* uv_pipe_open failed before it took fd: the close leaves it alone. */
+        begin_close(s, false);
         return rc;
     }
     *out = s;

@@ -4,6 +4,9 @@
 #  1. tools/deps.sh (installs missing Debian packages when run as root);
 #  2. clang-format check of every tracked or untracked *.c/*.h in our source
 #     folders (a failure is counted, then the tests still run);
+#  2b. tools/fuzz.sh: libFuzzer on a stream's read-buffer logic for
+#     $WEFT_FUZZ_SECS seconds (20), built with clang-15 outside Bazel; one
+#     counted step (1 passed, or 1 failed on a crash or a failed build);
 #  3. bazel test //...                            (default -O2 -g build)
 #     bazel test --config=asan --config=ubsan //...
 #     bazel test --test_env=WEFT_SEED=<s> //...     (plain, once per seed in
@@ -17,7 +20,8 @@
 #     shuffle every loop's ready queue (docs/core.md, "Debug mode") to flush
 #     out tests that rely on an order weft does not promise; they reuse the
 #     plain build, so each costs one more run of the suite (~1 min).
-#  4. one summary line per test binary, read from its test.log (Criterion's
+#  4. a bounded libFuzzer run of weft-kv's RESP parser (apps/kv/fuzz/);
+#  5. one summary line per test binary, read from its test.log (Criterion's
 #     "Synthesis" line, or "PLAIN: N passed, M failed" from tests/plain_test.h),
 #     then the total over all runs as the last line: "N passed, M failed".
 #
@@ -56,7 +60,7 @@ fi
 check_format() {
     local dirs=() specs=() files=() bad fmt_out rc
     local d f
-    for d in core include loops channels actors io tests benchmarks examples; do
+    for d in core include loops channels actors io apps tests benchmarks examples; do
         [ -d "$d" ] && dirs+=("$d")
     done
     [ ${#dirs[@]} -gt 0 ] || return 0
@@ -96,6 +100,14 @@ check_format() {
 
 echo "=== clang-format"
 if ! check_format; then
+    failed=$((failed + 1))
+fi
+
+# --- 2b. Fuzzing ----------------------------------------------------------
+echo "=== fuzz: tools/fuzz.sh ${WEFT_FUZZ_SECS:-20}"
+if bash tools/fuzz.sh "${WEFT_FUZZ_SECS:-20}"; then
+    passed=$((passed + 1))
+else
     failed=$((failed + 1))
 fi
 
@@ -203,6 +215,16 @@ elif [ -z "$tsan_targets" ]; then
 else
     # shellcheck disable=SC2086 # one label per word
     run_tests tsan "--config=tsan" $tsan_targets
+fi
+
+# --- 4. Fuzzing: weft-kv's RESP parser -----------------------------------
+# A bounded libFuzzer run (clang-15; Bazel builds with gcc), counted as one
+# test: apps/kv/fuzz/build.sh, $WEFT_FUZZ_SECS seconds (default 20).
+echo "=== fuzz: bash apps/kv/fuzz/build.sh ${WEFT_FUZZ_SECS-20}"
+if bash apps/kv/fuzz/build.sh "${WEFT_FUZZ_SECS-20}"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
 fi
 
 finish

@@ -69,6 +69,14 @@ uv_req_t *weft_uv_req_new(uv_req_type type);
  * for other types. UV_ECANCELED / UV_ETIMEDOUT: see the lifetime rule.
  * UV_EINVAL (req NULL, not the bridge's, awaited twice), WEFT_ENOTASK. */
 WEFT_WARN_UNUSED int weft_uv_await(uv_req_t *req, uint64_t timeout_ms, int64_t *result);
+/* weft_uv_await for a request that points at the caller's memory (the
+ * buffers of uv_fs_read/uv_fs_write: libuv copies paths, not data). A
+ * cancel or timeout cancels the request if libuv still can (it never ran:
+ * UV_ECANCELED / UV_ETIMEDOUT at once); if it is already running in the
+ * thread pool, it waits for its end in a no-cancel region (the cancel
+ * stays pending and ends the task's next suspension) and returns what
+ * really happened, so the memory is never touched after the call. */
+WEFT_WARN_UNUSED int weft_uv_await_pinned(uv_req_t *req, uint64_t timeout_ms, int64_t *result);
 /* Release the request (the lifetime rule above). NULL is ignored. */
 void weft_uv_req_free(uv_req_t *req);
 
@@ -185,6 +193,10 @@ int weft_stream_abort(weft_stream_t *s);
 /* The underlying handle (for uv_tcp_getsockname and such; do not close or
  * read it). */
 uv_tcp_t *weft_stream_tcp(weft_stream_t *s);
+/* The underlying handle of any stream (a uv_tcp_t or a uv_pipe_t:
+ * weft/pipe.h), NULL for NULL; the same rules. weft_stream_tcp is NULL for
+ * a pipe. */
+uv_stream_t *weft_stream_uv(weft_stream_t *s);
 
 /* ---- TCP servers: on one loop, or on every loop of a runtime -------------------
  *
