@@ -768,8 +768,7 @@ int weft__tcp_stream_adopt(weft_loop_t *loop, int fd, const weft_stream_opts_t *
 
 int weft__stream_check_opts(const weft_stream_opts_t *opts)
 {
-    size_t a, b, c;
-    return check_opts(opts, &a, &b, &c);
+    return weft__tcp_opts_check(opts); /* the same check for every stream */
 }
 
 weft_stream_t *weft__stream_pipe_new(weft_loop_t *loop, const weft_stream_opts_t *opts, int *err)
