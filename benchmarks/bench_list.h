@@ -41,7 +41,11 @@
     XX(chan_fanin, "msgs/s", true, true, 60)              \
     XX(select_2, "ns/op", false, true, 60)                \
     XX(skynetN, "ms", false, true, 60)                    \
-    XX(scaling, "x", true, true, 300)
+    XX(scaling, "x", true, true, 300)                     \
+    XX(http_hello, "req/s", true, true, 60)               \
+    XX(http_hello_1, "req/s", true, true, 60)             \
+    XX(echo, "req/s", true, true, 60)                     \
+    XX(echo_1, "req/s", true, true, 60)
 
 #define BENCH_DECLARE(name, unit, higher, own_loop, timeout) \
     int bench_##name(weft_loop_t *loop, double *value);

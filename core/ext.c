@@ -110,3 +110,16 @@ bool weft__waitq_grant(struct weft__list *q, int code)
     weft__waiter_grant(w, code);
     return true;
 }
+
+bool weft__loop_signal_handler(const struct weft__loop *l, int signum, weft_signal_fn *cb,
+                               void **arg)
+{
+    for (const struct weft__sig *s = l->sigs; s != NULL; s = s->next) {
+        if (s->signum == signum && signum != 0) {
+            *cb = s->cb;
+            *arg = s->arg;
+            return true;
+        }
+    }
+    return false;
+}

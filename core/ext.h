@@ -62,6 +62,13 @@ typedef void (*weft__inbox_fn)(void *ctx, uintptr_t a, uintptr_t b, uintptr_t c,
 int weft__post(struct weft__loop *l, weft__inbox_fn fn, uintptr_t a, uintptr_t b, uintptr_t c,
                uintptr_t d);
 
+/* The handler weft_loop_add_signal_handler installed on l for signum:
+ * true with *cb and *arg, false if it has none (io/signal.c builds its
+ * awaitable signals on these handlers and must not replace a program's
+ * own). l's thread. */
+bool weft__loop_signal_handler(const struct weft__loop *l, int signum, weft_signal_fn *cb,
+                               void **arg);
+
 /* ---- futures --------------------------------------------------------------- */
 
 /* The recycling generation of f (relaxed atomic load: any thread may name

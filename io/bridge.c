@@ -9,6 +9,7 @@
  */
 #include <stdalign.h>
 #include <string.h>
+#include <unistd.h>
 #include <weft/stream.h>
 
 #include "core/alloc.h"
@@ -97,6 +98,9 @@ static void complete(uv_req_t *req, int status, int64_t result)
     if (b == NULL)
         return; /* not the bridge's request: a misuse, nothing we own */
     if (b->state == REQ_ABANDONED || b->state == REQ_FREED) {
+        /* Nobody will see the fd an abandoned open made: close it. */
+        if (b->req.req.type == UV_FS && b->req.fs.fs_type == UV_FS_OPEN && b->req.fs.result >= 0)
+            (void)close((int)b->req.fs.result);
         release(b);
         return;
     }
@@ -126,6 +130,51 @@ int weft_uv_await(uv_req_t *req, uint64_t timeout_ms, int64_t *result)
             b->state = REQ_ABANDONED;
             (void)uv_cancel(req); /* fs, getaddrinfo, work: if still queued */
             return rc != 0 ? rc : UV_ECANCELED;
+        }
+    }
+    if (result != NULL)
+        *result = b->result;
+    return b->status;
+}
+
+int weft_uv_await_pinned(uv_req_t *req, uint64_t timeout_ms, int64_t *result)
+{
+    if (result != NULL)
+        *result = 0;
+    struct bridge *b = req == NULL ? NULL : of(req);
+    if (b == NULL || b->awaited)
+        return UV_EINVAL;
+    if (weft_task_current() == NULL)
+        return WEFT_ENOTASK;
+    b->awaited = true;
+    if (b->state == REQ_NEW)
+        b->state = REQ_WAITING;
+    if (b->state != REQ_DONE) {
+        int rc = weft__waitq_wait(&b->waiters, timeout_ms);
+        if (b->state != REQ_DONE) {
+            if (uv_cancel(req) == 0) {
+                /* Still queued: it will never touch the memory; its
+                 * callback (UV_ECANCELED) frees. */
+                b->state = REQ_ABANDONED;
+                return rc != 0 ? rc : UV_ECANCELED;
+            }
+            /* Running in the thread pool, with the caller's memory: wait
+             * it out where no cancel ends the wait (the cancel stays
+             * pending for the task's next suspension), and report what
+             * really happened. */
+            int nc = weft_nocancel_begin();
+            while (b->state != REQ_DONE)
+                (void)weft__waitq_wait(&b->waiters, WEFT_FOREVER);
+            if (nc == 0)
+                (void)weft_nocancel_end();
+            if (rc == UV_ECANCELED) {
+                /* That wait took delivery of the cancel: make it pending
+                 * again, for the next suspension (one more request, one
+                 * withdrawn: the count stays). */
+                weft_task_t *self = weft_task_current();
+                if (weft_task_cancel(self) == 0)
+                    (void)weft_task_uncancel(self);
+            }
         }
     }
     if (result != NULL)

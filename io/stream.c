@@ -1,6 +1,6 @@
 /*
- * io/stream.c - TCP streams and a one-loop server (weft/stream.h,
- * docs/io.md).
+ * io/stream.c - TCP streams (weft/stream.h, docs/io.md); the servers that
+ * accept them are in io/serve.c.
  *
  * A stream is one allocation: the uv_tcp_t, the bookkeeping and the read
  * buffer behind it. Tasks wait through core's wait queues (the records live
@@ -16,18 +16,25 @@
  * WEFT_ECLOSED) never touches freed memory.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <weft/stream.h>
 #include <weft/task.h>
 
 #include "core/alloc.h"
 #include "core/ext.h"
 #include "core/list.h"
+#include "io_int.h"
+#include "linebuf.h"
+#include "serve_int.h"
 
 #define STREAM_MAGIC       0x77737472u /* "wstr" */
 #define DEFAULT_READ_LIMIT (64u * 1024u)
@@ -35,7 +42,11 @@
 #define DEFAULT_LOW        (16u * 1024u)
 
 struct weft_stream {
-    uv_tcp_t tcp; /* first: the handle's pointer is the stream's */
+    union { /* first: the handle's pointer is the stream's */
+        uv_tcp_t tcp;
+        uv_pipe_t pipe; /* unix sockets and pipes (io/pipe.c) */
+        uv_stream_t uvs;
+    };
     uint32_t magic;
     weft_loop_t *loop;
     size_t rlimit, whigh, wlow;
@@ -74,6 +85,8 @@ struct weft_stream {
     bool closing;   /* close/abort called: the caller's hold is gone */
     bool closed_cb; /* libuv's close callback ran */
     unsigned inuse; /* tasks inside a wait on this stream */
+
+    weft__io_counters_t *ctr; /* a server's bytes in/out of this loop, or NULL */
 };
 
 /* ---- lifetime ---------------------------------------------------------------- */
@@ -109,7 +122,7 @@ static void begin_close(weft_stream_t *s, bool reset)
     grant_all(&s->flushers, WEFT_ECLOSED);
     grant_all(&s->shutq, WEFT_ECLOSED);
     grant_all(&s->connq, WEFT_ECLOSED);
-    if (reset && uv_tcp_close_reset(&s->tcp, close_cb) == 0)
+    if (reset && s->tcp.type == UV_TCP && uv_tcp_close_reset(&s->tcp, close_cb) == 0)
         return;
     uv_close((uv_handle_t *)&s->tcp, close_cb);
 }
@@ -159,16 +172,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     weft_stream_t *s = (weft_stream_t *)h;
-    size_t used = rused(s);
-    if (used == 0) {
-        s->rstart = s->rend = 0;
-    } else if (s->rstart > 0 && s->rlimit - s->rend < s->rlimit / 2) {
-        memmove(s->rbuf, s->rbuf + s->rstart, used);
-        s->rstart = 0;
-        s->rend = used;
-    }
-    buf->base = s->rbuf + s->rend;
-    buf->len = s->rlimit - s->rend;
+    size_t room;
+    buf->base = weft__lb_room(s->rbuf, s->rlimit, &s->rstart, &s->rend, &room);
+    buf->len = room;
 }
 
 static void pause_reading(weft_stream_t *s)
@@ -185,6 +191,8 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     weft_stream_t *s = (weft_stream_t *)h;
     if (nread > 0) {
         s->rend += (size_t)nread;
+        if (s->ctr != NULL)
+            weft__count(&s->ctr->bytes_in, (uint64_t)nread);
         if (rused(s) >= s->rlimit)
             pause_reading(s); /* full: backpressure until a reader drains it */
         (void)weft__waitq_grant(&s->readers, 0);
@@ -210,8 +218,7 @@ static void resume_reading(weft_stream_t *s, bool need)
 {
     if (s->reading || s->eof || s->rerr != 0 || s->closing)
         return;
-    size_t used = rused(s);
-    if (used >= s->rlimit || (!need && used > s->rlimit / 2))
+    if (!weft__lb_should_read(rused(s), s->rlimit, need))
         return;
     int rc = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
     if (rc != 0)
@@ -224,9 +231,7 @@ static void consume(weft_stream_t *s, void *dst, size_t n)
 {
     if (dst != NULL)
         memcpy(dst, s->rbuf + s->rstart, n);
-    s->rstart += n;
-    if (s->rstart == s->rend)
-        s->rstart = s->rend = 0;
+    weft__lb_consume(&s->rstart, &s->rend, n);
     resume_reading(s, false);
     if (rused(s) > 0) /* what is left goes to the next reader */
         (void)weft__waitq_grant(&s->readers, 0);
@@ -319,26 +324,23 @@ int weft_stream_read_until_timeout(weft_stream_t *s, int delim, void *buf, size_
     if (check_task() != 0)
         return WEFT_ENOTASK;
     uint64_t deadline = deadline_of(timeout_ms);
-    size_t limit = cap < s->rlimit ? cap : s->rlimit;
     for (;;) {
-        size_t used = rused(s);
-        size_t look = used < limit ? used : limit;
-        const char *base = s->rbuf + s->rstart;
-        const char *p = look > 0 ? memchr(base, (unsigned char)delim, look) : NULL;
-        if (p != NULL) {
-            size_t k = (size_t)(p - base) + 1;
+        size_t k;
+        switch (weft__lb_until(s->rbuf + s->rstart, rused(s), s->rlimit, cap, delim, s->eof, &k)) {
+        case WEFT__LB_FOUND:
             consume(s, buf, k);
             *len = k;
             return 0;
-        }
-        if (used >= limit)
+        case WEFT__LB_LIMIT:
             return WEFT_ELIMIT; /* nothing consumed: the bytes stay readable */
-        if (s->eof) {
-            if (used == 0)
-                return UV_EOF;
-            consume(s, buf, used);
-            *len = used;
+        case WEFT__LB_PARTIAL:
+            consume(s, buf, k);
+            *len = k;
             return UV_EOF;
+        case WEFT__LB_EOF:
+            return UV_EOF;
+        default: /* WEFT__LB_MORE */
+            break;
         }
         int rc = await_more(s, deadline);
         if (rc != 0)
@@ -412,6 +414,8 @@ static void start_write(weft_stream_t *s)
 static void write_cb(uv_write_t *req, int status)
 {
     weft_stream_t *s = WEFT_CONTAINER_OF(req, weft_stream_t, wreq);
+    if (status == 0 && s->ctr != NULL)
+        weft__count(&s->ctr->bytes_out, s->inflight);
     s->writing = false;
     s->inflight = 0;
     if (s->closing)
@@ -439,6 +443,8 @@ int weft_stream_write(weft_stream_t *s, const void *data, size_t n)
         int r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
         if (r >= 0) {
             off = (size_t)r;
+            if (s->ctr != NULL)
+                weft__count(&s->ctr->bytes_out, off);
         } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
             s->werr = r;
             return r;
@@ -548,7 +554,12 @@ int weft_stream_abort(weft_stream_t *s)
 
 uv_tcp_t *weft_stream_tcp(weft_stream_t *s)
 {
-    return valid(s) ? &s->tcp : NULL;
+    return valid(s) && s->tcp.type == UV_TCP ? &s->tcp : NULL;
+}
+
+uv_stream_t *weft_stream_uv(weft_stream_t *s)
+{
+    return valid(s) ? &s->uvs : NULL;
 }
 
 /* ---- making streams -------------------------------------------------------- */
@@ -579,9 +590,10 @@ static void ignore_sigpipe(void)
     atomic_store_explicit(&done, true, memory_order_release);
 }
 
-/* A stream with an initialised (not connected) handle, or NULL. */
-static weft_stream_t *stream_new(weft_loop_t *loop, size_t rlimit, size_t high, size_t low,
-                                 int *err)
+/* A stream with an initialised (not connected) handle of type (UV_TCP or
+ * UV_NAMED_PIPE), or NULL. */
+static weft_stream_t *stream_new_of(weft_loop_t *loop, uv_handle_type type, size_t rlimit,
+                                    size_t high, size_t low, int *err)
 {
     ignore_sigpipe();
     weft_stream_t *s = weft__calloc(1, sizeof *s + rlimit);
@@ -589,7 +601,8 @@ static weft_stream_t *stream_new(weft_loop_t *loop, size_t rlimit, size_t high, 
         *err = UV_ENOMEM;
         return NULL;
     }
-    int rc = uv_tcp_init(weft_loop_uv(loop), &s->tcp);
+    int rc = type == UV_TCP ? uv_tcp_init(weft_loop_uv(loop), &s->tcp)
+                            : uv_pipe_init(weft_loop_uv(loop), &s->pipe, 0);
     if (rc != 0) {
         weft__free(s);
         *err = rc;
@@ -607,6 +620,12 @@ static weft_stream_t *stream_new(weft_loop_t *loop, size_t rlimit, size_t high, 
     weft__list_init(&s->shutq);
     weft__list_init(&s->connq);
     return s;
+}
+
+static weft_stream_t *stream_new(weft_loop_t *loop, size_t rlimit, size_t high, size_t low,
+                                 int *err)
+{
+    return stream_new_of(loop, UV_TCP, rlimit, high, low, err);
 }
 
 /* A connected stream: options, then read eagerly. */
@@ -707,244 +726,145 @@ int weft_tcp_connect(const char *host, int port, const weft_stream_opts_t *opts,
     return weft_tcp_connect_timeout(host, port, opts, t, out);
 }
 
-/* ---- the server ------------------------------------------------------------ */
+/* ---- accepted sockets (io/serve_int.h) ------------------------------------------ */
 
-struct weft_server {
-    uv_tcp_t tcp; /* first */
-    weft_loop_t *loop;
-    weft_stream_handler_fn handler;
-    void *arg;
-    weft_server_opts_t opts;
+int weft__tcp_opts_check(const weft_stream_opts_t *opts)
+{
+    size_t a, b, c;
+    return check_opts(opts, &a, &b, &c);
+}
+
+int weft__tcp_stream_adopt(weft_loop_t *loop, int fd, const weft_stream_opts_t *opts,
+                           weft__io_counters_t *ctr, weft_stream_t **out)
+{
     size_t rlimit, high, low;
-    int port;
-    unsigned live;
-    uint64_t refused;
-    bool closing;
-    bool closed_cb; /* the listener's close callback ran */
-    struct weft__list conns;
-};
-
-struct conn {
-    struct weft__list link;
-    weft_server_t *srv;
-    weft_stream_t *s;
-    weft_task_t *task;
-    bool started;
-};
-
-static void free_handle_cb(uv_handle_t *h)
-{
-    weft__free(h);
-}
-
-/* The server is freed once its listener is closed and no connection task
- * is left: a handler may itself call weft_server_close. */
-static void server_maybe_free(weft_server_t *srv)
-{
-    if (srv->closed_cb && srv->live == 0)
-        weft__free(srv);
-}
-
-static void server_close_cb(uv_handle_t *h)
-{
-    weft_server_t *srv = (weft_server_t *)h;
-    srv->closed_cb = true;
-    server_maybe_free(srv);
-}
-
-static void refuse(weft_server_t *srv)
-{
-    srv->refused++;
-    uv_tcp_t *t = weft__malloc(sizeof *t);
-    if (t == NULL)
-        return;
-    if (uv_tcp_init(weft_loop_uv(srv->loop), t) != 0) {
-        weft__free(t);
-        return;
-    }
-    (void)uv_accept((uv_stream_t *)&srv->tcp, (uv_stream_t *)t);
-    uv_close((uv_handle_t *)t, free_handle_cb);
-}
-
-static int conn_main(void *arg, void **result)
-{
-    (void)result;
-    struct conn *c = arg;
-    c->started = true;
-    weft_server_t *srv = c->srv;
-    int rc = srv->handler(c->s, srv->arg);
-    /* Still linked while flushing, so that weft_server_close cancels a
-     * flush to a peer that does not read. */
-    if (rc == 0)
-        (void)weft_stream_close(c->s);
-    else
-        (void)weft_stream_abort(c->s);
-    weft__list_remove(&c->link);
-    srv->live--;
-    weft_task_unref(c->task);
-    weft__free(c);
-    server_maybe_free(srv);
-    return rc == UV_ECANCELED ? UV_ECANCELED : 0;
-}
-
-static void on_connection(uv_stream_t *h, int status)
-{
-    weft_server_t *srv = (weft_server_t *)h;
-    if (status < 0)
-        return;
-    if (srv->closing ||
-        (srv->opts.max_connections != 0 && srv->live >= srv->opts.max_connections)) {
-        refuse(srv);
-        return;
-    }
-    int rc;
-    weft_stream_t *s = stream_new(srv->loop, srv->rlimit, srv->high, srv->low, &rc);
+    int rc = check_opts(opts, &rlimit, &high, &low);
+    weft_stream_t *s = rc == 0 ? stream_new(loop, rlimit, high, low, &rc) : NULL;
     if (s == NULL) {
-        refuse(srv);
-        return;
-    }
-    struct conn *c = NULL;
-    rc = uv_accept(h, (uv_stream_t *)&s->tcp);
-    if (rc == 0)
-        rc = stream_ready(s, &srv->opts.stream_opts);
-    if (rc == 0) {
-        c = weft__calloc(1, sizeof *c);
-        rc = c == NULL ? UV_ENOMEM : 0;
-    }
-    if (rc == 0) {
-        c->srv = srv;
-        c->s = s;
-        weft__list_init(&c->link);
-        weft_task_opts_t to = {.name = "weft-tcp-conn"};
-        rc = weft_spawn_ex(srv->loop, conn_main, c, &to, &c->task);
-    }
-    if (rc != 0) {
-        weft__free(c);
-        begin_close(s, true);
-        return;
-    }
-    srv->live++;
-    weft__list_push_back(&srv->conns, &c->link);
-}
-
-int weft_tcp_serve(weft_loop_t *loop, const char *host, int port, weft_stream_handler_fn handler,
-                   void *arg, const weft_server_opts_t *opts, weft_server_t **out)
-{
-    if (out != NULL)
-        *out = NULL;
-    if (loop == NULL)
-        loop = weft_loop_current();
-    if (loop == NULL || handler == NULL || out == NULL || port < 0 || port > 65535)
-        return UV_EINVAL;
-    if (host == NULL)
-        host = "0.0.0.0";
-    struct sockaddr_storage ss;
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
-        return UV_EINVAL;
-    weft_server_t *srv = weft__calloc(1, sizeof *srv);
-    if (srv == NULL)
-        return UV_ENOMEM;
-    if (opts != NULL)
-        srv->opts = *opts;
-    int rc = check_opts(&srv->opts.stream_opts, &srv->rlimit, &srv->high, &srv->low);
-    if (rc != 0) {
-        weft__free(srv);
+        (void)close(fd);
         return rc;
     }
-    srv->loop = loop;
-    srv->handler = handler;
-    srv->arg = arg;
-    weft__list_init(&srv->conns);
-    /* init_ex makes the socket now, so that SO_REUSEPORT can be set before
-     * the bind (libuv 1.44 has no UV_TCP_REUSEPORT). */
-    rc = uv_tcp_init_ex(weft_loop_uv(loop), &srv->tcp, ss.ss_family);
+    rc = uv_tcp_open(&s->tcp, fd);
     if (rc != 0) {
-        weft__free(srv);
+        (void)close(fd); /* uv_tcp_open did not take it */
+        begin_close(s, false);
         return rc;
     }
-    if (srv->opts.reuseport) {
-        uv_os_fd_t fd;
-        int one = 1;
-        rc = uv_fileno((uv_handle_t *)&srv->tcp, &fd);
-        if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-            rc = uv_translate_sys_error(errno);
-    }
-    if (rc == 0)
-        rc = uv_tcp_bind(&srv->tcp, (const struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->tcp, srv->opts.backlog > 0 ? srv->opts.backlog : 128,
-                       on_connection);
-    if (rc == 0) {
-        struct sockaddr_storage name;
-        int len = sizeof name;
-        rc = uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&name, &len);
-        if (rc == 0)
-            srv->port = name.ss_family == AF_INET6
-                            ? ntohs(((struct sockaddr_in6 *)&name)->sin6_port)
-                            : ntohs(((struct sockaddr_in *)&name)->sin_port);
-    }
+    s->ctr = ctr;
+    rc = stream_ready(s, opts);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&srv->tcp, server_close_cb);
+        begin_close(s, true); /* the handle owns fd now: uv_close closes it */
         return rc;
     }
-    *out = srv;
+    *out = s;
     return 0;
 }
 
-int weft_server_port(const weft_server_t *srv)
+/* ---- pipes and unix sockets (io/io_int.h, weft/pipe.h) ------------------------
+ *
+ * The same stream over a uv_pipe_t: everything above works on it but the
+ * TCP options (no nodelay/keepalive) and abort's reset (a pipe has none:
+ * abort closes at once, dropping buffered output). */
+
+int weft__stream_check_opts(const weft_stream_opts_t *opts)
 {
-    return srv == NULL ? UV_EINVAL : srv->port;
+    size_t a, b, c;
+    return check_opts(opts, &a, &b, &c);
 }
 
-unsigned weft_server_connections(const weft_server_t *srv)
+weft_stream_t *weft__stream_pipe_new(weft_loop_t *loop, const weft_stream_opts_t *opts, int *err)
 {
-    return srv == NULL ? 0 : srv->live;
+    size_t rlimit, high, low;
+    *err = check_opts(opts, &rlimit, &high, &low);
+    if (*err != 0)
+        return NULL;
+    return stream_new_of(loop, UV_NAMED_PIPE, rlimit, high, low, err);
 }
 
-uint64_t weft_server_refused(const weft_server_t *srv)
+int weft__stream_pipe_start(weft_stream_t *s, bool readable)
 {
-    return srv == NULL ? 0 : srv->refused;
+    if (!readable) {
+        s->rerr = UV_EBADF; /* a write-only end: reads say so, nothing polls */
+        return 0;
+    }
+    resume_reading(s, true);
+    return s->rerr;
 }
 
-int weft_server_close(weft_server_t *srv)
+void weft__stream_discard(weft_stream_t *s)
 {
-    if (srv == NULL || srv->closing)
+    begin_close(s, false);
+}
+
+int weft_unix_connect_timeout(const char *path, const weft_stream_opts_t *opts, uint64_t timeout_ms,
+                              weft_stream_t **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    size_t a, b, c;
+    if (path == NULL || out == NULL || check_opts(opts, &a, &b, &c))
         return UV_EINVAL;
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return UV_ENAMETOOLONG; /* libuv 1.44 would truncate it */
     if (check_task() != 0)
         return WEFT_ENOTASK;
-    srv->closing = true; /* on_connection refuses from now on */
-    weft_task_t *self = weft_task_current();
-    for (;;) {
-        /* The first connection that is not the caller's own (a handler may
-         * close its server: its connection ends when it returns). */
-        struct conn *c = NULL;
-        for (struct weft__list *n = srv->conns.next; n != &srv->conns; n = n->next) {
-            struct conn *x = WEFT_CONTAINER_OF(n, struct conn, link);
-            if (x->task != self) {
-                c = x;
-                break;
-            }
-        }
-        if (c == NULL)
-            break;
-        if (!c->started) {
-            /* Cancelled before it ran, it never will: clean up for it. */
-            weft__list_remove(&c->link);
-            srv->live--;
-            (void)weft_task_cancel(c->task);
-            weft_task_unref(c->task);
-            begin_close(c->s, true);
-            weft__free(c);
-            continue;
-        }
-        weft_task_t *t = c->task;
-        weft_task_ref(t);
-        (void)weft_task_cancel(t);
-        int arc = weft_await_task(t, NULL); /* returns once t ended; it unlinked c */
-        (void)arc;
-        weft_task_unref(t);
+    uint64_t deadline = deadline_of(timeout_ms);
+    int rc;
+    weft_stream_t *s = weft__stream_pipe_new(weft_loop_current(), opts, &rc);
+    if (s == NULL)
+        return rc;
+    uv_pipe_connect(&s->creq, &s->pipe, path, connect_cb); /* errors come to connect_cb */
+    while (rc == 0 && !s->cdone)
+        rc = wait_q(s, &s->connq, remaining(deadline));
+    if (rc == 0)
+        rc = s->cstatus;
+    if (rc == 0)
+        rc = weft__stream_pipe_start(s, true);
+    if (rc != 0) {
+        begin_close(s, false); /* a pending connect completes first (UV_ECANCELED) */
+        return rc;
     }
-    uv_close((uv_handle_t *)&srv->tcp, server_close_cb);
+    *out = s;
+    return 0;
+}
+
+int weft_unix_connect(const char *path, const weft_stream_opts_t *opts, weft_stream_t **out)
+{
+    uint64_t t = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : WEFT_FOREVER;
+    return weft_unix_connect_timeout(path, opts, t, out);
+}
+
+int weft_pipe_open(int fd, const weft_stream_opts_t *opts, weft_stream_t **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (out == NULL || fd < 0)
+        return UV_EINVAL;
+    weft_loop_t *loop = weft_loop_current();
+    if (loop == NULL)
+        return UV_EINVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return uv_translate_sys_error(errno);
+    /* epoll refuses regular files and most devices (libuv 1.44 aborts
+     * when it does): pipes, sockets and terminals only. */
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return uv_translate_sys_error(errno);
+    if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !isatty(fd))
+        return UV_ENOTSUP;
+    int rc;
+    weft_stream_t *s = weft__stream_pipe_new(loop, opts, &rc);
+    if (s == NULL)
+        return rc;
+    rc = uv_pipe_open(&s->pipe, fd);
+    if (rc == 0)
+        rc = weft__stream_pipe_start(s, (fl & O_ACCMODE) != O_WRONLY);
+    if (rc != 0) {
+        /* uv_pipe_open failed before it took fd: the close leaves it alone. */
+        begin_close(s, false);
+        return rc;
+    }
+    *out = s;
     return 0;
 }

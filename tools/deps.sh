@@ -6,6 +6,7 @@ set -u
 
 pkgs=(bazel-bootstrap libuv1-dev libck-dev libjemalloc-dev libcriterion-dev
       clang-format gcc-aarch64-linux-gnu qemu-user gdbserver
+      clang-15 libfuzzer-15-dev  # tools/fuzz.sh
       pkgconf)  # pkgconf: //tests:install_test builds against weft.pc
 
 missing=()

@@ -4,6 +4,9 @@
 #  1. tools/deps.sh (installs missing Debian packages when run as root);
 #  2. clang-format check of every tracked or untracked *.c/*.h in our source
 #     folders (a failure is counted, then the tests still run);
+#  2b. tools/fuzz.sh: libFuzzer on a stream's read-buffer logic for
+#     $WEFT_FUZZ_SECS seconds (20), built with clang-15 outside Bazel; one
+#     counted step (1 passed, or 1 failed on a crash or a failed build);
 #  3. bazel test //...                            (default -O2 -g build)
 #     bazel test --config=asan --config=ubsan //...
 #     bazel test --test_env=WEFT_SEED=<s> //...     (plain, once per seed in
@@ -96,6 +99,14 @@ check_format() {
 
 echo "=== clang-format"
 if ! check_format; then
+    failed=$((failed + 1))
+fi
+
+# --- 2b. Fuzzing ----------------------------------------------------------
+echo "=== fuzz: tools/fuzz.sh ${WEFT_FUZZ_SECS:-20}"
+if bash tools/fuzz.sh "${WEFT_FUZZ_SECS:-20}"; then
+    passed=$((passed + 1))
+else
     failed=$((failed + 1))
 fi
 

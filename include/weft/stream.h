@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "loop.h"
+#include "runtime.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,6 +69,14 @@ uv_req_t *weft_uv_req_new(uv_req_type type);
  * for other types. UV_ECANCELED / UV_ETIMEDOUT: see the lifetime rule.
  * UV_EINVAL (req NULL, not the bridge's, awaited twice), WEFT_ENOTASK. */
 WEFT_WARN_UNUSED int weft_uv_await(uv_req_t *req, uint64_t timeout_ms, int64_t *result);
+/* weft_uv_await for a request that points at the caller's memory (the
+ * buffers of uv_fs_read/uv_fs_write: libuv copies paths, not data). A
+ * cancel or timeout cancels the request if libuv still can (it never ran:
+ * UV_ECANCELED / UV_ETIMEDOUT at once); if it is already running in the
+ * thread pool, it waits for its end in a no-cancel region (the cancel
+ * stays pending and ends the task's next suspension) and returns what
+ * really happened, so the memory is never touched after the call. */
+WEFT_WARN_UNUSED int weft_uv_await_pinned(uv_req_t *req, uint64_t timeout_ms, int64_t *result);
 /* Release the request (the lifetime rule above). NULL is ignored. */
 void weft_uv_req_free(uv_req_t *req);
 
@@ -184,53 +193,119 @@ int weft_stream_abort(weft_stream_t *s);
 /* The underlying handle (for uv_tcp_getsockname and such; do not close or
  * read it). */
 uv_tcp_t *weft_stream_tcp(weft_stream_t *s);
+/* The underlying handle of any stream (a uv_tcp_t or a uv_pipe_t:
+ * weft/pipe.h), NULL for NULL; the same rules. weft_stream_tcp is NULL for
+ * a pipe. */
+uv_stream_t *weft_stream_uv(weft_stream_t *s);
 
-/* ---- a TCP server on one loop -----------------------------------------------
+/* ---- TCP servers: on one loop, or on every loop of a runtime -------------------
  *
- * Every accepted connection gets a task of the server's loop that runs
- * handler(stream, arg); when the handler returns the server closes the
- * stream: a return of 0 closes it (flushing what the handler wrote; a
- * cancel ends the flush), any other code (UV_ECANCELED included) aborts
- * it. The handler must not close or abort the stream itself; it may close
- * its own server (weft_server_close then waits for every connection but
- * the caller's, which ends when its handler returns). Several loops may listen on one port with
- * opts.reuseport, each with its own server. */
+ * Every accepted connection gets a task that runs handler(stream, arg); when
+ * the handler returns the server closes the stream: a return of 0 closes it
+ * (flushing what the handler wrote; a cancel ends the flush), any other code
+ * (UV_ECANCELED included) aborts it. The handler must not close or abort the
+ * stream itself; it may close its own server (weft_server_close then waits
+ * for every connection but the caller's, which ends when its handler
+ * returns).
+ *
+ * A server on a runtime (weft_tcp_serve_rt) runs its connections on every
+ * loop, in one of two designs (docs/io.md has both, measured):
+ * - WEFT_BALANCE_ACCEPTOR: one listener on the calling loop accepts every
+ *   connection and hands it to the loop that has the fewest live ones
+ *   (the socket goes over the mesh; the stream is made on the target loop);
+ * - WEFT_BALANCE_REUSEPORT: a listener on every loop, all bound to one port
+ *   with SO_REUSEPORT; the kernel spreads the connections by a hash of the
+ *   peer's address and port, each loop serves what it accepted.
+ * Either way a loop's connections stay on it. accept(2) failures for lack
+ * of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) pause that
+ * listener for 10 ms, doubling up to 1 s while they go on (the kernel keeps
+ * the waiting connections in the backlog: they are deferred, not lost),
+ * and it accepts again after the pause; no hot loop, no crash. */
 
 typedef struct weft_server weft_server_t;
 typedef int (*weft_stream_handler_fn)(weft_stream_t *s, void *arg);
 
+typedef enum weft_serve_balance {
+    WEFT_BALANCE_DEFAULT = 0, /* the measured better one: ACCEPTOR (docs/io.md) */
+    WEFT_BALANCE_ACCEPTOR,
+    WEFT_BALANCE_REUSEPORT,
+} weft_serve_balance_t;
+
 typedef struct weft_server_opts {
     int backlog;                    /* listen backlog; 0 = 128 */
     bool reuseport;                 /* set SO_REUSEPORT before the bind, so
-                                     * that a server on every loop can listen
-                                     * on one port (the kernel spreads the
-                                     * connections by a hash of the peer) */
-    unsigned max_connections;       /* live connections at most; 0 = no limit.
-                                     * Above it, new ones are accepted and
-                                     * closed at once (refused). */
+                                     * that other servers (or processes) can
+                                     * listen on the same port */
+    unsigned max_connections;       /* live connections at most, over all the
+                                     * server's loops; 0 = no limit. Above
+                                     * it, new ones are accepted and reset at
+                                     * once (the peer reads UV_ECONNRESET or
+                                     * UV_EOF): refused */
+    weft_serve_balance_t balance;   /* weft_tcp_serve_rt only */
     weft_stream_opts_t stream_opts; /* for the accepted streams
                                      * (connect_timeout_ms unused) */
 } weft_server_opts_t;
 
-/* asyncio.start_server: listen on host (an IPv4 or IPv6 literal; NULL =
- * 0.0.0.0) and port (0 = an ephemeral port: weft_server_port). Loop
- * thread, in a task or not. 0 with *out, UV_EINVAL (NULL handler or out,
- * port outside 0..65535, host not a literal, no loop), the bind/listen
- * error (UV_EADDRINUSE...), UV_ENOMEM. */
+/* asyncio.start_server on one loop: listen on host (an IPv4 or IPv6
+ * literal; NULL = 0.0.0.0) and port (0 = an ephemeral port:
+ * weft_server_port). Loop thread, in a task or not. 0 with *out, UV_EINVAL
+ * (NULL handler or out, port outside 0..65535, host not a literal, no
+ * loop, bad stream_opts), the socket/bind/listen error (UV_EADDRINUSE...),
+ * UV_ENOMEM. */
 WEFT_WARN_UNUSED int weft_tcp_serve(weft_loop_t *loop, const char *host, int port,
                                     weft_stream_handler_fn handler, void *arg,
                                     const weft_server_opts_t *opts, weft_server_t **out);
-/* The port the server listens on; UV_EINVAL for NULL. */
+/* The same server on every loop of rt (NULL = the caller's runtime), in
+ * opts->balance's design. In a task on one of rt's loops, which owns the
+ * server (close it there). WEFT_EWRONGLOOP when the caller is not on a
+ * loop of rt, WEFT_ENOTASK outside a task, else as weft_tcp_serve (a
+ * failure on any loop closes what was started). */
+WEFT_WARN_UNUSED int weft_tcp_serve_rt(weft_runtime_t *rt, const char *host, int port,
+                                       weft_stream_handler_fn handler, void *arg,
+                                       const weft_server_opts_t *opts, weft_server_t **out);
+/* The port the server listens on; UV_EINVAL for NULL. Any thread. */
 int weft_server_port(const weft_server_t *srv);
-/* Live connections. */
+/* Live connections over all its loops (any thread; each loop's count is
+ * exact, the sum is not one instant's). */
 unsigned weft_server_connections(const weft_server_t *srv);
-/* Connections refused for max_connections so far. */
+/* Connections refused so far (max_connections, or arriving while closing). */
 uint64_t weft_server_refused(const weft_server_t *srv);
-/* Stop accepting, cancel every live connection's task and wait for each to
- * end, then close the listener; srv is released (freed after the
- * listener's close callback). In a task. 0, UV_EINVAL (NULL),
- * WEFT_ENOTASK (nothing is done). */
+
+/* Counters of a server on one loop; cumulative, but `live`. */
+typedef struct weft_server_loop_stats {
+    uint64_t accepted;      /* connections that got a handler task on this loop */
+    uint64_t refused;       /* closed at once by this loop (max_connections,
+                             * closing, no memory) */
+    uint64_t accept_errors; /* accept(2) failures of this loop's listener
+                             * (EMFILE, ENFILE...): each starts or lengthens a
+                             * pause */
+    uint64_t bytes_in;      /* read from this loop's connections */
+    uint64_t bytes_out;     /* written to them (taken by the kernel) */
+    unsigned live;          /* connections now (with the acceptor: handed to
+                             * this loop and not ended yet) */
+    unsigned loop_index;    /* the runtime loop (weft_loop_index), 0 on one loop */
+} weft_server_loop_stats_t;
+
+/* Fill out[i] for i < n with the counters of the server's i-th loop and
+ * return how many loops it has (n = 0 only counts). Any thread while srv
+ * is open; relaxed loads of counters each written by one loop. UV_EINVAL
+ * for NULL srv, or out NULL with n > 0. */
+int weft_server_stats(const weft_server_t *srv, size_t n, weft_server_loop_stats_t *out);
+
+/* Graceful stop: stop accepting (close the listeners; a connection that
+ * arrives from now on is refused), let the live connections end by
+ * themselves for up to grace_ms (0 = none, WEFT_FOREVER = as long as they
+ * take), then cancel those left and wait for each to end. srv is released
+ * (freed after the last connection; a handler's own connection ends when
+ * it returns). In a task on the loop that made srv; the calling task is
+ * not cancellable meanwhile (a cancel is delivered after). 0, UV_EINVAL
+ * (NULL, closed twice), WEFT_ENOTASK / WEFT_EWRONGLOOP (nothing is done). */
+int weft_server_close_timeout(weft_server_t *srv, uint64_t grace_ms);
+/* weft_server_close_timeout(srv, 0): cancel the live connections at once. */
 int weft_server_close(weft_server_t *srv);
+/* A close of srv has begun: a handler's hint to finish (e.g. answer the
+ * request in hand with "Connection: close"). Any thread. */
+bool weft_server_closing(const weft_server_t *srv);
 
 #ifdef __cplusplus
 }

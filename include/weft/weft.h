@@ -18,6 +18,11 @@
 #include "runtime.h"
 #include "metrics.h"
 #include "stream.h"
+#include "pipe.h"
+#include "process.h"
+#include "fs.h"
+#include "net.h"
+#include "signal.h"
 #include "actor.h"
 #include "supervisor.h"
 
